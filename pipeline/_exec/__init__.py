@@ -1,0 +1,32 @@
+"""Wrappers around external programs: one module per program, each with a ``probe()``.
+
+``run`` is the only place a child program is started, so its stderr is always logged and a
+missing program always becomes a ToolMissingError with the install hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Sequence
+
+from pipeline.errors import ToolMissingError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "Run scripts/setup.sh (as root) to install the system packages."
+
+
+def run(
+    args: Sequence[str], *, stdin: bytes | None = None, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout)
+    except FileNotFoundError as exc:
+        raise ToolMissingError(f"{args[0]} is not installed. {INSTALL_HINT}") from exc
+    for line in proc.stderr.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            log.debug("%s: %s", args[0], line)
+    if check and proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, args, proc.stdout, proc.stderr)
+    return proc

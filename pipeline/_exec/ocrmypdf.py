@@ -1,0 +1,91 @@
+"""OCRmyPDF: image PDF -> searchable PDF/A-2b, run in a child process.
+
+``ocrmypdf.ocr()`` is not thread-safe and installs plugins process-wide, so every call runs in
+a fresh ``python -m pipeline._exec.ocrmypdf`` child; its stderr goes to our log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+from pipeline._exec import run
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "pipeline._exec.ocrmypdf_plugin"
+
+
+@dataclass(frozen=True)
+class OcrJob:
+    input_pdf: str
+    output_pdf: str
+    sidecar: str
+    hocr_dir: str
+    languages: list[str]
+    jobs: int
+    red_dropout: bool
+    title: str
+    author: str
+    subject: str
+    keywords: str
+
+
+class OcrmypdfError(Exception):
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(f"OCRmyPDF exit code {exit_code}: {message}")
+        self.exit_code = exit_code
+
+
+def version() -> str:
+    import ocrmypdf
+
+    return ocrmypdf.__version__
+
+
+def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:
+    """Run OCRmyPDF on ``job.input_pdf``; raise OcrmypdfError unless it reports success."""
+    env_args = [sys.executable, "-m", "pipeline._exec.ocrmypdf", json.dumps(asdict(job))]
+    try:
+        proc = run(env_args, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OcrmypdfError(-1, f"timed out after {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+        raise OcrmypdfError(proc.returncode, " | ".join(tail))
+
+
+def _child(job: OcrJob) -> int:
+    import ocrmypdf
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    os.environ["DIGITIZE_HOCR_DIR"] = job.hocr_dir
+    os.environ["DIGITIZE_RED_DROPOUT"] = "1" if job.red_dropout else "0"
+    try:
+        code = ocrmypdf.ocr(
+            job.input_pdf,
+            job.output_pdf,
+            language=job.languages,
+            output_type="pdfa-2",
+            sidecar=job.sidecar,
+            jobs=job.jobs,
+            optimize=1,
+            title=job.title,
+            author=job.author,
+            subject=job.subject,
+            keywords=job.keywords,
+            plugins=[PLUGIN],
+            progress_bar=False,
+        )
+    except ocrmypdf.exceptions.ExitCodeException as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(_child(OcrJob(**json.loads(sys.argv[1]))))

@@ -1,0 +1,42 @@
+"""OCRmyPDF plugin loaded into our OCR child process.
+
+- OCR reads the red channel of colour pages, so a red seal or red ink over text does not hide it;
+  the page image placed in the PDF keeps its colours.
+- Tesseract's hOCR of each page is copied to ``DIGITIZE_HOCR_DIR`` so the parent can read the
+  word confidences without a second OCR pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from ocrmypdf import hookimpl
+from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
+from PIL import Image
+
+HOCR_DIR_ENV = "DIGITIZE_HOCR_DIR"
+RED_DROPOUT_ENV = "DIGITIZE_RED_DROPOUT"
+
+
+class ConfidenceKeepingTesseract(TesseractOcrEngine):
+    @staticmethod
+    def generate_hocr(input_file, output_hocr, output_text, options) -> None:  # noqa: ANN001
+        TesseractOcrEngine.generate_hocr(input_file, output_hocr, output_text, options)
+        target = os.environ.get(HOCR_DIR_ENV)
+        if target:
+            # output_hocr is named "<page:06d>_ocr_hocr.hocr" by OCRmyPDF's page context
+            shutil.copyfile(output_hocr, Path(target) / Path(output_hocr).name)
+
+
+@hookimpl
+def get_ocr_engine(options):  # noqa: ANN001, ANN201
+    return ConfidenceKeepingTesseract()
+
+
+@hookimpl
+def filter_ocr_image(page, image: Image.Image) -> Image.Image:  # noqa: ANN001
+    if os.environ.get(RED_DROPOUT_ENV) == "1" and image.mode in ("RGB", "RGBA"):
+        return image.getchannel("R")
+    return image

@@ -1,0 +1,107 @@
+"""Archive and quarantine: where verified PDFs, rejected records and finished batches go.
+
+Every file lands by temp file + rename in the target folder, so a crash never leaves half a file
+under a final name. Source scans are only moved (never changed) and only after the batch's
+outputs are written, verified and recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.ingest import MANIFEST, sha256_file
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def archive_path(archive_dir: Path, agency_code: str, year: int | None, record_id: str) -> Path:
+    return archive_dir / agency_code / (str(year) if year else "khong-ro-nam") / f"{_safe(record_id)}.pdf"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def archive_pdf(pdf: Path, target: Path) -> str:
+    """Place the verified PDF at its archive path; return its SHA-256 as stored."""
+    atomic_copy(pdf, target)
+    digest = sha256_file(target)
+    if digest != sha256_file(pdf):
+        target.unlink(missing_ok=True)
+        raise OSError(f"{target}: copy differs from {pdf}; storage may be failing")
+    return digest
+
+
+def quarantine_record(
+    quarantine_dir: Path, agency_code: str, batch_id: str, record_id: str, reason: str,
+    messages: list[str], batch_dir: Path, source_files: list[str], row: dict[str, Any],
+) -> Path:
+    """Write ``<record_id>.json`` (for machines) and ``<record_id>.txt`` (for people).
+
+    Copies of the record's source files go beside them so the archivist sees what was scanned;
+    the originals stay in the inbox until the record is fixed and archived.
+    """
+    folder = quarantine_dir / agency_code / batch_id
+    name = _safe(record_id)
+    info = {"record_id": record_id, "batch_id": batch_id, "agency_code": agency_code,
+            "reason": reason, "messages": messages, "manifest_row": row,
+            "source_files": source_files}
+    atomic_write_bytes(folder / f"{name}.json",
+                       json.dumps(info, ensure_ascii=False, indent=2).encode("utf-8"))
+    human = [f"Hồ sơ: {record_id}", f"Lô: {agency_code}/{batch_id}", f"Lý do: {reason}", "",
+             *messages, ""]
+    atomic_write_bytes(folder / f"{name}.txt", "\n".join(human).encode("utf-8"))
+    for file_name in source_files:
+        src = batch_dir / file_name
+        if src.is_file():
+            atomic_copy(src, folder / "files" / file_name)
+    return folder / f"{name}.json"
+
+
+def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | None:
+    """Move a fully archived batch out of the inbox to ``done/<agency>/<batch>``.
+
+    Folders outside the inbox (``digitize run`` on any path) are the user's and stay where they
+    are. The manifest moves last, so an interrupted move leaves a folder that still reads as a
+    batch and is finished by the next run.
+    """
+    try:
+        relative = batch_dir.resolve().relative_to(inbox_dir.resolve())
+    except ValueError:
+        return None
+    target = done_dir / relative
+    target.mkdir(parents=True, exist_ok=True)
+    entries = sorted(batch_dir.iterdir(), key=lambda p: p.name == MANIFEST)
+    for entry in entries:
+        os.replace(entry, target / entry.name)
+    batch_dir.rmdir()
+    return target

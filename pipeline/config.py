@@ -1,0 +1,107 @@
+"""Settings (environment / .env) and scanner profiles (YAML), validated at start."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class CleanupProfile(BaseModel):
+    orientation: bool = True
+    orientation_min_confidence: float = Field(2.0, ge=0)
+    deskew: bool = True
+    max_skew: float = Field(6.0, gt=0, le=45)
+    remove_dark_border: bool = True
+
+
+class OcrProfile(BaseModel):
+    red_dropout: bool = True
+    min_mean_confidence: float = Field(60, ge=0, le=100)
+
+
+class ScannerProfile(BaseModel):
+    name: str
+    description: str = ""
+    fallback_dpi: int = Field(300, ge=72, le=1200)
+    languages: list[str] = Field(default_factory=lambda: ["vie"], min_length=1)
+    settle_seconds: int = Field(120, ge=0)
+    cleanup: CleanupProfile = Field(default_factory=CleanupProfile)
+    ocr: OcrProfile = Field(default_factory=OcrProfile)
+
+
+class Settings(BaseSettings):
+    """``DIGITIZE_*`` environment variables (or a ``.env`` file in the working directory)."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGITIZE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    db_url: str | None = None
+    profile: str = "default"
+    profiles_dir: Path = PROJECT_DIR / "scanner_profiles"
+    phase_plan: Path = PROJECT_DIR / "schemas" / "phase_plan.yaml"
+    # OCRmyPDF worker processes per record; 0 means one per available core
+    ocr_jobs: int = Field(0, ge=0)
+
+    @property
+    def warehouse_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.data_dir / 'warehouse.sqlite').resolve()}"
+
+    @property
+    def jobs(self) -> int:
+        return self.ocr_jobs or len(os.sched_getaffinity(0))
+
+    def dir(self, name: str) -> Path:
+        """One of the DESIGN's data folders (inbox, archive, quarantine, done, reports, work)."""
+        return (self.data_dir / name).resolve()
+
+    @cached_property
+    def scanner_profile(self) -> ScannerProfile:
+        return load_profile(self.profiles_dir / f"{self.profile}.yaml")
+
+    @cached_property
+    def issued_range(self) -> tuple[dt.date, dt.date]:
+        """Earliest and latest plausible issue date: the union of the phase plan's ranges."""
+        try:
+            plan = yaml.safe_load(self.phase_plan.read_text(encoding="utf-8"))
+            ranges = [p["issued"] for p in plan["phases"]]
+            return min(r["start"] for r in ranges), max(r["end"] for r in ranges)
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Cannot read the phase plan {self.phase_plan}: {exc}. "
+                "Fix the file or point DIGITIZE_PHASE_PLAN to a valid one."
+            ) from exc
+
+
+def load_profile(path: Path) -> ScannerProfile:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return ScannerProfile.model_validate(raw)
+    except FileNotFoundError as exc:
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(
+            f"Scanner profile {path} does not exist. Set DIGITIZE_PROFILE to one of {available}."
+        ) from exc
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"Scanner profile {path} is invalid: {exc}") from exc
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with a clear message instead of a traceback."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid DIGITIZE_* setting: {exc}") from exc
+    settings.scanner_profile  # noqa: B018 - validate the profile at start, not mid-batch
+    return settings

@@ -1,0 +1,121 @@
+"""Plain data passed between stages (and through Airflow XCom as JSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class PageRef(BaseModel):
+    """One page of a record: a page of a source file in the batch folder."""
+
+    file: str
+    page_in_file: int = 1  # 1-based
+
+
+class ManifestRow(BaseModel):
+    """A manifest.csv row after header aliasing and NFC normalisation (values as written)."""
+
+    line: int  # line number in manifest.csv (the header is line 1), as the clerk sees it
+    record_id: str = ""
+    procedure_code: str = ""
+    result_number: str = ""
+    issued_on_raw: str = ""
+    issued_on: dt.date | None = None  # None when issued_on_raw is not a known date format
+    holder_name: str = ""
+    holder_id: str = ""
+    still_valid_raw: str = ""
+    still_valid: bool | None = None
+    files_raw: str = ""
+
+
+class Problem(BaseModel):
+    """A rule a manifest row breaks; any problem sends the record to quarantine."""
+
+    rule: str
+    field: str
+    message: str  # Vietnamese, for the archivist: row, field, what was found, what to do
+
+
+class SourceFile(BaseModel):
+    name: str
+    sha256: str
+    size: int
+    page_count: int
+    readable: bool = True
+    error: str = ""
+
+
+class RecordPlan(BaseModel):
+    row: ManifestRow
+    pages: list[PageRef] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+
+    @property
+    def record_id(self) -> str:
+        return self.row.record_id or f"dong-{self.row.line}"
+
+
+class BatchPlan(BaseModel):
+    agency_code: str
+    batch_id: str
+    batch_dir: Path
+    manifest_sha256: str
+    files: dict[str, SourceFile]
+    records: list[RecordPlan]
+
+
+class RecordStatus(StrEnum):
+    archived = "archived"
+    quarantined = "quarantined"
+
+
+class PageResult(BaseModel):
+    page_no: int  # 1-based within the record
+    file: str
+    page_in_file: int
+    source_sha256: str
+    width: int
+    height: int
+    dpi: int
+    rotation: int  # degrees turned clockwise to make the page upright
+    skew: float  # degrees of skew found and removed
+    confidence: float | None = None  # mean Tesseract word confidence, 0-100
+
+
+class RecordResult(BaseModel):
+    record_id: str
+    line: int
+    status: RecordStatus
+    pdf_path: str | None = None
+    pdf_sha256: str | None = None
+    page_count: int = 0
+    pages: list[PageResult] = Field(default_factory=list)
+    mean_confidence: float | None = None
+    reason: str | None = None
+    errors: list[str] = Field(default_factory=list)
+    already_archived: bool = False
+
+
+class BatchOutcome(BaseModel):
+    archived: int
+    not_archived: int
+    moved_to: str | None = None
+
+
+class BatchSummary(BaseModel):
+    agency_code: str
+    batch_id: str
+    records: list[RecordResult]
+    moved_to: str | None = None
+
+    @property
+    def archived(self) -> int:
+        return sum(r.status is RecordStatus.archived for r in self.records)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(r.status is RecordStatus.quarantined for r in self.records)

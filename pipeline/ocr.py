@@ -1,0 +1,132 @@
+"""OCR: cleaned page images of one record -> one searchable PDF/A-2b with the record in XMP."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import img2pdf
+import numpy as np
+import pikepdf
+from PIL import Image
+
+from pipeline._exec import ocrmypdf as ocrmypdf_exec
+from pipeline.config import ScannerProfile
+from pipeline.errors import OcrFailedError, PdfaCheckError
+from pipeline.models import ManifestRow
+
+_WORD_CONF = re.compile(r"class=['\"]ocrx_word['\"][^>]*title=['\"][^'\"]*x_wconf (\d+)")
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class OcrOutput:
+    pdf: Path
+    text: str  # plain text of all pages, pages separated by form feeds
+    page_confidences: list[float | None]
+
+
+def is_colour(image: np.ndarray, threshold: float = 0.002) -> bool:
+    """True when enough pixels carry real colour (a seal, a signature) to keep the page in colour."""
+    if image.ndim != 3:
+        return False
+    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2)
+    return float((spread > 60).mean()) > threshold
+
+
+def write_page_image(image: np.ndarray, dpi: int, path: Path) -> Path:
+    """The image that the archived PDF shows for this page (colour only where needed)."""
+    pil = Image.fromarray(image)
+    if not is_colour(image):
+        pil = pil.convert("L")
+    pil.save(path, "JPEG", quality=JPEG_QUALITY, dpi=(dpi, dpi))
+    return path
+
+
+def page_confidences(hocr_dir: Path, page_count: int) -> list[float | None]:
+    out: list[float | None] = []
+    for n in range(1, page_count + 1):
+        hocr = hocr_dir / f"{n:06d}_ocr_hocr.hocr"
+        if not hocr.exists():
+            out.append(None)
+            continue
+        confs = [int(c) for c in _WORD_CONF.findall(hocr.read_text(encoding="utf-8"))]
+        out.append(round(sum(confs) / len(confs), 1) if confs else None)
+    return out
+
+
+def _metadata(row: ManifestRow, agency_code: str) -> dict[str, str]:
+    issued = row.issued_on.isoformat() if row.issued_on else row.issued_on_raw
+    return {
+        "title": f"{row.result_number or row.record_id} - {row.procedure_code}",
+        "author": agency_code,
+        "subject": f"Kết quả giải quyết TTHC {row.procedure_code}, hồ sơ {row.record_id}, "
+                   f"ngày ban hành {issued}",
+        "keywords": f"{row.record_id}, {row.procedure_code}, {row.result_number}, {issued}",
+    }
+
+
+def add_record_xmp(pdf_path: Path, row: ManifestRow, agency_code: str, batch_id: str) -> None:
+    """Dublin Core fields are predefined in XMP, so PDF/A needs no extension schema for them."""
+    with pikepdf.open(pdf_path, allow_overwriting_input=True) as pdf:
+        with pdf.open_metadata() as meta:
+            meta["dc:identifier"] = row.record_id
+            meta["dc:source"] = f"{agency_code}/{batch_id}"
+            meta["dc:type"] = {"Kết quả giải quyết thủ tục hành chính"}
+            if row.issued_on:
+                meta["dc:date"] = [row.issued_on.isoformat()]
+            meta["dc:language"] = ["vi"]
+        pdf.save(pdf_path)
+
+
+def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
+    """The archived file must be PDF/A-2B with an output intent and every page present."""
+    try:
+        with pikepdf.open(pdf_path) as pdf:
+            meta = pdf.open_metadata()
+            part, conformance = meta.get("pdfaid:part"), meta.get("pdfaid:conformance")
+            intents = pdf.Root.get("/OutputIntents")
+            pages = len(pdf.pages)
+            identifier = meta.get("dc:identifier")
+    except pikepdf.PdfError as exc:
+        raise PdfaCheckError(record_id, f"Hồ sơ {record_id}: tệp PDF/A tạo ra bị hỏng ({exc}). "
+                             "Xóa tệp tạm rồi Clear để chạy lại.") from exc
+    problems = []
+    if (part, conformance) != ("2", "B"):
+        problems.append(f"pdfaid {part}/{conformance} thay vì 2/B")
+    if not intents:
+        problems.append("thiếu OutputIntent")
+    if pages != expected_pages:
+        problems.append(f"{pages} trang thay vì {expected_pages}")
+    if identifier != record_id:
+        problems.append("thiếu mã hồ sơ trong XMP")
+    if problems:
+        raise PdfaCheckError(record_id, f"Hồ sơ {record_id}: tệp PDF không đạt PDF/A-2b "
+                             f"({'; '.join(problems)}). Báo cho quản trị hệ thống.")
+
+
+def ocr_record(
+    page_images: list[Path], out_pdf: Path, row: ManifestRow, agency_code: str, batch_id: str,
+    profile: ScannerProfile, jobs: int, work_dir: Path,
+) -> OcrOutput:
+    """Combine the cleaned pages, OCR them in Vietnamese, write and verify the PDF/A-2b."""
+    image_pdf = work_dir / "pages.pdf"
+    image_pdf.write_bytes(img2pdf.convert([str(p) for p in page_images]))
+    hocr_dir = work_dir / "hocr"
+    hocr_dir.mkdir(exist_ok=True)
+    sidecar = work_dir / "text.txt"
+    job = ocrmypdf_exec.OcrJob(
+        input_pdf=str(image_pdf), output_pdf=str(out_pdf), sidecar=str(sidecar),
+        hocr_dir=str(hocr_dir), languages=profile.languages, jobs=jobs,
+        red_dropout=profile.ocr.red_dropout, **_metadata(row, agency_code),
+    )
+    try:
+        ocrmypdf_exec.make_pdfa(job)
+    except ocrmypdf_exec.OcrmypdfError as exc:
+        raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} (dòng {row.line}): OCR không "
+                             f"thành công ({exc}). Kiểm tra ảnh quét rồi Clear để chạy lại.") from exc
+    add_record_xmp(out_pdf, row, agency_code, batch_id)
+    verify_pdfa(out_pdf, row.record_id, len(page_images))
+    text = sidecar.read_text(encoding="utf-8") if sidecar.exists() else ""
+    return OcrOutput(out_pdf, text, page_confidences(hocr_dir, len(page_images)))

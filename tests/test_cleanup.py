@@ -1,0 +1,75 @@
+"""Cleanup on generated pages with real Tesseract OSD and OpenCV."""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline import cleanup, samples
+from pipeline.config import CleanupProfile
+
+LINES = [
+    "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",
+    "Độc lập - Tự do - Hạnh phúc",
+    "QUYẾT ĐỊNH",
+    "Về việc cấp giấy chứng nhận đăng ký hộ kinh doanh cho ông Nguyễn Văn Thưởng,",
+    "địa chỉ thường trú tại thôn Đông, xã Uy Nỗ, huyện Đông Anh, thành phố Hà Nội.",
+    "Điều 1. Cấp giấy chứng nhận đăng ký hộ kinh doanh với ngành nghề buôn bán",
+    "hàng tạp hóa, vốn kinh doanh một trăm năm mươi triệu đồng, kể từ ngày ký.",
+    "Điều 2. Chánh Văn phòng Ủy ban nhân dân huyện, Trưởng phòng Tài chính - Kế hoạch",
+    "và ông Nguyễn Văn Thưởng chịu trách nhiệm thi hành Quyết định này.",
+] * 3
+
+
+@pytest.fixture(scope="module")
+def upright() -> np.ndarray:
+    page = samples.render_page(LINES, dpi=200, style="serif", rng=random.Random(3))
+    return np.asarray(page.convert("RGB"))
+
+
+def _skewed(image: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), borderValue=(255, 255, 255))
+
+
+@pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
+def test_each_rotation_is_corrected(upright: np.ndarray, turned_cw: int) -> None:
+    scanned = np.rot90(upright, k=-turned_cw // 90)
+    result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False))
+    assert result.rotation == (360 - turned_cw) % 360
+    assert result.image.shape == upright.shape
+    assert np.array_equal(result.image, upright)
+
+
+@pytest.mark.parametrize("skew", [-4.3, -1.2, 0.6, 2.5])
+def test_known_skew_is_found_within_a_third_of_a_degree(upright: np.ndarray, skew: float) -> None:
+    found = cleanup.detect_skew(cleanup.to_gray(_skewed(upright, skew)), 200, max_skew=6)
+    assert abs(found - skew) < 0.3
+
+
+def test_deskewed_page_is_level_again(upright: np.ndarray) -> None:
+    result = cleanup.clean_page(_skewed(upright, 3.0), 200, CleanupProfile(orientation=False))
+    assert abs(result.skew - 3.0) < 0.3
+    residual = cleanup.detect_skew(cleanup.to_gray(result.image), 200, max_skew=6)
+    assert abs(residual) < 0.3
+
+
+def test_dark_scanner_border_is_whitened(upright: np.ndarray) -> None:
+    scanned = upright.copy()
+    scanned[:, :40] = 20
+    scanned[-25:, :] = 35
+    cleaned, found = cleanup.remove_dark_border(scanned)
+    assert found
+    assert cleaned[:, :40].min() == 255 and cleaned[-25:, :].min() == 255
+    # the text itself is untouched
+    assert np.array_equal(cleaned[100:-100, 100:-100], upright[100:-100, 100:-100])
+
+
+def test_blank_page_reads_upright_and_level() -> None:
+    blank = np.full((2339, 1654, 3), 255, np.uint8)
+    result = cleanup.clean_page(blank, 200, CleanupProfile())
+    assert (result.rotation, result.skew) == (0, 0.0)
