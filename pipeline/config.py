@@ -22,10 +22,11 @@ class CleanupProfile(BaseModel):
     deskew: bool = True
     max_skew: float = Field(6.0, gt=0, le=45)
     remove_dark_border: bool = True
+    despeckle: bool = True
 
 
 class OcrProfile(BaseModel):
-    red_dropout: bool = True
+    colour_dropout: bool = True
     min_mean_confidence: float = Field(60, ge=0, le=100)
 
 

@@ -119,7 +119,7 @@ def ocr_record(
     job = ocrmypdf_exec.OcrJob(
         input_pdf=str(image_pdf), output_pdf=str(out_pdf), sidecar=str(sidecar),
         hocr_dir=str(hocr_dir), languages=profile.languages, jobs=jobs,
-        red_dropout=profile.ocr.red_dropout, **_metadata(row, agency_code),
+        colour_dropout=profile.ocr.colour_dropout, **_metadata(row, agency_code),
     )
     try:
         ocrmypdf_exec.make_pdfa(job)

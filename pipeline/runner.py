@@ -217,19 +217,25 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
     ), output.text
 
 
-def _load_archived(conn: Connection, task: RecordTask, result: RecordResult,
-                   text: str) -> None:
+def _record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
+    """The warehouse row of a record: the manifest's fields plus this run's outcome."""
     row = task.record.row
-    warehouse.upsert(conn, warehouse.records, [{
-        "agency_code": task.agency_code, "record_id": result.record_id, "batch_pk": task.batch_pk,
-        "manifest_line": row.line, "procedure_code": row.procedure_code or None,
-        "result_number": row.result_number or None, "issued_on": row.issued_on,
-        "holder_name": row.holder_name or None, "holder_id": row.holder_id or None,
-        "still_valid": row.still_valid, "status": result.status.value, "reason": None,
-        "pdf_path": result.pdf_path, "pdf_sha256": result.pdf_sha256,
-        "page_count": result.page_count, "mean_confidence": result.mean_confidence, "text": text,
-        "updated_at": warehouse.now(),
-    }], ("agency_code", "record_id"))
+    return {
+        "agency_code": task.agency_code, "record_id": task.record.record_id,
+        "batch_pk": task.batch_pk, "manifest_line": row.line,
+        "procedure_code": row.procedure_code or None, "result_number": row.result_number or None,
+        "issued_on": row.issued_on, "holder_name": row.holder_name or None,
+        "holder_id": row.holder_id or None, "still_valid": row.still_valid,
+        "updated_at": warehouse.now(), **outcome,
+    }
+
+
+def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
+    warehouse.upsert(conn, warehouse.records, [_record_row(
+        task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
+        pdf_sha256=result.pdf_sha256, page_count=result.page_count,
+        mean_confidence=result.mean_confidence, text=text,
+    )], ("agency_code", "record_id"))
     record_pk = warehouse.pk_of(conn, warehouse.records, agency_code=task.agency_code,
                                 record_id=result.record_id)
     conn.execute(warehouse.pages.delete().where(warehouse.pages.c.record_pk == record_pk))
@@ -241,22 +247,15 @@ def _load_archived(conn: Connection, task: RecordTask, result: RecordResult,
 
 
 def _load_quarantined(conn: Connection, task: RecordTask, error: RecordError) -> None:
-    row = task.record.row
     r = warehouse.records
     status = conn.execute(select(r.c.status).where(
         r.c.agency_code == task.agency_code, r.c.record_id == task.record.record_id)).scalar()
     if status == RecordStatus.archived:
         return  # never let a rejected duplicate overwrite the record that is archived
-    warehouse.upsert(conn, r, [{
-        "agency_code": task.agency_code, "record_id": task.record.record_id,
-        "batch_pk": task.batch_pk, "manifest_line": row.line,
-        "procedure_code": row.procedure_code or None, "result_number": row.result_number or None,
-        "issued_on": row.issued_on, "holder_name": row.holder_name or None,
-        "holder_id": row.holder_id or None, "still_valid": row.still_valid,
-        "status": RecordStatus.quarantined.value, "reason": error.reason, "pdf_path": None,
-        "pdf_sha256": None, "page_count": len(task.record.pages), "mean_confidence": None,
-        "text": None, "updated_at": warehouse.now(),
-    }], ("agency_code", "record_id"))
+    warehouse.upsert(conn, r, [_record_row(
+        task, status=RecordStatus.quarantined.value, reason=error.reason, pdf_path=None,
+        pdf_sha256=None, page_count=len(task.record.pages), mean_confidence=None, text=None,
+    )], ("agency_code", "record_id"))
 
 
 def _event(conn: Connection, task: RecordTask, stage: str, outcome: str, detail: str,

@@ -31,7 +31,8 @@ def digitize(data_dir: Path, db_url: str | None, *args: str) -> subprocess.Compl
 
 
 def pdf_text(pdf: Path) -> str:
-    return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+    """The PDF's text layer in its own order (-raw): the order OCR read the page in."""
+    return subprocess.run(["pdftotext", "-raw", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
 
 

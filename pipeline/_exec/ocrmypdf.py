@@ -28,7 +28,7 @@ class OcrJob:
     hocr_dir: str
     languages: list[str]
     jobs: int
-    red_dropout: bool
+    colour_dropout: bool
     title: str
     author: str
     subject: str
@@ -62,9 +62,11 @@ def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:
 def _child(job: OcrJob) -> int:
     import ocrmypdf
 
+    from pipeline._exec.ocrmypdf_plugin import COLOUR_DROPOUT_ENV, HOCR_DIR_ENV
+
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    os.environ["DIGITIZE_HOCR_DIR"] = job.hocr_dir
-    os.environ["DIGITIZE_RED_DROPOUT"] = "1" if job.red_dropout else "0"
+    os.environ[HOCR_DIR_ENV] = job.hocr_dir
+    os.environ[COLOUR_DROPOUT_ENV] = "1" if job.colour_dropout else "0"
     try:
         code = ocrmypdf.ocr(
             job.input_pdf,

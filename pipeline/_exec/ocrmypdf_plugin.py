@@ -1,7 +1,7 @@
 """OCRmyPDF plugin loaded into our OCR child process.
 
-- OCR reads the red channel of colour pages, so a red seal or red ink over text does not hide it;
-  the page image placed in the PDF keeps its colours.
+- OCR reads the lightest channel of each pixel of a colour page: black print stays black while
+  a red seal or a blue signature over it turns light; the page image in the PDF keeps its colours.
 - Tesseract's hOCR of each page is copied to ``DIGITIZE_HOCR_DIR`` so the parent can read the
   word confidences without a second OCR pass.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
-from PIL import Image
+from PIL import Image, ImageChops
 
 HOCR_DIR_ENV = "DIGITIZE_HOCR_DIR"
-RED_DROPOUT_ENV = "DIGITIZE_RED_DROPOUT"
+COLOUR_DROPOUT_ENV = "DIGITIZE_COLOUR_DROPOUT"
 
 
 class ConfidenceKeepingTesseract(TesseractOcrEngine):
@@ -37,6 +37,7 @@ def get_ocr_engine(options):  # noqa: ANN001, ANN201
 
 @hookimpl
 def filter_ocr_image(page, image: Image.Image) -> Image.Image:  # noqa: ANN001
-    if os.environ.get(RED_DROPOUT_ENV) == "1" and image.mode in ("RGB", "RGBA"):
-        return image.getchannel("R")
+    if os.environ.get(COLOUR_DROPOUT_ENV) == "1" and image.mode in ("RGB", "RGBA"):
+        r, g, b = image.convert("RGB").split()
+        return ImageChops.lighter(ImageChops.lighter(r, g), b)
     return image
