@@ -83,17 +83,20 @@ def despeckle(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
     tiny = areas <= max(4, int((dpi / 100) ** 2 * 6))
     if not tiny.any():
         return image, 0
-    lookup = np.zeros(count, np.uint8)
-    lookup[1:][~tiny] = 255
-    reach = max(3, dpi // 12)  # about 2 mm: more than a diacritic's gap to its letter
-    near_text = cv2.dilate(lookup[labels], cv2.getStructuringElement(
-        cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1)))
-    lookup[:] = 0
-    lookup[1:][tiny] = 1
-    specks = (lookup[labels] == 1) & (near_text == 0)
+    big = np.zeros(count, np.uint8)
+    big[1:][~tiny] = 255
+    reach = max(3, dpi // 12)  # about 2 mm: more than a diacritic's or a hyphen's gap to text
+    near_text = cv2.dilate(big[labels], cv2.getStructuringElement(
+        cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
+    is_tiny = np.zeros(count, bool)
+    is_tiny[1:] = tiny
+    # a blob is kept whole when any of its pixels is near text, never trimmed
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[near_text & is_tiny[labels]])] = True
+    specks = is_tiny & ~keep
     out = image.copy()
-    out[specks] = 255
-    removed = int(len(np.unique(labels[specks])))
+    out[specks[labels]] = 255
+    removed = int(specks.sum())
     return out, removed
 
 

@@ -39,7 +39,7 @@ def _skewed(image: np.ndarray, degrees: float) -> np.ndarray:
 @pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
 def test_each_rotation_is_corrected(upright: np.ndarray, turned_cw: int) -> None:
     scanned = np.rot90(upright, k=-turned_cw // 90)
-    result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False))
+    result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False, despeckle=False))
     assert result.rotation == (360 - turned_cw) % 360
     assert result.image.shape == upright.shape
     assert np.array_equal(result.image, upright)
@@ -73,3 +73,17 @@ def test_blank_page_reads_upright_and_level() -> None:
     blank = np.full((2339, 1654, 3), 255, np.uint8)
     result = cleanup.clean_page(blank, 200, CleanupProfile())
     assert (result.rotation, result.skew) == (0, 0.0)
+
+
+def test_despeckle_removes_dust_and_keeps_every_diacritic(upright: np.ndarray) -> None:
+    rng = np.random.default_rng(7)
+    dusty = upright.copy()
+    ys, xs = rng.integers(50, upright.shape[0] - 50, 300), rng.integers(50, upright.shape[1] - 50, 300)
+    ink = cleanup.to_gray(upright) < 128
+    clear = [(y, x) for y, x in zip(ys, xs, strict=True) if not ink[y - 20:y + 20, x - 20:x + 20].any()]
+    for y, x in clear:
+        dusty[y:y + 2, x:x + 2] = 0
+    cleaned, removed = cleanup.despeckle(dusty, 200)
+    assert removed == len(clear) > 50
+    # the page's own ink, dots and tone marks included, is exactly what it was
+    assert np.array_equal(cleaned, upright)
