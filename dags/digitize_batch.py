@@ -59,7 +59,8 @@ def digitize_batch() -> None:
 
         work = runner.RecordTask.model_validate(record_task)
         get_current_context()["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
-        result = runner.process_record(load_settings(), work)
+        # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded.
+        result = runner.process_record(load_settings(ocr_jobs=1), work)
         if result.status != "archived":
             # A data problem: retrying cannot help, the archivist must fix the row first.
             raise AirflowFailException(

@@ -69,6 +69,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from pipeline import runner
 
     started = time.monotonic()
+    if args.jobs:
+        settings = settings.model_copy(update={"ocr_jobs": args.jobs})
     with Progress(disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
         job = bar.add_task("Số hóa", total=None)
         summary = runner.run_batch(
@@ -193,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-id", help="batch id (default: the folder's name)")
     run.add_argument("--json", action="store_true",
                      help="print one JSON object per record instead of the table")
+    run.add_argument("--jobs", type=int, metavar="N",
+                     help="records processed in parallel (default: DIGITIZE_OCR_JOBS or the "
+                          "number of cores available)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate a sample batch and run it through Airflow",
@@ -233,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO if not getattr(args, "json", False)
         else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # third-party INFO chatter (schema migration steps, PDF library bridges) hides our progress
+    for noisy in ("alembic", "pikepdf", "great_expectations", "img2pdf"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
         return int(args.func(args, settings))

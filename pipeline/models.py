@@ -83,6 +83,7 @@ class PageResult(BaseModel):
     dpi: int
     rotation: int  # degrees turned clockwise to make the page upright
     skew: float  # degrees of skew found and removed
+    encoding: str = ""  # how the archived image is stored: bitonal / gray / mixed
     confidence: float | None = None  # mean Tesseract word confidence, 0-100
 
 

@@ -6,10 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import img2pdf
-import numpy as np
 import pikepdf
-from PIL import Image
 
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline.config import ScannerProfile
@@ -17,7 +14,6 @@ from pipeline.errors import OcrFailedError, PdfaCheckError
 from pipeline.models import ManifestRow
 
 _WORD_CONF = re.compile(r"class=['\"]ocrx_word['\"][^>]*title=['\"][^'\"]*x_wconf (\d+)")
-JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -25,23 +21,6 @@ class OcrOutput:
     pdf: Path
     text: str  # plain text of all pages, pages separated by form feeds
     page_confidences: list[float | None]
-
-
-def is_colour(image: np.ndarray, threshold: float = 0.002) -> bool:
-    """True when enough pixels carry real colour (a seal, a signature) to keep the page in colour."""
-    if image.ndim != 3:
-        return False
-    spread = image.max(axis=2).astype(np.int16) - image.min(axis=2)
-    return float((spread > 60).mean()) > threshold
-
-
-def write_page_image(image: np.ndarray, dpi: int, path: Path) -> Path:
-    """The image that the archived PDF shows for this page (colour only where needed)."""
-    pil = Image.fromarray(image)
-    if not is_colour(image):
-        pil = pil.convert("L")
-    pil.save(path, "JPEG", quality=JPEG_QUALITY, dpi=(dpi, dpi))
-    return path
 
 
 def page_confidences(hocr_dir: Path, page_count: int) -> list[float | None]:
@@ -107,12 +86,10 @@ def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
 
 
 def ocr_record(
-    page_images: list[Path], out_pdf: Path, row: ManifestRow, agency_code: str, batch_id: str,
-    profile: ScannerProfile, jobs: int, work_dir: Path,
+    image_pdf: Path, page_count: int, out_pdf: Path, row: ManifestRow, agency_code: str,
+    batch_id: str, profile: ScannerProfile, jobs: int, work_dir: Path,
 ) -> OcrOutput:
-    """Combine the cleaned pages, OCR them in Vietnamese, write and verify the PDF/A-2b."""
-    image_pdf = work_dir / "pages.pdf"
-    image_pdf.write_bytes(img2pdf.convert([str(p) for p in page_images]))
+    """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b."""
     hocr_dir = work_dir / "hocr"
     hocr_dir.mkdir(exist_ok=True)
     sidecar = work_dir / "text.txt"
@@ -127,6 +104,6 @@ def ocr_record(
         raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} (dòng {row.line}): OCR không "
                              f"thành công ({exc}). Kiểm tra ảnh quét rồi Clear để chạy lại.") from exc
     add_record_xmp(out_pdf, row, agency_code, batch_id)
-    verify_pdfa(out_pdf, row.record_id, len(page_images))
+    verify_pdfa(out_pdf, row.record_id, page_count)
     text = sidecar.read_text(encoding="utf-8") if sidecar.exists() else ""
-    return OcrOutput(out_pdf, text, page_confidences(hocr_dir, len(page_images)))
+    return OcrOutput(out_pdf, text, page_confidences(hocr_dir, page_count))

@@ -8,14 +8,16 @@ re-run: records already archived from the same scans are recognised and left alo
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, select, update
 
-from pipeline import archive, cleanup, ocr, pages, progress, warehouse
+from pipeline import archive, cleanup, compose, ocr, pages, progress, warehouse
 from pipeline import validate as validation
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import tesseract
@@ -89,9 +91,9 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
                    batch_id: str | None = None) -> tuple[BatchPlan, int]:
     """Read, fingerprint and validate the batch; record it in the warehouse. Returns plan and key."""
     check_tools(settings)
+    plan = plan_batch(batch_dir, agency_code, batch_id)
     url = settings.warehouse_url
     warehouse.migrate(url)
-    plan = plan_batch(batch_dir, agency_code, batch_id)
     for line, problems in validation.validate_manifest(
         [r.row for r in plan.records], settings.issued_range
     ).items():
@@ -187,7 +189,8 @@ def _raise_first_problem(task: RecordTask) -> None:
 def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[RecordResult, str]:
     rec, profile = task.record, settings.scanner_profile
     batch_dir = Path(task.batch_dir)
-    images, page_results = [], []
+    parts: list[Path] = []
+    page_results: list[PageResult] = []
     for n, ref in enumerate(rec.pages, start=1):
         try:
             image, dpi = pages.load_page(batch_dir / ref.file, ref.page_in_file, profile.fallback_dpi)
@@ -196,16 +199,19 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
                 f"Dòng {rec.row.line} của manifest.csv: không đọc được trang {ref.page_in_file} "
                 f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
         cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
-        images.append(ocr.write_page_image(cleaned.image, dpi, work / f"page-{n:04d}.jpg"))
+        part = work / f"page-{n:04d}.pdf"
+        kind = compose.page_pdf(cleaned.image, dpi, part)
+        parts.append(part)
         h, w = cleaned.image.shape[:2]
         page_results.append(PageResult(
             page_no=n, file=ref.file, page_in_file=ref.page_in_file,
             source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
-            rotation=cleaned.rotation, skew=cleaned.skew))
+            rotation=cleaned.rotation, skew=cleaned.skew, encoding=kind.value))
     year = rec.row.issued_on.year if rec.row.issued_on else None
     target = archive.archive_path(settings.dir("archive"), task.agency_code, year, rec.record_id)
-    output = ocr.ocr_record(images, work / "record.pdf", rec.row, task.agency_code, task.batch_id,
-                            profile, settings.jobs, work)
+    image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
+    output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row, task.agency_code,
+                            task.batch_id, profile, settings.jobs, work)
     for page, conf in zip(page_results, output.page_confidences, strict=True):
         page.confidence = conf
     known = [c for c in output.page_confidences if c is not None]
@@ -243,6 +249,7 @@ def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, tex
         "record_pk": record_pk, "page_no": p.page_no, "file_sha256": p.source_sha256,
         "page_in_file": p.page_in_file, "width": p.width, "height": p.height, "dpi": p.dpi,
         "rotation": p.rotation, "skew": p.skew, "confidence": p.confidence,
+        "encoding": p.encoding,
     } for p in result.pages], ("record_pk", "page_no"))
 
 
@@ -357,16 +364,35 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
               batch_id: str | None = None,
               on_start: Callable[[int], None] | None = None,
               on_record: Callable[[RecordResult], None] | None = None) -> BatchSummary:
+    """The whole batch, records in parallel over ``settings.jobs`` worker processes.
+
+    One record per worker with single-threaded Tesseract keeps both cores busy through the
+    whole record (cleanup and PDF assembly included), where OCRmyPDF's own page parallelism
+    idles on one-page records.
+    """
     plan, batch_pk = register_batch(settings, batch_dir, agency_code, batch_id)
     tasks = record_tasks(plan, batch_pk)
     if on_start:
         on_start(len(tasks))
-    results = []
-    for task in tasks:
-        result = process_record(settings, task)
-        results.append(result)
-        if on_record:
-            on_record(result)
+    results: list[RecordResult] = []
+    workers = min(settings.jobs, len(tasks))
+    if workers > 1:
+        worker_settings = settings.model_copy(update={"ocr_jobs": 1})
+        with ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=ocrmypdf_exec.become_worker,
+            initargs=(logging.getLogger().getEffectiveLevel(), True),
+        ) as pool:
+            futures = [pool.submit(process_record, worker_settings, t) for t in tasks]
+            for future in as_completed(futures):
+                if on_record:
+                    on_record(future.result())
+            results = [f.result() for f in futures]
+    else:
+        for task in tasks:
+            results.append(process_record(settings, task))
+            if on_record:
+                on_record(results[-1])
     outcome = finalize_batch(settings, plan.batch_dir, plan.agency_code, plan.batch_id, batch_pk,
                              [t.record.record_id for t in tasks])
     return BatchSummary(agency_code=plan.agency_code, batch_id=plan.batch_id, records=results,

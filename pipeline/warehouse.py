@@ -124,6 +124,7 @@ pages = Table(
     Column("rotation", Integer, nullable=False),
     Column("skew", Float, nullable=False),
     Column("confidence", Float),
+    Column("encoding", String(16)),
     UniqueConstraint("record_pk", "page_no", name="uq_pages_record_page"),
 )
 

@@ -1,7 +1,9 @@
-"""OCRmyPDF: image PDF -> searchable PDF/A-2b, run in a child process.
+"""OCRmyPDF: image PDF -> searchable PDF/A-2b, always in a process of its own.
 
-``ocrmypdf.ocr()`` is not thread-safe and installs plugins process-wide, so every call runs in
-a fresh ``python -m pipeline._exec.ocrmypdf`` child; its stderr goes to our log.
+``ocrmypdf.ocr()`` is not thread-safe and installs plugins process-wide. A process that a pool
+made an OCR worker (``become_worker``: one record at a time, nothing else running) calls it
+directly and saves the interpreter start; anywhere else each call runs in a fresh
+``python -m pipeline._exec.ocrmypdf`` child whose stderr goes to our log.
 """
 
 from __future__ import annotations
@@ -47,8 +49,30 @@ def version() -> str:
     return ocrmypdf.__version__
 
 
+_in_worker = False
+
+
+def become_worker(log_level: int, single_threaded: bool) -> None:
+    """Process-pool initializer: this process now runs OCR jobs one at a time, in itself.
+
+    With one worker per core, Tesseract's own OpenMP threads only compete with the other
+    workers, so they are turned off.
+    """
+    global _in_worker
+    _in_worker = True
+    if single_threaded:
+        os.environ["OMP_THREAD_LIMIT"] = "1"
+    logging.basicConfig(level=log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+
+
 def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:
     """Run OCRmyPDF on ``job.input_pdf``; raise OcrmypdfError unless it reports success."""
+    if _in_worker:
+        code, message = _ocr(job)
+        if code != 0:
+            raise OcrmypdfError(code, message)
+        return
     env_args = [sys.executable, "-m", "pipeline._exec.ocrmypdf", json.dumps(asdict(job))]
     try:
         proc = run(env_args, timeout=timeout, check=False)
@@ -59,12 +83,12 @@ def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:
         raise OcrmypdfError(proc.returncode, " | ".join(tail))
 
 
-def _child(job: OcrJob) -> int:
+def _ocr(job: OcrJob) -> tuple[int, str]:
+    """OCRmyPDF's exit code and, on failure, its message."""
     import ocrmypdf
 
     from pipeline._exec.ocrmypdf_plugin import COLOUR_DROPOUT_ENV, HOCR_DIR_ENV
 
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     os.environ[HOCR_DIR_ENV] = job.hocr_dir
     os.environ[COLOUR_DROPOUT_ENV] = "1" if job.colour_dropout else "0"
     try:
@@ -84,10 +108,13 @@ def _child(job: OcrJob) -> int:
             progress_bar=False,
         )
     except ocrmypdf.exceptions.ExitCodeException as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
-    return int(code)
+        return int(exc.exit_code), f"{type(exc).__name__}: {exc}"
+    return int(code), "" if code == 0 else f"exit code {int(code)}"
 
 
 if __name__ == "__main__":
-    sys.exit(_child(OcrJob(**json.loads(sys.argv[1]))))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    exit_code, failure = _ocr(OcrJob(**json.loads(sys.argv[1])))
+    if failure:
+        print(failure, file=sys.stderr)
+    sys.exit(exit_code)

@@ -1,0 +1,98 @@
+"""Archival page encodings: choice per page, size, colour kept, and PDF/A + OCR on each kind."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pikepdf
+import pytest
+
+from pipeline import compose, ocr, samples
+from pipeline.config import load_settings
+from pipeline.models import ManifestRow
+from pipeline.quality import cer
+
+
+def _page(seal: bool, style: str = "serif", seed: int = 2) -> tuple[np.ndarray, str]:
+    (lines,) = samples.record_page_lines(seed=seed, style=style, n_pages=1)
+    image = samples.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
+    return np.asarray(image.convert("RGB")), samples.page_text(lines)
+
+
+def _photo_page() -> np.ndarray:
+    """A page that is mostly a grey photograph (smooth tones everywhere)."""
+    y, x = np.mgrid[0:3508, 0:2480]
+    tones = (128 + 90 * np.sin(x / 150) * np.cos(y / 210)).astype(np.uint8)
+    return np.repeat(tones[..., None], 3, axis=2)
+
+
+def _render(pdf: Path, dpi: int = 100) -> np.ndarray:
+    out = pdf.with_suffix("")
+    subprocess.run(["pdftoppm", "-r", str(dpi), "-png", "-singlefile", str(pdf), str(out)],
+                   check=True)
+    return cv2.cvtColor(cv2.imread(f"{out}.png"), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def pages() -> dict[str, tuple[np.ndarray, str]]:
+    return {"bitonal": _page(seal=False), "mixed": _page(seal=True),
+            "gray": (_photo_page(), "")}
+
+
+@pytest.mark.parametrize("kind", ["bitonal", "mixed", "gray"])
+def test_each_page_gets_its_encoding(pages: dict[str, tuple[np.ndarray, str]], kind: str,
+                                     tmp_path: Path) -> None:
+    image, _ = pages[kind]
+    assert compose.page_pdf(image, 300, tmp_path / "p.pdf") == kind
+
+
+def test_text_page_is_small_and_sharp(pages: dict[str, tuple[np.ndarray, str]],
+                                      tmp_path: Path) -> None:
+    image, _ = pages["bitonal"]
+    compose.page_pdf(image, 300, tmp_path / "p.pdf")
+    assert (tmp_path / "p.pdf").stat().st_size < 100_000
+    with pikepdf.open(tmp_path / "p.pdf") as pdf:
+        (img,) = pdf.pages[0].images.values()
+        assert [str(f) for f in img.Filter] == ["/CCITTFaxDecode"] and int(img.Width) == image.shape[1]
+
+
+def test_sealed_page_keeps_a_red_seal_over_black_text(pages: dict[str, tuple[np.ndarray, str]],
+                                                      tmp_path: Path) -> None:
+    image, _ = pages["mixed"]
+    compose.page_pdf(image, 300, tmp_path / "p.pdf")
+    assert (tmp_path / "p.pdf").stat().st_size < 250_000
+    shown = _render(tmp_path / "p.pdf").astype(int)
+    red = (shown[..., 0] > 150) & (shown[..., 1] < 110) & (shown[..., 2] < 110)
+    black = shown.max(axis=2) < 60
+    assert red.sum() > 500 and black.sum() > 5000
+    with pikepdf.open(tmp_path / "p.pdf") as pdf:
+        xobjects = pdf.pages[0].Resources.XObject
+        kinds = {bool(xobjects[name].get("/ImageMask", False)) for name in xobjects}
+    assert kinds == {True, False}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["bitonal", "mixed", "gray"])
+def test_archived_page_is_pdfa_and_reads_like_the_cleaned_input(
+        pages: dict[str, tuple[np.ndarray, str]], kind: str, tmp_path: Path) -> None:
+    image, _ = pages[kind]
+    settings = load_settings()
+    part = tmp_path / "page.pdf"
+    compose.page_pdf(image, 300, part)
+    row = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
+    # ocr_record verifies PDF/A-2B, the output intent and the record id in XMP, or raises
+    out = ocr.ocr_record(part, 1, tmp_path / "out.pdf", row, "000.00.12.H12", "B1",
+                         settings.scanner_profile, 1, tmp_path)
+    archived = subprocess.run(["pdftotext", "-raw", str(out.pdf), "-"], capture_output=True,
+                              text=True, check=True).stdout
+    cv2.imwrite(str(tmp_path / "input.png"), compose.dropout(image))
+    cleaned = subprocess.run(["tesseract", str(tmp_path / "input.png"), "-", "-l", "vie",
+                              "--dpi", "300"], capture_output=True, text=True, check=True).stdout
+    if kind == "gray":
+        assert len(archived.strip()) < 20  # a picture, no text: nothing invented
+    else:
+        assert cer(cleaned, archived) < 0.005
