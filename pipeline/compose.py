@@ -75,11 +75,18 @@ def _jpeg_pdf(pixels: np.ndarray, dpi: int, quality: int) -> bytes:
 
 
 def _mixed_pdf(image: np.ndarray, dpi: int) -> bytes:
+    text = black_print(image)
+    # The print is lifted out of the background: a blurred low-resolution copy of each letter
+    # under the sharp one would give it a grey halo that OCR misreads (a dash as a tilde).
+    halo = cv2.dilate(text.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    paper = np.median(image[~halo][::97], axis=0) if (~halo).any() else np.full(3, 255)
+    lifted = image.copy()
+    lifted[halo] = paper.astype(np.uint8)
     scale = min(1.0, BACKGROUND_DPI / dpi)
-    background = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    background = cv2.resize(lifted, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     bg_dpi = round(dpi * scale)
     with pikepdf.open(io.BytesIO(_jpeg_pdf(background, bg_dpi, BACKGROUND_JPEG_QUALITY))) as pdf, \
-            pikepdf.open(io.BytesIO(_g4_pdf(black_print(image), dpi))) as mask_pdf:
+            pikepdf.open(io.BytesIO(_g4_pdf(text, dpi))) as mask_pdf:
         page = pdf.pages[0]
         (mask,) = mask_pdf.pages[0].images.values()
         foreground = pdf.copy_foreign(mask)

@@ -77,9 +77,9 @@ def test_sealed_page_keeps_a_red_seal_over_black_text(pages: dict[str, tuple[np.
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bitonal", "mixed", "gray"])
-def test_archived_page_is_pdfa_and_reads_like_the_cleaned_input(
+def test_archived_page_is_pdfa_and_reads_as_well_as_the_cleaned_input(
         pages: dict[str, tuple[np.ndarray, str]], kind: str, tmp_path: Path) -> None:
-    image, _ = pages[kind]
+    image, truth = pages[kind]
     settings = load_settings()
     part = tmp_path / "page.pdf"
     compose.page_pdf(image, 300, part)
@@ -95,4 +95,7 @@ def test_archived_page_is_pdfa_and_reads_like_the_cleaned_input(
     if kind == "gray":
         assert len(archived.strip()) < 20  # a picture, no text: nothing invented
     else:
-        assert cer(cleaned, archived) < 0.005
+        # Legibility first: the archived page reads at least as well as the cleaned input did
+        # (the two differ in noise only: a signature's scribble, a dash read as a tilde).
+        assert cer(truth, archived) <= cer(truth, cleaned) + 0.005
+        assert cer(truth, archived) < 0.02
