@@ -66,6 +66,10 @@ def archive_pdf(pdf: Path, target: Path) -> str:
     return digest
 
 
+def quarantine_folder(quarantine_dir: Path, agency_code: str, batch_id: str) -> Path:
+    return quarantine_dir / agency_code / batch_id
+
+
 def quarantine_record(
     quarantine_dir: Path, agency_code: str, batch_id: str, record_id: str, reason: str,
     messages: list[str], batch_dir: Path, source_files: list[str], row: dict[str, Any],
@@ -75,7 +79,7 @@ def quarantine_record(
     Copies of the record's source files go beside them so the archivist sees what was scanned;
     the originals stay in the inbox until the record is fixed and archived.
     """
-    folder = quarantine_dir / agency_code / batch_id
+    folder = quarantine_folder(quarantine_dir, agency_code, batch_id)
     name = _safe(record_id)
     info = {"record_id": record_id, "batch_id": batch_id, "agency_code": agency_code,
             "reason": reason, "messages": messages, "manifest_row": row,

@@ -79,6 +79,14 @@ class OcrFailedError(RecordError):
     reason = "ocr_failed"
 
 
+class BlankRecordError(RecordError):
+    reason = "pages_blank"
+
+
+class OcrQualityError(RecordError):
+    reason = "ocr_low_confidence"
+
+
 class PdfaCheckError(RecordError):
     reason = "pdfa_check_failed"
 

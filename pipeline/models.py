@@ -84,6 +84,9 @@ class PageResult(BaseModel):
     rotation: int  # degrees turned clockwise to make the page upright
     skew: float  # degrees of skew found and removed
     encoding: str = ""  # how the archived image is stored: bitonal / gray / mixed
+    flags: list[str] = Field(default_factory=list)  # blank, too_dark, blurred, low_dpi, ...
+    low_confidence_words: int = 0
+    low_confidence_with_diacritics: int = 0  # tone marks are where Tesseract's `vie` fails
     confidence: float | None = None  # mean Tesseract word confidence, 0-100
 
 

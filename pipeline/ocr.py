@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,25 +15,45 @@ from pipeline.config import ScannerProfile
 from pipeline.errors import OcrFailedError, PdfaCheckError
 from pipeline.models import ManifestRow
 
-_WORD_CONF = re.compile(r"class=['\"]ocrx_word['\"][^>]*title=['\"][^'\"]*x_wconf (\d+)")
+_WORD = re.compile(
+    r"class=['\"]ocrx_word['\"][^>]*title=['\"][^'\"]*x_wconf (\d+)[^>]*>(?:<[^>]+>)*([^<]*)")
 
 
 @dataclass(frozen=True)
 class OcrOutput:
     pdf: Path
     text: str  # plain text of all pages, pages separated by form feeds
-    page_confidences: list[float | None]
+    pages: list[PageOcrStats | None]
 
 
-def page_confidences(hocr_dir: Path, page_count: int) -> list[float | None]:
-    out: list[float | None] = []
+@dataclass(frozen=True)
+class PageOcrStats:
+    mean_confidence: float | None
+    low_confidence_words: int
+    low_confidence_with_diacritics: int
+
+
+LOW_WORD_CONFIDENCE = 60
+
+
+def has_diacritics(word: str) -> bool:
+    decomposed = unicodedata.normalize("NFD", word)
+    return "đ" in word.lower() or any(unicodedata.combining(c) for c in decomposed)
+
+
+def page_stats(hocr_dir: Path, page_count: int) -> list[PageOcrStats | None]:
+    """Word confidences per page from Tesseract's hOCR; None for a page that was not OCR'd."""
+    out: list[PageOcrStats | None] = []
     for n in range(1, page_count + 1):
         hocr = hocr_dir / f"{n:06d}_ocr_hocr.hocr"
         if not hocr.exists():
             out.append(None)
             continue
-        confs = [int(c) for c in _WORD_CONF.findall(hocr.read_text(encoding="utf-8"))]
-        out.append(round(sum(confs) / len(confs), 1) if confs else None)
+        words = [(int(conf), html.unescape(text)) for conf, text in
+                 _WORD.findall(hocr.read_text(encoding="utf-8"))]
+        low = [text for conf, text in words if conf < LOW_WORD_CONFIDENCE]
+        mean = round(sum(c for c, _ in words) / len(words), 1) if words else None
+        out.append(PageOcrStats(mean, len(low), sum(has_diacritics(w) for w in low)))
     return out
 
 
@@ -88,15 +110,22 @@ def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
 def ocr_record(
     image_pdf: Path, page_count: int, out_pdf: Path, row: ManifestRow, agency_code: str,
     batch_id: str, profile: ScannerProfile, jobs: int, work_dir: Path,
+    ocr_pages: list[int] | None = None,
 ) -> OcrOutput:
-    """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b."""
+    """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b.
+
+    ``ocr_pages`` (1-based) limits OCR to those pages, e.g. to skip blank ones; every page is
+    kept in the PDF.
+    """
     hocr_dir = work_dir / "hocr"
     hocr_dir.mkdir(exist_ok=True)
     sidecar = work_dir / "text.txt"
     job = ocrmypdf_exec.OcrJob(
         input_pdf=str(image_pdf), output_pdf=str(out_pdf), sidecar=str(sidecar),
         hocr_dir=str(hocr_dir), languages=profile.languages, jobs=jobs,
-        colour_dropout=profile.ocr.colour_dropout, **_metadata(row, agency_code),
+        colour_dropout=profile.ocr.colour_dropout,
+        pages=",".join(map(str, ocr_pages)) if ocr_pages is not None else None,
+        **_metadata(row, agency_code),
     )
     try:
         ocrmypdf_exec.make_pdfa(job)
@@ -106,4 +135,4 @@ def ocr_record(
     add_record_xmp(out_pdf, row, agency_code, batch_id)
     verify_pdfa(out_pdf, row.record_id, page_count)
     text = sidecar.read_text(encoding="utf-8") if sidecar.exists() else ""
-    return OcrOutput(out_pdf, text, page_confidences(hocr_dir, page_count))
+    return OcrOutput(out_pdf, text, page_stats(hocr_dir, page_count))

@@ -21,11 +21,14 @@ from pipeline import archive, cleanup, compose, ocr, pages, progress, warehouse
 from pipeline import validate as validation
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import tesseract
+from pipeline.cleanup import Flag
 from pipeline.config import Settings
 from pipeline.errors import (
+    BlankRecordError,
     DuplicateSourceError,
     ManifestRowError,
     MissingFileError,
+    OcrQualityError,
     PageRangeError,
     RecordError,
     UnreadableImageError,
@@ -206,15 +209,29 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
         page_results.append(PageResult(
             page_no=n, file=ref.file, page_in_file=ref.page_in_file,
             source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
-            rotation=cleaned.rotation, skew=cleaned.skew, encoding=kind.value))
+            rotation=cleaned.rotation, skew=cleaned.skew, encoding=kind.value,
+            flags=cleanup.assess(cleaned.image, dpi)))
+    text_pages = [p.page_no for p in page_results if Flag.blank not in p.flags]
+    if not text_pages:
+        raise BlankRecordError(rec.record_id, (
+            f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): mọi trang đều trắng. Kiểm tra tệp "
+            f"{', '.join(sorted(task.sources))} có đúng là bản quét của hồ sơ không, quét lại rồi "
+            "Clear để chạy lại."))
     year = rec.row.issued_on.year if rec.row.issued_on else None
     target = archive.archive_path(settings.dir("archive"), task.agency_code, year, rec.record_id)
     image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
     output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row, task.agency_code,
-                            task.batch_id, profile, settings.jobs, work)
-    for page, conf in zip(page_results, output.page_confidences, strict=True):
-        page.confidence = conf
-    known = [c for c in output.page_confidences if c is not None]
+                            task.batch_id, profile, settings.jobs, work, ocr_pages=text_pages)
+    for page, stats in zip(page_results, output.pages, strict=True):
+        if stats is None:
+            continue
+        page.confidence = stats.mean_confidence
+        page.low_confidence_words = stats.low_confidence_words
+        page.low_confidence_with_diacritics = stats.low_confidence_with_diacritics
+        if (stats.mean_confidence or 0) < profile.ocr.min_mean_confidence:
+            page.flags.append(Flag.low_ocr_confidence)
+    _gate_on_ocr_quality(settings, task, page_results, output.pdf)
+    known = [p.confidence for p in page_results if p.confidence is not None]
     digest = archive.archive_pdf(output.pdf, target)
     return RecordResult(
         record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
@@ -236,6 +253,31 @@ def _record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
     }
 
 
+def _gate_on_ocr_quality(settings: Settings, task: RecordTask, page_results: list[PageResult],
+                         pdf: Path) -> None:
+    """Hold a record whose text reads poorly for the archivist instead of archiving it silently.
+
+    The PDF made goes to the quarantine folder beside the reason, for the archivist to judge.
+    """
+    poor = [p for p in page_results if Flag.low_ocr_confidence in p.flags]
+    if not poor:
+        return
+    rec = task.record
+    archive.atomic_copy(pdf, archive.quarantine_folder(settings.dir("quarantine"), task.agency_code,
+                                                       task.batch_id) / f"{rec.record_id}.pdf")
+    minimum = settings.scanner_profile.ocr.min_mean_confidence
+    details = "; ".join(
+        f"trang {p.page_no} ({p.file}): độ tin cậy {p.confidence or 0:.0f} < {minimum:.0f}, "
+        f"{p.low_confidence_with_diacritics}/{p.low_confidence_words} từ đọc không chắc có dấu"
+        + (f", ảnh {'/'.join(f for f in p.flags if f != Flag.low_ocr_confidence)}"
+           if len(p.flags) > 1 else "")
+        for p in poor)
+    raise OcrQualityError(rec.record_id, (
+        f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): chữ đọc được kém, chưa lưu trữ — {details}. "
+        "Xem bản PDF trong thư mục cách ly; nếu trang mờ, nhạt hoặc dưới 200 dpi thì quét lại ở "
+        "300 dpi rồi Clear để chạy lại."))
+
+
 def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
     warehouse.upsert(conn, warehouse.records, [_record_row(
         task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
@@ -249,7 +291,7 @@ def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, tex
         "record_pk": record_pk, "page_no": p.page_no, "file_sha256": p.source_sha256,
         "page_in_file": p.page_in_file, "width": p.width, "height": p.height, "dpi": p.dpi,
         "rotation": p.rotation, "skew": p.skew, "confidence": p.confidence,
-        "encoding": p.encoding,
+        "encoding": p.encoding, "flags": ",".join(p.flags) or None,
     } for p in result.pages], ("record_pk", "page_no"))
 
 

@@ -125,6 +125,7 @@ pages = Table(
     Column("skew", Float, nullable=False),
     Column("confidence", Float),
     Column("encoding", String(16)),
+    Column("flags", String(128)),
     UniqueConstraint("record_pk", "page_no", name="uq_pages_record_page"),
 )
 

@@ -35,6 +35,7 @@ class OcrJob:
     author: str
     subject: str
     keywords: str
+    pages: str | None = None  # OCR only these pages ("1,3"); the others are kept without text
 
 
 class OcrmypdfError(Exception):
@@ -104,6 +105,7 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
             author=job.author,
             subject=job.subject,
             keywords=job.keywords,
+            pages=job.pages,
             plugins=[PLUGIN],
             progress_bar=False,
         )

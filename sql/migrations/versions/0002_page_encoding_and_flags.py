@@ -1,4 +1,4 @@
-"""pages.encoding: how each archived page image is stored (bitonal / gray / mixed)
+"""pages.encoding and pages.flags: how each page is stored, and its quality flags
 
 Revision ID: 0002
 Revises: 0001
@@ -17,8 +17,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("pages") as batch:
         batch.add_column(sa.Column("encoding", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("flags", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("pages") as batch:
+        batch.drop_column("flags")
         batch.drop_column("encoding")
