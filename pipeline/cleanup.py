@@ -1,4 +1,5 @@
-"""Page cleanup with OpenCV: dark scanner border, orientation (0/90/180/270), specks, deskew.
+"""Page cleanup with OpenCV: dark scanner border, orientation (0/90/180/270), uneven lighting,
+specks, deskew; and the page's quality flags.
 
 Pages are RGB uint8 arrays. The cleaned page keeps its colours: a result's red seal is part of
 the record. Angles follow one convention: ``skew`` is how far the scan is turned
@@ -19,6 +20,7 @@ from pipeline.config import CleanupProfile
 OSD_DPI = 150
 SKEW_DPI = 100
 DARK = 80  # grey level below which a pixel counts as scanner-bed black
+FLAT_DPI = 25
 DARK_LINE_FRACTION = 0.6
 
 
@@ -66,6 +68,20 @@ def remove_dark_border(image: np.ndarray) -> tuple[np.ndarray, bool]:
                 else:
                     out[:, start:stop] = 255
     return out, found
+
+
+def flatten_illumination(image: np.ndarray, dpi: int) -> np.ndarray:
+    """Even out the paper's brightness (yellowed corners, a shadow along the spine).
+
+    The paper alone is estimated at 25 dpi, where a closing wipes out the print, and every
+    pixel is divided by it; uniform paper comes out unchanged but for scaling to white.
+    """
+    small = cv2.resize(image, None, fx=FLAT_DPI / dpi, fy=FLAT_DPI / dpi,
+                       interpolation=cv2.INTER_AREA) if dpi > FLAT_DPI else image
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
+    paper = cv2.GaussianBlur(cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel), (0, 0), 2)
+    paper = cv2.resize(paper, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.divide(image, np.maximum(paper, 1), scale=255)
 
 
 def despeckle(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
@@ -197,6 +213,8 @@ def clean_page(image: np.ndarray, dpi: int, profile: CleanupProfile) -> CleanupR
         if found.confidence >= profile.orientation_min_confidence:
             rotation, confidence = found.rotate, found.confidence
             image = rotate_bound(image, rotation // 90)
+    if profile.flatten_illumination:
+        image = flatten_illumination(image, dpi)
     if profile.despeckle:
         image, _ = despeckle(image, dpi)
     skew = 0.0

@@ -23,6 +23,7 @@ class CleanupProfile(BaseModel):
     max_skew: float = Field(6.0, gt=0, le=45)
     remove_dark_border: bool = True
     despeckle: bool = True
+    flatten_illumination: bool = True
 
 
 class OcrProfile(BaseModel):

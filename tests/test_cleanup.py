@@ -87,3 +87,15 @@ def test_despeckle_removes_dust_and_keeps_every_diacritic(upright: np.ndarray) -
     assert removed == len(clear) > 50
     # the page's own ink, dots and tone marks included, is exactly what it was
     assert np.array_equal(cleaned, upright)
+
+
+def test_uneven_lighting_is_flattened_and_print_stays_black(upright: np.ndarray) -> None:
+    h, w = upright.shape[:2]
+    shade = np.linspace(0.5, 1.0, w)[None, :, None] * np.linspace(0.8, 1.0, h)[:, None, None]
+    shadowed = (upright * shade).astype(np.uint8)
+    flat = cleanup.flatten_illumination(shadowed, 200)
+    paper = cleanup.to_gray(upright) > 250
+    assert cleanup.to_gray(shadowed)[paper].min() < 110  # the shadowed edge before
+    assert np.percentile(cleanup.to_gray(flat)[paper], 1) > 240
+    ink = cleanup.to_gray(upright) < 60
+    assert cleanup.to_gray(flat)[ink].mean() < 60
