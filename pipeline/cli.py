@@ -95,6 +95,12 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.ok
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import bench
+
+    return ExitCode(bench.main(args.passthrough))
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from pipeline import warehouse
 
@@ -133,7 +139,7 @@ def prepare_airflow(settings: Settings) -> None:
 
 def cmd_airflow(args: argparse.Namespace, settings: Settings) -> ExitCode:
     prepare_airflow(settings)
-    airflow(settings, *args.airflow_args)
+    airflow(settings, *args.passthrough)
     return ExitCode.ok
 
 
@@ -223,8 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "migrating its metadata database and creating the ocr pool. "
                                     "Example: digitize airflow dags test digitize_batch --conf "
                                     "'{\"batch_dir\": \"/abs/var/inbox/AGENCY/BATCH\"}'")
-    af.add_argument("airflow_args", nargs=argparse.REMAINDER, help="arguments for airflow")
-    af.set_defaults(func=cmd_airflow)
+    af.set_defaults(func=cmd_airflow, passthrough=[])
+
+    bench = sub.add_parser("bench", help="benchmark our pipeline against plain OCRmyPDF",
+                           add_help=False,
+                           description="Generates a varied corpus and measures our pipeline, "
+                                       "plain OCRmyPDF and Tesseract alone in the same run; "
+                                       "`digitize bench --help` lists its options.")
+    bench.set_defaults(func=cmd_bench, passthrough=[])
 
     migrate = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
     migrate.set_defaults(func=cmd_migrate)
@@ -233,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `airflow` and `bench` hand every further argument to the program they run
+    if hasattr(args, "passthrough"):
+        args.passthrough = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO if not getattr(args, "json", False)
         else logging.WARNING,

@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import img2pdf
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, TiffImagePlugin
 
 __all__ = [
     "DEFAULT_AGENCY",
@@ -59,6 +59,9 @@ __all__ = [
     "degrade",
     "font_path",
     "generate_batch",
+    "generate_corpus",
+    "generate_stack",
+    "is_hard",
     "load_truth",
     "page_text",
     "record_page_lines",
@@ -543,12 +546,14 @@ def _signature_mask(width: int, height: int, dpi: int, rng: random.Random) -> np
 # --- scanner artefacts --------------------------------------------------------------------------
 def degrade(
     img: Image.Image, *, rotation: int, skew: float, rng: random.Random, speckle: bool,
-    blur: bool, border: bool, dpi: int | None = None,
+    blur: bool, border: bool, dpi: int | None = None, bleed: Image.Image | None = None,
 ) -> Image.Image:
-    """What the scanner does to a clean page, in that order: the page lies ``skew`` degrees
-    askew (positive = counter-clockwise, white lid around it), is turned ``rotation`` degrees
-    clockwise (lossless), the bed edge shows as a dark band, dust speckles, optics blur.
-    Keeps the mode (L or RGB); ``dpi`` defaults to what the image says or A4 width implies."""
+    """What the scanner does to a clean page, in that order: with ``bleed`` (the clean reverse
+    side of the sheet) the reverse's text shows through the paper, mirrored, light grey and
+    diffuse; the page lies ``skew`` degrees askew (positive = counter-clockwise, white lid
+    around it), is turned ``rotation`` degrees clockwise (lossless), the bed edge shows as a
+    dark band, dust speckles, optics blur. Keeps the mode (L or RGB); ``dpi`` defaults to what
+    the image says or A4 width implies."""
     if rotation not in (0, 90, 180, 270):
         raise ValueError(f"rotation must be 0, 90, 180 or 270, not {rotation}")
     if img.mode not in ("L", "RGB"):
@@ -559,6 +564,10 @@ def degrade(
     np_rng = np.random.default_rng(rng.getrandbits(64))
     arr = np.array(img)
     white = (255, 255, 255) if arr.ndim == 3 else 255
+    # Show-through is in the sheet itself, so it turns with the page; it draws from ``rng``
+    # only when asked for, which keeps pages without it identical to what they always were.
+    if bleed is not None:
+        arr = _show_through(arr, bleed, dpi, rng)
     if skew:
         h, w = arr.shape[:2]
         matrix = cv2.getRotationMatrix2D((w / 2, h / 2), skew, 1.0)
@@ -576,6 +585,24 @@ def degrade(
     out = Image.fromarray(arr, img.mode)
     out.info["dpi"] = (dpi, dpi)
     return out
+
+
+def _show_through(
+    arr: np.ndarray, reverse: Image.Image, dpi: int, rng: random.Random
+) -> np.ndarray:
+    h, w = arr.shape[:2]
+    back = np.asarray(reverse.convert("L"), dtype=np.float32)
+    if back.shape != (h, w):
+        back = cv2.resize(back, (w, h), interpolation=cv2.INTER_AREA)
+    # Seen through the paper, the reverse reads mirrored left to right; the paper scatters its
+    # ink over a fraction of a millimetre and passes only part of it: light grey (about 165-205
+    # where the reverse is solid ink, lighter on thin strokes) with soft edges.
+    ink = 1.0 - back[:, ::-1] / 255.0
+    ink = cv2.GaussianBlur(ink, (0, 0), rng.uniform(0.8, 1.4) * dpi / 300)
+    tint = 1.0 - ink * rng.uniform(0.2, 0.35)
+    if arr.ndim == 3:
+        tint = tint[..., None]
+    return np.clip(arr.astype(np.float32) * tint + 0.5, 0, 255).astype(np.uint8)
 
 
 def _scanner_border(arr: np.ndarray, rng: random.Random, np_rng: np.random.Generator) -> None:
@@ -1355,6 +1382,14 @@ class SamplePage:
     dpi: int
     style: str  # "serif" or "typewriter"
     seal: bool  # red seal + blue signature over the signature block
+    bleed: bool = False  # the reverse side's text shows through (see degrade)
+
+
+def is_hard(page: SamplePage) -> bool:
+    """Pages OCR is known to struggle with: a seal over the text, typed text, show-through,
+    200 dpi or less, or turned. The benchmark reports these apart from the easy ones."""
+    return (page.seal or page.style == "typewriter" or page.bleed or page.dpi < 300
+            or page.rotation != 0)
 
 
 @dataclass(frozen=True)
@@ -1398,6 +1433,7 @@ class _PagePlan:
     border: bool
     file: str = ""
     page_in_file: int = 0
+    bleed: bool = False
 
 
 @dataclass
@@ -1586,6 +1622,9 @@ def _truth_json(batch: SampleBatch, seed: int, truth_dir: Path) -> dict[str, obj
                 "pages": [
                     {"file": p.file, "page_in_file": p.page_in_file, "rotation": p.rotation,
                      "skew": p.skew, "dpi": p.dpi, "style": p.style, "seal": p.seal,
+                     # only when set: truth files of batches without show-through stay as
+                     # they always were, byte for byte
+                     **({"bleed": True} if p.bleed else {}),
                      "text": p.text}
                     for p in r.pages
                 ],
@@ -1633,22 +1672,11 @@ def generate_batch(
     dpis = [int(d) for d in dpis]
     batch_dir = Path(batch_dir)
     batch_id = batch_id or _default_batch_id(seed)
-    truth_path = Path(truth_path) if truth_path else batch_dir.parent / f"{batch_id}.truth.json"
-    if truth_path.resolve().is_relative_to(batch_dir.resolve()):
-        raise ValueError(f"{truth_path}: the ground truth must not live in the batch dir")
-    batch_dir.mkdir(parents=True, exist_ok=True)
-    truth_path.parent.mkdir(parents=True, exist_ok=True)
+    truth_path = _truth_location(batch_dir, batch_id, truth_path)
 
     rng = random.Random(f"batch:{seed}:{agency_code}")
     page_plans, file_plans, cells = _plan(n_records, rng, dpis)
-    # A batch dir must hold exactly what the manifest names; refuse to mix in another batch.
-    ours = {f.name for f in file_plans} | {"manifest.csv"}
-    stray = sorted(p.name for p in batch_dir.iterdir() if p.name not in ours)
-    if stray:
-        raise FileExistsError(
-            f"{batch_dir} already holds files this batch would not list: {stray[:5]}; "
-            "generate into an empty or new directory."
-        )
+    _refuse_strays(batch_dir, [f.name for f in file_plans])
     procedures = list(PROCEDURES)
     rng.shuffle(procedures)
     sequence = rng.sample(range(1, 10000), n_records)
@@ -1669,22 +1697,221 @@ def generate_batch(
 
     # File by file, so that at most one file's pages are held in memory.
     for fplan in file_plans:
-        scans = []
-        for i, j in fplan.pages:
-            plan = page_plans[i][j]
-            page_rng = random.Random(f"page:{seed}:{i}:{j}")
-            clean = render_page(record_rows[i][j], dpi=plan.dpi, style=plan.style,
-                                seal=plan.seal, rng=page_rng,
-                                seal_text=contents[i].doc.seal_text)
-            if not plan.seal:
-                # Only a sealed page needs colour; grey halves the work.
-                clean = clean.convert("L")
-            scans.append(degrade(
-                clean, rotation=plan.rotation, skew=plan.skew, rng=page_rng,
-                speckle=plan.speckle, blur=plan.blur, border=plan.border, dpi=plan.dpi,
-            ))
+        scans = [
+            _scan(record_rows[i][j], page_plans[i][j], random.Random(f"page:{seed}:{i}:{j}"),
+                  contents[i].doc.seal_text)
+            for i, j in fplan.pages
+        ]
         _save_images(batch_dir / fplan.name, fplan, scans)
 
+    records = _sample_records(agency_code, page_plans, contents, record_rows, cells, sequence)
+    batch = SampleBatch(batch_dir, agency_code, batch_id, tuple(records), truth_path=truth_path)
+    _write_truth_and_manifest(batch, seed, vietnamese_headers)
+    return batch
+
+
+@dataclass(frozen=True)
+class _CorpusShape:
+    """One record of the benchmark corpus: what its pages are like and how they are saved."""
+
+    style: str
+    dpi: int
+    rotations: tuple[int, ...]  # one per page
+    fmt: str  # tif | jpg | png | pdf; a record's pages share one file
+    seal: bool = False
+    bleed: bool = False
+    clean: bool = False  # upright, not skewed, no dust, blur or scanner border
+
+
+# Sixteen pages that cover every case the benchmark reports on; the first two are one easy and
+# one hard page, so that even a two-page smoke run has both groups.
+_CORPUS_SHAPES = (
+    _CorpusShape("serif", 300, (0,), "tif", clean=True),
+    _CorpusShape("serif", 300, (90,), "jpg", seal=True),
+    _CorpusShape("typewriter", 300, (0,), "png"),
+    _CorpusShape("serif", 300, (0,), "tif", bleed=True),
+    _CorpusShape("serif", 200, (0,), "pdf"),
+    _CorpusShape("serif", 300, (180,), "jpg"),
+    _CorpusShape("serif", 300, (0, 0), "tif"),  # two sheets in one multi-page TIFF
+    _CorpusShape("serif", 300, (270,), "tif", seal=True),
+    _CorpusShape("typewriter", 200, (90,), "tif", bleed=True),
+    _CorpusShape("serif", 300, (0,), "pdf", seal=True),
+    _CorpusShape("serif", 200, (270,), "png"),
+    _CorpusShape("serif", 300, (0,), "png", clean=True),
+    _CorpusShape("typewriter", 300, (180,), "pdf"),
+    _CorpusShape("serif", 200, (0,), "jpg", seal=True, bleed=True),
+    _CorpusShape("serif", 300, (0,), "jpg"),
+)
+
+
+def generate_corpus(
+    batch_dir: Path, *, n_pages: int = 30, seed: int = 0, agency_code: str = DEFAULT_AGENCY,
+    batch_id: str | None = None, truth_path: Path | None = None,
+) -> SampleBatch:
+    """A benchmark batch of exactly ``n_pages`` pages with controlled variety, written like
+    :func:`generate_batch` (page files, ``manifest.csv``, ground truth outside the batch dir).
+
+    Records of one page (a few of two, in a multi-page TIFF) cycle through a fixed list of
+    shapes, so every 16 pages hold: clean pages (upright, no skew, no artefacts), seals,
+    typewriter pages, show-through, 200 and 300 dpi, all four rotations, TIFF / JPEG / PNG /
+    image-only PDF. All but the clean pages lie 0.3-5 degrees askew either way, every fifth
+    page 4.5-5 degrees. Each record's pages are of one kind (dpi, seal, colour), so a
+    per-record size is a per-kind size. See :func:`is_hard` for the hard pages.
+    """
+    if not 1 <= n_pages <= 5000:
+        raise ValueError("n_pages must be between 1 and 5000")
+    batch_dir = Path(batch_dir)
+    batch_id = batch_id or f"BENCH-{seed}"
+    truth_path = _truth_location(batch_dir, batch_id, truth_path)
+    rng = random.Random(f"corpus:{seed}:{agency_code}")
+
+    page_plans: list[list[_PagePlan]] = []
+    file_plans: list[_FilePlan] = []
+    page_no = 0
+    while page_no < n_pages:
+        shape = _CORPUS_SHAPES[len(page_plans) % len(_CORPUS_SHAPES)]
+        prefix = "img" if shape.fmt in ("jpg", "png") else "scan"
+        fplan = _FilePlan(f"{prefix}_{len(file_plans) + 1:04d}.{shape.fmt}", shape.fmt,
+                          "RGB" if shape.seal else "L", shape.dpi)
+        pages = []
+        for idx, rotation in enumerate(shape.rotations[:n_pages - page_no]):
+            skew = 0.0
+            if not shape.clean:
+                least = 4.5 if (page_no + idx) % 5 == 4 else 0.3  # every fifth near the limit
+                skew = round(rng.choice((-1, 1)) * rng.uniform(least, 5.0), 2)
+            pages.append(_PagePlan(
+                style=shape.style, dpi=shape.dpi, rotation=rotation, skew=skew, seal=shape.seal,
+                speckle=not shape.clean, blur=not shape.clean and rng.random() < 0.5,
+                border=not shape.clean and rng.random() < 0.5, file=fplan.name,
+                page_in_file=idx + 1, bleed=shape.bleed,
+            ))
+            fplan.pages.append((len(page_plans), idx))
+        page_plans.append(pages)
+        file_plans.append(fplan)
+        page_no += len(pages)
+    _refuse_strays(batch_dir, [f.name for f in file_plans])
+
+    procedures = list(PROCEDURES)
+    rng.shuffle(procedures)
+    sequence = rng.sample(range(1, 10000), len(page_plans))
+    contents: list[_Content] = []
+    record_rows: list[list[list[Row]]] = []
+    reverses: list[list[Line]] = []
+    for i, pages in enumerate(page_plans):
+        style = pages[0].style
+        # Typed pages are old, as in generate_batch.
+        issued = (dt.date(2005, 1, 1) + dt.timedelta(days=rng.randrange(1500))
+                  if style == "typewriter" else None)
+        content = _content(rng, agency_code, procedures[i % len(procedures)], rng.random() < 0.8,
+                           issued)
+        contents.append(content)
+        record_rows.append(_fit(content.doc, style, len(pages), rng))
+        # The back of the sheet carries another document of the same office.
+        back_seed = rng.randrange(10**9)
+        reverses.append(record_page_lines(seed=back_seed, style=style, agency_code=agency_code)[0]
+                        if pages[0].bleed else [])
+
+    for fplan in file_plans:
+        scans = [
+            _scan(record_rows[i][j], page_plans[i][j],
+                  random.Random(f"corpus-page:{seed}:{i}:{j}"), contents[i].doc.seal_text,
+                  reverses[i])
+            for i, j in fplan.pages
+        ]
+        _save_images(batch_dir / fplan.name, fplan, scans)
+
+    records = _sample_records(agency_code, page_plans, contents, record_rows,
+                              [f.name for f in file_plans], sequence)
+    batch = SampleBatch(batch_dir, agency_code, batch_id, tuple(records), truth_path=truth_path)
+    _write_truth_and_manifest(batch, seed, vietnamese_headers=True)
+    return batch
+
+
+def generate_stack(
+    batch_dir: Path, *, n_pages: int, seed: int = 0, agency_code: str = DEFAULT_AGENCY,
+    batch_id: str | None = None, truth_path: Path | None = None, dpi: int = 300,
+) -> SampleBatch:
+    """A batch of one record whose ``n_pages`` pages are one multi-page greyscale TIFF, as a
+    sheet feeder writes a long stack; for memory checks. Three scanned pages repeat, and the
+    file is written page by page, so generating it holds three pages in memory however long
+    the stack is."""
+    if n_pages < 1:
+        raise ValueError("n_pages must be at least 1")
+    batch_dir = Path(batch_dir)
+    batch_id = batch_id or f"STACK-{seed}"
+    truth_path = _truth_location(batch_dir, batch_id, truth_path)
+    name = "stack_0001.tif"
+    _refuse_strays(batch_dir, [name])
+    rng = random.Random(f"stack:{seed}:{agency_code}")
+    content = _content(rng, agency_code, rng.choice(PROCEDURES), True)
+    rows = _fit(content.doc, "serif", 3, rng)
+    distinct = [
+        _PagePlan(style="serif", dpi=dpi, rotation=0, skew=_skew(rng), seal=False, speckle=True,
+                  blur=rng.random() < 0.5, border=False)
+        for _ in rows
+    ]
+    scans = [_scan(r, plan, random.Random(f"stack-page:{seed}:{k}"), content.doc.seal_text)
+             for k, (r, plan) in enumerate(zip(rows, distinct, strict=True))]
+
+    def write(fh: io.BufferedWriter) -> None:
+        with TiffImagePlugin.AppendingTiffWriter(fh) as tiff:
+            for n in range(n_pages):
+                scans[n % len(scans)].save(tiff, format="TIFF", compression="tiff_lzw",
+                                           dpi=(dpi, dpi))
+                tiff.newFrame()
+
+    _atomic_write(batch_dir / name, write)
+    plans = [replace(distinct[n % len(distinct)], file=name, page_in_file=n + 1)
+             for n in range(n_pages)]
+    page_rows = [rows[n % len(rows)] for n in range(n_pages)]
+    records = _sample_records(agency_code, [plans], [content], [page_rows], [name],
+                              [rng.randrange(1, 10000)])
+    batch = SampleBatch(batch_dir, agency_code, batch_id, tuple(records), truth_path=truth_path)
+    _write_truth_and_manifest(batch, seed, vietnamese_headers=True)
+    return batch
+
+
+def _truth_location(batch_dir: Path, batch_id: str, truth_path: Path | None) -> Path:
+    """Where the ground truth goes (default ``<batch_dir parent>/<batch_id>.truth.json``);
+    creates both folders. The truth never lives in the batch dir: the pipeline must not see it."""
+    truth_path = Path(truth_path) if truth_path else batch_dir.parent / f"{batch_id}.truth.json"
+    if truth_path.resolve().is_relative_to(batch_dir.resolve()):
+        raise ValueError(f"{truth_path}: the ground truth must not live in the batch dir")
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    truth_path.parent.mkdir(parents=True, exist_ok=True)
+    return truth_path
+
+
+def _refuse_strays(batch_dir: Path, names: Iterable[str]) -> None:
+    # A batch dir must hold exactly what the manifest names; refuse to mix in another batch.
+    ours = {*names, "manifest.csv"}
+    stray = sorted(p.name for p in batch_dir.iterdir() if p.name not in ours)
+    if stray:
+        raise FileExistsError(
+            f"{batch_dir} already holds files this batch would not list: {stray[:5]}; "
+            "generate into an empty or new directory."
+        )
+
+
+def _scan(rows: Sequence[Line], plan: _PagePlan, rng: random.Random, seal_text: str,
+          reverse: Sequence[Line] = ()) -> Image.Image:
+    """One page as the scanner saves it; ``reverse`` is what is printed on the back of the
+    sheet, shown through when ``plan.bleed``."""
+    clean = render_page(rows, dpi=plan.dpi, style=plan.style, seal=plan.seal, rng=rng,
+                        seal_text=seal_text)
+    if not plan.seal:
+        # Only a sealed page needs colour; grey halves the work.
+        clean = clean.convert("L")
+    back = (render_page(reverse, dpi=plan.dpi, style=plan.style, rng=rng).convert("L")
+            if plan.bleed else None)
+    return degrade(clean, rotation=plan.rotation, skew=plan.skew, rng=rng, speckle=plan.speckle,
+                   blur=plan.blur, border=plan.border, dpi=plan.dpi, bleed=back)
+
+
+def _sample_records(
+    agency_code: str, page_plans: Sequence[Sequence[_PagePlan]], contents: Sequence[_Content],
+    record_rows: Sequence[Sequence[Sequence[Row]]], cells: Sequence[str], sequence: Sequence[int],
+) -> list[SampleRecord]:
     records = []
     for i, (pages, content) in enumerate(zip(page_plans, contents, strict=True)):
         day = content.issued_on
@@ -1699,17 +1926,21 @@ def generate_batch(
             pages=tuple(
                 SamplePage(file=p.file, page_in_file=p.page_in_file,
                            text=page_text(record_rows[i][j]), rotation=p.rotation,
-                           skew=p.skew, dpi=p.dpi, style=p.style, seal=p.seal)
+                           skew=p.skew, dpi=p.dpi, style=p.style, seal=p.seal, bleed=p.bleed)
                 for j, p in enumerate(pages)
             ),
         ))
-    batch = SampleBatch(batch_dir, agency_code, batch_id, tuple(records), truth_path=truth_path)
+    return records
 
-    truth = json.dumps(_truth_json(batch, seed, truth_path.parent), ensure_ascii=False, indent=2)
+
+def _write_truth_and_manifest(batch: SampleBatch, seed: int, vietnamese_headers: bool) -> None:
+    assert batch.truth_path is not None
+    truth = json.dumps(_truth_json(batch, seed, batch.truth_path.parent), ensure_ascii=False,
+                       indent=2)
     truth += "\n"
-    _atomic_write(truth_path, lambda fh: fh.write(truth.encode("utf-8")))
-    _write_manifest(batch_dir / "manifest.csv", records, vietnamese_headers)
-    return batch
+    _atomic_write(batch.truth_path, lambda fh: fh.write(truth.encode("utf-8")))
+    # The manifest comes last: the inbox watcher takes a batch with a manifest as complete.
+    _write_manifest(batch.batch_dir / "manifest.csv", batch.records, vietnamese_headers)
 
 
 def _write_manifest(path: Path, records: Sequence[SampleRecord], vietnamese: bool) -> None:

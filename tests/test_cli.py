@@ -18,7 +18,7 @@ def digitize(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def test_help_explains_every_command() -> None:
     out = digitize("--help")
     assert out.returncode == 0
-    for command in ("run", "demo", "sample", "airflow", "migrate"):
+    for command in ("run", "demo", "sample", "airflow", "bench", "migrate"):
         assert command in out.stdout
     assert "Exit codes" in out.stdout
     run_help = digitize("run", "--help").stdout

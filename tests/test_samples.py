@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import re
@@ -347,3 +348,110 @@ def test_tesseract_reads_the_page(style: str, seal: bool, seed: int, tmp_path: P
     assert len(truth) > 800
     error = cer(truth, ocr)
     assert error < 0.02, f"CER {error:.2%}\n--- truth\n{truth}\n--- ocr\n{ocr}"
+
+
+# --- show-through, benchmark corpus, long stacks -------------------------------------------------
+def test_show_through_is_mirrored_light_grey_and_off_by_default() -> None:
+    front = Image.new("L", (300, 420), 255)
+    ImageDraw.Draw(front).rectangle((200, 300, 260, 330), fill=20)
+    back = Image.new("L", (300, 420), 255)
+    ImageDraw.Draw(back).rectangle((20, 20, 80, 50), fill=0)  # top left of the reverse side
+    scan = dict(rotation=0, skew=0.0, speckle=False, blur=False, border=False, dpi=36)
+    plain = samples.degrade(front, rng=random.Random(0), **scan)
+    assert np.array_equal(np.asarray(plain), np.asarray(front))
+    out = np.asarray(samples.degrade(front, rng=random.Random(0), bleed=back, **scan))
+    # Seen from the front the mark is mirrored: top right, and light grey, not ink.
+    assert 160 < out[28:43, 228:272].mean() < 210
+    assert out[28:43, 28:72].min() == 255
+    assert out[305:325, 205:255].max() <= 20  # the front's own ink is untouched
+    again = samples.degrade(front, rng=random.Random(0), bleed=back, **scan)
+    assert np.array_equal(out, np.asarray(again))
+    colour = np.asarray(samples.degrade(front.convert("RGB"), rng=random.Random(0), bleed=back,
+                                        **scan))
+    assert colour.shape == (420, 300, 3) and np.array_equal(colour[..., 0], out)
+
+
+def test_is_hard_names_the_cases_ocr_struggles_with() -> None:
+    easy = samples.SamplePage(file="a.tif", page_in_file=1, text="x", rotation=0, skew=4.0,
+                              dpi=300, style="serif", seal=False)
+    assert easy.bleed is False and not samples.is_hard(easy)
+    for change in ({"seal": True}, {"style": "typewriter"}, {"bleed": True}, {"dpi": 200},
+                   {"rotation": 180}):
+        assert samples.is_hard(dataclasses.replace(easy, **change)), change
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> SampleBatch:
+    root = tmp_path_factory.mktemp("corpus")
+    return samples.generate_corpus(root / "000.00.12.H12" / "BENCH-0", n_pages=16,
+                                   truth_path=root / "truth.json")
+
+
+def test_corpus_covers_every_case_the_benchmark_reports(corpus: SampleBatch) -> None:
+    pages = [p for r in corpus.records for p in r.pages]
+    assert len(pages) == 16
+    assert {p.rotation for p in pages} == {0, 90, 180, 270}
+    assert {p.dpi for p in pages} == {200, 300}
+    assert {p.style for p in pages} == set(samples.STYLES)
+    assert any(p.seal for p in pages) and any(p.bleed for p in pages)
+    skews = [abs(p.skew) for p in pages]
+    assert 4.5 <= max(skews) <= 5.0
+    assert sum(s == 0 for s in skews) >= 2  # the clean pages
+    # A two-page smoke run still has an easy and a hard page.
+    assert [samples.is_hard(p) for p in pages[:2]] == [False, True]
+    assert 4 <= sum(not samples.is_hard(p) for p in pages) < len(pages)
+    assert {Path(p.file).suffix for p in pages} == {".tif", ".jpg", ".png", ".pdf"}
+    assert any(len(r.pages) == 2 for r in corpus.records)
+    for record in corpus.records:
+        # one file per record, holding exactly its pages, all of one kind
+        assert len({p.file for p in record.pages}) == 1
+        assert page_count(corpus.batch_dir / record.pages[0].file) == len(record.pages)
+        assert len({(p.dpi, p.seal) for p in record.pages}) == 1
+
+
+def test_corpus_batch_is_a_normal_batch_with_its_truth_outside(corpus: SampleBatch) -> None:
+    rows = _read_manifest(corpus.batch_dir)
+    assert [r["Mã hồ sơ"] for r in rows] == [r.record_id for r in corpus.records]
+    assert [r["Tệp"] for r in rows] == [r.files_field for r in corpus.records]
+    names = {p.file for r in corpus.records for p in r.pages}
+    assert {p.name for p in corpus.batch_dir.iterdir()} == names | {"manifest.csv"}
+    assert corpus.truth_path is not None
+    assert samples.load_truth(corpus.truth_path).records == corpus.records
+    data = json.loads(corpus.truth_path.read_text(encoding="utf-8"))
+    flags = [("bleed" in p, p.get("bleed", False)) for r in data["records"] for p in r["pages"]]
+    assert (True, True) in flags and (False, False) in flags  # only ever written when set
+    for record in corpus.records:
+        page = record.pages[-1]
+        if page.file.endswith(".pdf"):
+            continue
+        with Image.open(corpus.batch_dir / page.file) as img:
+            assert img.mode == ("RGB" if page.seal else "L")
+            assert round(img.info["dpi"][0]) == page.dpi
+
+
+def test_corpus_is_deterministic(tmp_path: Path) -> None:
+    one = samples.generate_corpus(tmp_path / "a" / "B", n_pages=3, seed=7)
+    two = samples.generate_corpus(tmp_path / "b" / "B", n_pages=3, seed=7)
+    assert one.records == two.records
+    for path in one.batch_dir.iterdir():
+        assert (two.batch_dir / path.name).read_bytes() == path.read_bytes(), path.name
+    assert sum(len(r.pages) for r in one.records) == 3
+    with pytest.raises(ValueError):
+        samples.generate_corpus(tmp_path / "c" / "B", n_pages=0)
+
+
+def test_stack_is_one_record_of_one_long_tiff(tmp_path: Path) -> None:
+    batch = samples.generate_stack(tmp_path / "000.00.12.H12" / "S", n_pages=5)
+    (record,) = batch.records
+    assert [p.page_in_file for p in record.pages] == [1, 2, 3, 4, 5]
+    assert {p.file for p in record.pages} == {"stack_0001.tif"} == {record.files_field}
+    assert record.pages[3].text == record.pages[0].text != record.pages[1].text
+    path = batch.batch_dir / "stack_0001.tif"
+    assert page_count(path) == 5
+    with Image.open(path) as img:
+        img.seek(4)
+        assert img.mode == "L" and round(img.info["dpi"][0]) == 300
+        assert img.size == (round(A4_IN[0] * 300), round(A4_IN[1] * 300))
+    assert batch.truth_path is not None
+    assert samples.load_truth(batch.truth_path).records == batch.records
+    assert [r["Tệp"] for r in _read_manifest(batch.batch_dir)] == ["stack_0001.tif"]

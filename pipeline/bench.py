@@ -1,0 +1,879 @@
+"""Benchmark: our pipeline against plain OCRmyPDF on a generated corpus (not part of the tests).
+
+    python -m pipeline.bench [--pages 30] [--seed 0] [--out DIR] [--skip-baseline] [--jobs N]
+                             [--tiff-pages N]
+
+One run generates a corpus with :func:`pipeline.samples.generate_corpus` and processes it with
+
+- **ours**: ``runner.run_batch`` on the corpus batch, timed as one wall clock for the batch;
+- **baseline**: what a user would otherwise run, ``ocrmypdf -l vie --rotate-pages --deskew
+  --clean --output-type pdfa-2 IN OUT.pdf``, once per page file, sequentially;
+- **Tesseract alone**: our cleanup on each page (timed apart), then ``tesseract IMG - -l vie``
+  with ``OMP_THREAD_LIMIT=1``, one page after another: the floor our OCR stage can approach;
+- with ``--tiff-pages N``, our pipeline on one record of an N-page multi-page TIFF, for memory.
+
+Every phase runs in a fresh child process of this one, so that its memory is its own. The
+parent samples the memory of the phase's process tree: its total (PSS, and the RSS sum; OCR
+workers run side by side, and ``ru_maxrss`` only knows single processes) and the largest
+process. ``getrusage`` figures are kept too, but Linux charges a child with the memory of
+whoever spawned it (the pre-exec image), so ``RUSAGE_CHILDREN`` is never below the spawning
+Python's size.
+
+Then the parent measures every output page against the ground truth: CER (NFC, whitespace
+ignored; a page without output counts as 1.0), residual skew and orientation measured on the
+output PDF rasterised, KB per page. It writes ``OUT/bench.json`` and ``OUT/bench.md`` and prints
+the table. Figures on a shared machine are noisy: compare runs made on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pikepdf
+import psutil
+from PIL import Image
+
+from pipeline import cleanup, pages, runner, samples
+from pipeline.archive import atomic_write_bytes
+from pipeline.config import Settings, load_settings
+from pipeline.models import RecordStatus
+from pipeline.quality import cer, normalise
+
+log = logging.getLogger("pipeline.bench")
+
+SYSTEMS = ("ours", "baseline", "tesseract")
+PHASES = ("ours", "baseline", "tesseract", "stack")
+# Output pages are rasterised at the resolution our own orientation check works at; the skew
+# measure scales that down to the 100 dpi it works at itself.
+MEASURE_DPI = cleanup.OSD_DPI
+MAX_SKEW_MEASURED = 6.0
+TRUTH_NAME = "truth.json"
+RSS_SAMPLE_SECONDS = 0.1
+_OSD_ROTATE = re.compile(r"Rotate:\s*(\d+)")
+_OSD_CONFIDENCE = re.compile(r"Orientation confidence:\s*([\d.]+)")
+
+# The issue's goals: (key, label, how the value compares with the target, target).
+GOALS: tuple[tuple[str, str, str, float], ...] = (
+    ("throughput_vs_baseline", "pages/min, ours / baseline", ">=", 4.0),
+    ("cer_hard_vs_baseline", "CER on hard pages, ours / baseline", "<=", 0.5),
+    ("seconds_vs_tesseract", "s/page, ours / Tesseract alone", "<=", 1.3),
+    ("residual_skew_mean", "residual skew mean (deg)", "<", 0.15),
+    ("residual_skew_max", "residual skew max (deg)", "<", 0.5),
+    ("orientation_wrong", "pages wrongly oriented", "<=", 0),
+    ("kb_bw300", "KB/page, B/W 300 dpi", "<=", 100),
+    ("kb_seal", "KB/page, colour seal", "<=", 250),
+    ("stack_peak_memory_mb", "peak memory (PSS), multi-page TIFF (MB)", "<", 1024),
+)
+
+
+# --- per-page data and the pure aggregation over it -------------------------------------------
+@dataclass
+class Measured:
+    """One system's result for one page; ``None`` where it was not measured or failed."""
+
+    cer: float | None = None  # None: the page has no output (counts as 1.0 in aggregates)
+    residual_skew: float | None = None  # measured on the output page, degrees
+    osd_rotate: int | None = None  # Tesseract OSD on the output page; None: OSD failed
+    osd_confidence: float | None = None
+    kb: float | None = None  # output file size / pages in that file
+    rotation_found: int | None = None  # ours: rotation the cleanup applied
+    skew_found: float | None = None  # ours: skew the cleanup removed
+    seconds: float | None = None  # Tesseract alone: OCR of this page
+    cleanup_seconds: float | None = None  # Tesseract alone: our cleanup of this page
+
+
+@dataclass
+class PageRow:
+    """A corpus page: what it is (ground truth) and what each system made of it."""
+
+    n: int  # 1-based, corpus order
+    record_id: str
+    page_no: int  # 1-based within the record
+    file: str
+    page_in_file: int
+    kind: str  # see page_kind
+    hard: bool
+    chars: int  # reference length for the CER (NFC, no whitespace)
+    rotation: int
+    skew: float
+    dpi: int
+    style: str
+    seal: bool
+    bleed: bool
+    truth: str = field(default="", repr=False)  # the page's ground-truth text
+    results: dict[str, Measured] = field(default_factory=dict)
+
+    @property
+    def expected_rotation(self) -> int:
+        return expected_rotation(self.rotation)
+
+
+def expected_rotation(turned_cw: int) -> int:
+    """The clockwise turn that makes upright a page the scanner turned ``turned_cw`` clockwise."""
+    return (360 - turned_cw) % 360
+
+
+def page_kind(page: samples.SamplePage) -> str:
+    """Size class of a page: ``seal`` (colour), ``bw300`` / ``bw200`` (no colour) by dpi."""
+    if page.seal:
+        return "seal"
+    return "bw300" if page.dpi >= 300 else "bw200"
+
+
+def select(rows: Iterable[PageRow], group: str) -> list[PageRow]:
+    """``all``, ``hard``, ``easy`` or a page kind."""
+    rows = list(rows)
+    if group == "all":
+        return rows
+    if group in ("hard", "easy"):
+        return [r for r in rows if r.hard == (group == "hard")]
+    return [r for r in rows if r.kind == group]
+
+
+def pooled_cer(rows: Iterable[PageRow], system: str) -> float | None:
+    """Character-weighted CER of ``system`` over ``rows`` (total edits / total characters).
+
+    A page the system produced no text for counts as entirely wrong: a lost page is lost.
+    """
+    edits = chars = 0.0
+    for row in rows:
+        result = row.results.get(system)
+        if result is None:
+            continue
+        edits += (1.0 if result.cer is None else result.cer) * row.chars
+        chars += row.chars
+    return edits / chars if chars else None
+
+
+def _abs_stats(values: Sequence[float]) -> dict[str, float | int | None]:
+    magnitudes = [abs(v) for v in values]
+    return {"mean": float(np.mean(magnitudes)) if magnitudes else None,
+            "max": max(magnitudes) if magnitudes else None, "measured": len(magnitudes)}
+
+
+def skew_stats(rows: Iterable[PageRow], system: str) -> dict[str, float | int | None]:
+    """|Skew| measured on the output pages."""
+    return _abs_stats([r.results[system].residual_skew for r in rows
+                       if system in r.results and r.results[system].residual_skew is not None])
+
+
+def skew_error_stats(rows: Iterable[PageRow], system: str) -> dict[str, float | int | None]:
+    """|Skew the system says it removed - skew the page really had|: the residual skew from the
+    ground truth, free of the measuring detector's own error (about 0.1 degree)."""
+    return _abs_stats([r.results[system].skew_found - r.skew for r in rows
+                       if system in r.results and r.results[system].skew_found is not None])
+
+
+def orientation_stats(rows: Iterable[PageRow], system: str) -> dict[str, int]:
+    """OSD on the output pages (upright / not / unknown) and, where the system says what it
+    turned, whether that matches the truth."""
+    out = {"osd_upright": 0, "osd_wrong": 0, "osd_unknown": 0, "rotation_checked": 0,
+           "rotation_correct": 0}
+    for row in rows:
+        result = row.results.get(system)
+        if result is None:
+            continue
+        if result.osd_rotate is None:
+            out["osd_unknown"] += 1
+        elif result.osd_rotate == 0:
+            out["osd_upright"] += 1
+        else:
+            out["osd_wrong"] += 1
+        if result.rotation_found is not None:
+            out["rotation_checked"] += 1
+            out["rotation_correct"] += result.rotation_found == row.expected_rotation
+    return out
+
+
+def mean_kb(rows: Iterable[PageRow], system: str) -> float | None:
+    # Each output file (ours: a record; baseline: a page file) holds pages of one kind, so the
+    # mean of file size / pages over the pages is that kind's size per page.
+    values = [r.results[system].kb for r in rows
+              if system in r.results and r.results[system].kb is not None]
+    return float(np.mean(values)) if values else None
+
+
+def throughput(pages_done: int, seconds: float | None) -> dict[str, float | None]:
+    if not seconds or not pages_done:
+        return {"seconds_per_page": None, "pages_per_minute": None}
+    return {"seconds_per_page": seconds / pages_done, "pages_per_minute": 60.0 * pages_done / seconds}
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def summarise(rows: Sequence[PageRow], system: str, wall_seconds: float | None) -> dict[str, Any]:
+    """Every aggregate figure of one system over the corpus."""
+    mine = [r for r in rows if system in r.results]
+    failed = sum(r.results[system].cer is None for r in mine)
+    groups = ("all", "hard", "easy")
+    return {
+        "pages": len(mine),
+        "failed_pages": failed,
+        "wall_seconds": wall_seconds,
+        **throughput(len(mine), wall_seconds),
+        "cer": {g: pooled_cer(select(mine, g), system) for g in groups},
+        "residual_skew": skew_stats(mine, system),
+        "skew_error_vs_truth": skew_error_stats(mine, system),
+        "orientation": orientation_stats(mine, system),
+        "kb_per_page": {g: mean_kb(select(mine, g), system)
+                        for g in ("all", "bw300", "seal", "bw200")},
+    }
+
+
+def evaluate_goals(values: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Each goal with its value and whether it is met (``None``: not measured in this run)."""
+    checks: dict[str, Callable[[float, float], bool]] = {
+        ">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+    out = []
+    for key, label, op, target in GOALS:
+        value = values.get(key)
+        out.append({"goal": key, "label": label, "target": f"{op} {target:g}", "value": value,
+                    "met": None if value is None else checks[op](value, target)})
+    return out
+
+
+def parse_osd(text: str) -> tuple[int, float] | None:
+    """(clockwise turn Tesseract says the page needs, its confidence) from ``--psm 0`` output."""
+    rotate = _OSD_ROTATE.search(text)
+    if not rotate:
+        return None
+    confidence = _OSD_CONFIDENCE.search(text)
+    return int(rotate[1]) % 360, float(confidence[1]) if confidence else 0.0
+
+
+# --- small helpers ------------------------------------------------------------------------------
+def dig(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...``, or None where a level is missing (a system that did not run)."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _write_json(path: Path, data: object) -> None:
+    atomic_write_bytes(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode())
+
+
+def _tool(name: str) -> str:
+    """A program of this virtualenv (next to the interpreter) before one on the PATH."""
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else shutil.which(name) or name
+
+
+def _first_line(args: list[str]) -> str:
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unavailable ({exc})"
+    return (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else ""
+
+
+def _rusage_mb() -> dict[str, float]:
+    # Linux reports ru_maxrss in KiB.
+    return {"self_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def _corpus_pages(batch: samples.SampleBatch) -> list[samples.SamplePage]:
+    """Every page of the batch in corpus order (records in manifest order, then their pages)."""
+    return [page for record in batch.records for page in record.pages]
+
+
+def _page_files(batch: samples.SampleBatch) -> list[str]:
+    """The batch's page files in corpus order, each once."""
+    return list(dict.fromkeys(page.file for page in _corpus_pages(batch)))
+
+
+def _settings(data_dir: Path, jobs: int | None) -> Settings:
+    # The warehouse is named explicitly: a DIGITIZE_DB_URL in the environment must never
+    # receive benchmark records.
+    overrides: dict[str, object] = {
+        "data_dir": data_dir, "db_url": f"sqlite:///{(data_dir / 'warehouse.sqlite').resolve()}"}
+    if jobs:
+        overrides["ocr_jobs"] = jobs
+    return load_settings(**overrides)
+
+
+# --- phases (each runs in its own child process) ------------------------------------------------
+def phase_ours(truth: Path, data_dir: Path, jobs: int | None) -> dict[str, Any]:
+    batch = samples.load_truth(truth)
+    settings = _settings(data_dir, jobs)
+    started = time.perf_counter()
+    summary = runner.run_batch(settings, batch.batch_dir)
+    wall = time.perf_counter() - started
+    return {
+        "wall_seconds": wall, "profile": settings.profile, "ocr_jobs": settings.jobs,
+        "records": [
+            {"record_id": r.record_id, "status": str(r.status), "pdf_path": r.pdf_path,
+             "pages": [{"page_no": p.page_no, "rotation": p.rotation, "skew": p.skew}
+                       for p in r.pages]}
+            for r in summary.records
+        ],
+    }
+
+
+def phase_baseline(out: Path, jobs: int | None) -> dict[str, Any]:
+    batch = samples.load_truth(out / "corpus" / TRUTH_NAME)
+    inputs, outputs = out / "baseline" / "in", out / "baseline" / "out"
+    outputs.mkdir(parents=True, exist_ok=True)
+    files = []
+    started = time.perf_counter()
+    for name in _page_files(batch):
+        target = outputs / f"{name}.pdf"
+        args = [_tool("ocrmypdf"), "-l", "vie", "--rotate-pages", "--deskew", "--clean",
+                "--output-type", "pdfa-2", *(["--jobs", str(jobs)] if jobs else []),
+                str(inputs / name), str(target)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            log.warning("baseline: ocrmypdf exit %d on %s: %s", proc.returncode, name,
+                        " | ".join(proc.stderr.strip().splitlines()[-3:]))
+        files.append({"file": name, "pdf": str(target) if target.is_file() else None,
+                      "exit_code": proc.returncode, "seconds": seconds})
+        log.info("baseline: %s in %.1f s", name, seconds)
+    return {"wall_seconds": time.perf_counter() - started, "command": args[:-2] + ["IN", "OUT.pdf"],
+            "files": files}
+
+
+def phase_tesseract(out: Path) -> dict[str, Any]:
+    batch = samples.load_truth(out / "corpus" / TRUTH_NAME)
+    profile = _settings(out / "tesseract", None).scanner_profile
+    images = out / "tesseract" / "cleaned"
+    images.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    rows = []
+    for n, page in enumerate(_corpus_pages(batch), start=1):
+        image, dpi = pages.load_page(batch.batch_dir / page.file, page.page_in_file,
+                                     profile.fallback_dpi)
+        t0 = time.perf_counter()
+        cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
+        cleanup_seconds = time.perf_counter() - t0
+        path = images / f"page-{n:04d}.png"
+        Image.fromarray(cleaned.image).save(path, dpi=(dpi, dpi))
+        t0 = time.perf_counter()
+        proc = subprocess.run(["tesseract", str(path), "-", "-l", "vie"], capture_output=True,
+                              text=True, env=env)
+        seconds = time.perf_counter() - t0
+        rows.append({"n": n, "cleanup_seconds": cleanup_seconds, "seconds": seconds,
+                     "text": proc.stdout if proc.returncode == 0 else None})
+        log.info("tesseract alone: page %d cleaned in %.1f s, read in %.1f s", n,
+                 cleanup_seconds, seconds)
+    return {"cleanup_seconds": sum(r["cleanup_seconds"] for r in rows),
+            "wall_seconds": sum(r["seconds"] for r in rows), "pages": rows}
+
+
+def _run_phase(name: str, out: Path, jobs: int | None) -> dict[str, Any]:
+    if name == "ours":
+        return phase_ours(out / "corpus" / TRUTH_NAME, out / "ours", jobs)
+    if name == "stack":
+        return phase_ours(out / "stack" / TRUTH_NAME, out / "stack" / "ours", jobs)
+    if name == "baseline":
+        return phase_baseline(out, jobs)
+    return phase_tesseract(out)
+
+
+class TreeSampler(threading.Thread):
+    """Peak memory of a process's descendants (and of itself ``with_root``), sampled, in bytes:
+    ``peak`` and ``peak_pss`` of them all together, ``largest`` RSS of a single one.
+
+    The PSS sum is the tree's real footprint: it shares each library page among the processes
+    mapping it, where the RSS sum counts it once per process.
+    """
+
+    def __init__(self, pid: int, with_root: bool) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.with_root = with_root
+        self.peak = self.peak_pss = self.largest = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            total = total_pss = 0
+            try:
+                procs = self.process.children(recursive=True)
+            except psutil.Error:
+                break
+            if self.with_root:
+                procs.append(self.process)
+            for proc in procs:
+                try:
+                    info = proc.memory_full_info()
+                except psutil.Error:
+                    continue  # ended between listing and reading: it no longer holds memory
+                total += info.rss
+                total_pss += info.pss
+                self.largest = max(self.largest, info.rss)
+            self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, total_pss)
+            self.done.wait(RSS_SAMPLE_SECONDS)
+
+
+def spawn_phase(name: str, out: Path, jobs: int | None) -> dict[str, Any]:
+    """Run one phase in a fresh ``python -m pipeline.bench --phase NAME`` child.
+
+    Our pipeline runs inside that child, so its memory counts; the baseline and Tesseract
+    alone are programs the child only starts, so there only the programs' memory counts.
+    """
+    in_process = name in ("ours", "stack")
+    args = [sys.executable, "-m", "pipeline.bench", "--phase", name, "--out", str(out)]
+    if jobs:
+        args += ["--jobs", str(jobs)]
+    log.info("phase %s: starting", name)
+    started = time.perf_counter()
+    proc = subprocess.Popen(args)
+    sampler = TreeSampler(proc.pid, with_root=in_process)
+    sampler.start()
+    code = proc.wait()
+    sampler.done.set()
+    sampler.join()
+    result_path = out / "phases" / f"{name}.json"
+    if code != 0 or not result_path.is_file():
+        raise RuntimeError(f"benchmark phase {name} failed (exit code {code})")
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    rss = result["rss"]
+    rss["tree_peak_rss_mb"] = sampler.peak / 2**20
+    rss["tree_peak_pss_mb"] = sampler.peak_pss / 2**20
+    rss["largest_process_rss_mb"] = sampler.largest / 2**20
+    # In process, the kernel's exact high-water mark of our process can only be higher than a
+    # sample; a program's RUSAGE_CHILDREN figure is inflated (see the module docstring).
+    rss["peak_rss_mb"] = (max(rss["self_max_rss_mb"], rss["largest_process_rss_mb"]) if in_process
+                          else rss["largest_process_rss_mb"])
+    log.info("phase %s: done in %.0f s", name, time.perf_counter() - started)
+    return result
+
+
+# --- measuring the outputs ----------------------------------------------------------------------
+def _pdf_page_text(pdf: Path, page: int) -> str | None:
+    proc = subprocess.run(["pdftotext", "-raw", "-f", str(page), "-l", str(page), str(pdf), "-"],
+                          capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _rasterise(pdf: Path, page: int) -> np.ndarray | None:
+    """The page as the reader sees it (page rotation applied), greyscale, at MEASURE_DPI."""
+    proc = subprocess.run(["pdftoppm", "-r", str(MEASURE_DPI), "-gray", "-png", "-f", str(page),
+                           "-l", str(page), str(pdf)], capture_output=True)
+    if proc.returncode != 0 or not proc.stdout:
+        return None
+    return cv2.imdecode(np.frombuffer(proc.stdout, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def _osd(gray: np.ndarray) -> tuple[int, float] | None:
+    ok, png = cv2.imencode(".png", gray)
+    if not ok:
+        return None
+    proc = subprocess.run(["tesseract", "stdin", "stdout", "--psm", "0", "--dpi", str(MEASURE_DPI)],
+                          input=png.tobytes(), capture_output=True)
+    # Tesseract exits non-zero when a page has too little text to tell: unknown, not upright.
+    return parse_osd(proc.stdout.decode("utf-8", "replace")) if proc.returncode == 0 else None
+
+
+def measure_output(pdf: Path, page: int, truth: str, kb: float) -> Measured:
+    """CER, residual skew and OSD of one page of an output PDF."""
+    text = _pdf_page_text(pdf, page)
+    result = Measured(kb=kb)
+    if text is not None:
+        result.cer = cer(truth, text)
+    gray = _rasterise(pdf, page)
+    if gray is not None:
+        result.residual_skew = cleanup.detect_skew(gray, MEASURE_DPI, MAX_SKEW_MEASURED)
+        osd = _osd(gray)
+        if osd:
+            result.osd_rotate, result.osd_confidence = osd
+    return result
+
+
+def _pdf_pages(pdf: Path) -> int:
+    with pikepdf.open(pdf) as doc:
+        return len(doc.pages)
+
+
+def build_rows(batch: samples.SampleBatch) -> list[PageRow]:
+    rows: list[PageRow] = []
+    for record in batch.records:
+        for page_no, page in enumerate(record.pages, start=1):
+            rows.append(PageRow(
+                n=len(rows) + 1, record_id=record.record_id, page_no=page_no, file=page.file,
+                page_in_file=page.page_in_file, kind=page_kind(page), hard=samples.is_hard(page),
+                chars=len(normalise(page.text)), rotation=page.rotation, skew=page.skew,
+                dpi=page.dpi, style=page.style, seal=page.seal, bleed=page.bleed, truth=page.text))
+    return rows
+
+
+def measure_ours(rows: list[PageRow], phase: dict[str, Any], pool: ThreadPoolExecutor) -> None:
+    records = {r["record_id"]: r for r in phase["records"]}
+    jobs = []
+    for row in rows:
+        record = records.get(row.record_id)
+        pdf = Path(record["pdf_path"]) if record and record["pdf_path"] else None
+        if (record is None or record["status"] != RecordStatus.archived or pdf is None
+                or not pdf.is_file()):
+            row.results["ours"] = Measured()  # quarantined or missing: no output page
+            continue
+        kb = pdf.stat().st_size / 1024 / _pdf_pages(pdf)
+        found = next((p for p in record["pages"] if p["page_no"] == row.page_no), {})
+        jobs.append((row, found, pool.submit(measure_output, pdf, row.page_no, row.truth, kb)))
+    for row, found, future in jobs:
+        result = future.result()
+        result.rotation_found, result.skew_found = found.get("rotation"), found.get("skew")
+        row.results["ours"] = result
+
+
+def measure_baseline(rows: list[PageRow], phase: dict[str, Any], pool: ThreadPoolExecutor
+                     ) -> None:
+    outputs = {f["file"]: Path(f["pdf"]) if f["pdf"] else None for f in phase["files"]}
+    jobs = []
+    for row in rows:
+        pdf = outputs.get(row.file)
+        if pdf is None or not pdf.is_file():
+            row.results["baseline"] = Measured()
+            continue
+        kb = pdf.stat().st_size / 1024 / _pdf_pages(pdf)
+        jobs.append((row, pool.submit(measure_output, pdf, row.page_in_file, row.truth, kb)))
+    for row, future in jobs:
+        row.results["baseline"] = future.result()
+
+
+def measure_tesseract(rows: list[PageRow], phase: dict[str, Any]) -> None:
+    for row, page in zip(rows, phase["pages"], strict=True):
+        text = page["text"]
+        row.results["tesseract"] = Measured(
+            cer=cer(row.truth, text) if text is not None else None,
+            seconds=page["seconds"], cleanup_seconds=page["cleanup_seconds"])
+
+
+# --- report -------------------------------------------------------------------------------------
+def _fmt(value: float | None, kind: str) -> str:
+    """``kind``: "pct", "x" (a ratio) or the number of decimals."""
+    if value is None:
+        return "—"
+    if kind == "pct":
+        return f"{value:.2%}"
+    if kind == "x":
+        return f"{value:.2f}×"
+    return f"{value:.{kind}f}"
+
+
+def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """(metric, ours, baseline, Tesseract alone, ratio, target) rows of the readable table."""
+    s = report["systems"]
+    ours, base, tess = s.get("ours") or {}, s.get("baseline") or {}, s.get("tesseract") or {}
+    r = report["ratios"]
+
+    def row(metric: str, kind: str, keys: tuple[str, ...], ratio_value: float | None = None,
+            target: str = "", systems: Sequence[str] = SYSTEMS) -> tuple[str, ...]:
+        cells = [_fmt(dig(d, *keys), kind) if name in systems else ""
+                 for name, d in (("ours", ours), ("baseline", base), ("tesseract", tess))]
+        return (metric, *cells, _fmt(ratio_value, "x"), target)
+
+    def osd(d: dict[str, Any]) -> str:
+        o = d.get("orientation")
+        if not o:
+            return "—"
+        unknown = f", {o['osd_unknown']} unknown" if o["osd_unknown"] else ""
+        return f"{o['osd_upright']}/{d['pages']}{unknown}"
+
+    def found(d: dict[str, Any]) -> str:
+        o = d.get("orientation")
+        return f"{o['rotation_correct']}/{o['rotation_checked']}" if o and o["rotation_checked"] else "—"
+
+    rows: list[tuple[str, ...]] = [
+        ("pages (without output)", *(f"{d['pages']} ({d['failed_pages']})" if d else "—"
+                                     for d in (ours, base, tess)), "", ""),
+        row("wall time (s)", "1", ("wall_seconds",)),
+        row("seconds per page", "2", ("seconds_per_page",), r.get("seconds_ours_vs_baseline")),
+        row("pages per minute", "1", ("pages_per_minute",), r.get("throughput_ours_vs_baseline"),
+            ">= 4× baseline"),
+        ("s/page, ours vs Tesseract alone", _fmt(ours.get("seconds_per_page"), "2"), "",
+         _fmt(tess.get("seconds_per_page"), "2"), _fmt(r.get("seconds_ours_vs_tesseract"), "x"),
+         "<= 1.3×"),
+        ("cleanup only (s/page)", "", "", _fmt(tess.get("cleanup_seconds_per_page"), "2"), "", ""),
+    ]
+    for group in ("all", "hard", "easy"):
+        rows.append(row(f"CER, {group} pages", "pct", ("cer", group),
+                        dig(r, "cer_ours_vs_baseline", group),
+                        "<= 0.5× baseline" if group == "hard" else ""))
+    rows += [
+        row("residual skew, mean |°|", "3", ("residual_skew", "mean"), None, "< 0.15",
+            ("ours", "baseline")),
+        row("residual skew, max |°|", "3", ("residual_skew", "max"), None, "< 0.5",
+            ("ours", "baseline")),
+        row("skew removed - truth, mean |°|", "3", ("skew_error_vs_truth", "mean"), None, "",
+            ("ours",)),
+        row("skew removed - truth, max |°|", "3", ("skew_error_vs_truth", "max"), None, "",
+            ("ours",)),
+        ("rotation found = truth", found(ours), "", "", "", "every page"),
+        ("upright on output (OSD)", osd(ours) if ours else "—", osd(base) if base else "—", "", "",
+         "every page"),
+    ]
+    for group, label, target in (("all", "all pages", ""), ("bw300", "B/W 300 dpi", "<= 100"),
+                                 ("seal", "colour seal", "<= 250"), ("bw200", "B/W 200 dpi", "")):
+        rows.append(row(f"KB per page, {label}", "0", ("kb_per_page", group),
+                        dig(r, "kb_ours_vs_baseline", group), target, ("ours", "baseline")))
+    rows += [
+        row("peak RSS, largest process (MB)", "0", ("rss", "peak_rss_mb")),
+        row("peak memory, process tree, PSS (MB)", "0", ("rss", "tree_peak_pss_mb")),
+        row("peak memory, process tree, RSS sum (MB)", "0", ("rss", "tree_peak_rss_mb")),
+    ]
+    stack = report.get("stack")
+    if stack:
+        rows += [
+            (f"multi-page TIFF, {stack['pages']} pages: s/page",
+             _fmt(stack.get("seconds_per_page"), "2"), "", "", "", ""),
+            ("multi-page TIFF: peak memory PSS / RSS sum / largest (MB)",
+             f"{_fmt(stack['rss']['tree_peak_pss_mb'], '0')} / "
+             f"{_fmt(stack['rss']['tree_peak_rss_mb'], '0')} / "
+             f"{_fmt(stack['rss']['peak_rss_mb'], '0')}", "", "", "", "< 1024"),
+        ]
+    return rows
+
+
+def render_table(report: dict[str, Any]) -> str:
+    header = ("metric", "ours", "baseline (ocrmypdf)", "Tesseract alone", "ratio ours/other",
+              "target")
+    rows = [header, *table_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    corpus = report["corpus"]
+    hardness = f"{corpus['hard_pages']} hard, {corpus['easy_pages']} easy"
+    title = (f"# Benchmark {report['started_at']}: {corpus['pages']} pages ({hardness}), "
+             f"{report['environment']['cpus']} CPUs")
+    notes = [
+        "",
+        "ratio: ours / baseline, except the Tesseract-alone row (ours / Tesseract alone).",
+        "CER: edit distance / reference characters, NFC, whitespace ignored, pooled over pages; "
+        "a page without output counts as 100%.",
+        "Tesseract alone: OCR time only (our cleanup is the 'cleanup only' row).",
+        f"Memory sampled every {RSS_SAMPLE_SECONDS} s; for the baseline and Tesseract alone, "
+        "of their processes only. PSS counts a shared page once; the RSS sum once per process.",
+        "Residual skew and OSD are measured on the output PDF rasterised at "
+        f"{MEASURE_DPI} dpi; KB per page = output file size / its pages.",
+        "Hard pages: seal, typewriter, show-through, 200 dpi or turned.",
+    ]
+    goals = ["", "## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
+    for g in report["goals"]:
+        met = {True: "yes", False: "NO", None: "not measured"}[g["met"]]
+        value = "—" if g["value"] is None else f"{g['value']:.3g}"
+        goals.append(f"| {g['label']} | {value} | {g['target']} | {met} |")
+    return "\n".join([title, "", *lines, *notes, *goals]) + "\n"
+
+
+def _environment(argv: Sequence[str]) -> dict[str, Any]:
+    return {
+        "cpus": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(), "python": platform.python_version(),
+        "platform": platform.platform(), "tesseract": _first_line(["tesseract", "--version"]),
+        "ocrmypdf": _first_line([_tool("ocrmypdf"), "--version"]),
+        "command": [sys.executable, "-m", "pipeline.bench", *argv],
+    }
+
+
+def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: dict[str, Any]
+                 ) -> dict[str, Any]:
+    systems: dict[str, Any] = {}
+    for name in SYSTEMS:
+        if name not in phases:
+            systems[name] = None
+            continue
+        summary = summarise(rows, name, phases[name]["wall_seconds"])
+        summary["rss"] = phases[name]["rss"]
+        systems[name] = summary
+    ours, base, tess = systems["ours"], systems["baseline"], systems["tesseract"]
+    if tess:
+        tess["cleanup_seconds_per_page"] = phases["tesseract"]["cleanup_seconds"] / max(1, len(rows))
+
+    groups = ("all", "hard", "easy")
+    ratios = {
+        "throughput_ours_vs_baseline": ratio(dig(ours, "pages_per_minute"),
+                                             dig(base, "pages_per_minute")),
+        "seconds_ours_vs_baseline": ratio(dig(ours, "seconds_per_page"),
+                                          dig(base, "seconds_per_page")),
+        "seconds_ours_vs_tesseract": ratio(dig(ours, "seconds_per_page"),
+                                           dig(tess, "seconds_per_page")),
+        "cer_ours_vs_baseline": {g: ratio(dig(ours, "cer", g), dig(base, "cer", g))
+                                 for g in groups},
+        "kb_ours_vs_baseline": {g: ratio(dig(ours, "kb_per_page", g), dig(base, "kb_per_page", g))
+                                for g in ("all", "bw300", "seal", "bw200")},
+    }
+    orientation = dig(ours, "orientation")
+    stack = meta.get("stack")
+    report = {
+        **{k: v for k, v in meta.items() if k != "stack"},
+        "systems": systems,
+        "ratios": ratios,
+        "stack": stack,
+        "goals": evaluate_goals({
+            "throughput_vs_baseline": ratios["throughput_ours_vs_baseline"],
+            "cer_hard_vs_baseline": ratios["cer_ours_vs_baseline"]["hard"],
+            "seconds_vs_tesseract": ratios["seconds_ours_vs_tesseract"],
+            "residual_skew_mean": dig(ours, "residual_skew", "mean"),
+            "residual_skew_max": dig(ours, "residual_skew", "max"),
+            "orientation_wrong": (orientation["rotation_checked"] - orientation["rotation_correct"]
+                                  + (ours["pages"] - orientation["rotation_checked"])
+                                  if orientation else None),
+            "kb_bw300": dig(ours, "kb_per_page", "bw300"),
+            "kb_seal": dig(ours, "kb_per_page", "seal"),
+            "stack_peak_memory_mb": dig(stack, "rss", "tree_peak_pss_mb"),
+        }),
+        "pages": [{**{k: v for k, v in asdict(r).items() if k not in ("results", "truth")},
+                   **{name: asdict(m) for name, m in r.results.items()}} for r in rows],
+    }
+    return report
+
+
+def _corpus_meta(batch: samples.SampleBatch, seed: int) -> dict[str, Any]:
+    every = _corpus_pages(batch)
+    return {
+        "seed": seed, "batch_dir": str(batch.batch_dir), "truth": str(batch.truth_path),
+        "pages": len(every), "records": len(batch.records), "files": len(_page_files(batch)),
+        "hard_pages": sum(samples.is_hard(p) for p in every),
+        "easy_pages": sum(not samples.is_hard(p) for p in every),
+        "kinds": {k: sum(page_kind(p) == k for p in every) for k in ("bw300", "seal", "bw200")},
+        "rotations": {str(r): sum(p.rotation == r for p in every) for r in (0, 90, 180, 270)},
+        "typewriter": sum(p.style == "typewriter" for p in every),
+        "bleed": sum(p.bleed for p in every),
+        "max_abs_skew": max(abs(p.skew) for p in every),
+    }
+
+
+def run_benchmark(out: Path, *, n_pages: int, seed: int, skip_baseline: bool, jobs: int | None,
+                  tiff_pages: int, argv: Sequence[str]) -> dict[str, Any]:
+    started_at = dt.datetime.now().isoformat(timespec="seconds")
+    environment = _environment(argv)
+    log.info("generating a corpus of %d pages into %s", n_pages, out / "corpus")
+    batch = samples.generate_corpus(out / "corpus" / samples.DEFAULT_AGENCY / f"BENCH-{seed}",
+                                    n_pages=n_pages, seed=seed, truth_path=out / "corpus" / TRUTH_NAME)
+    # The baseline reads its own copy, so nothing our run does to the batch can touch it.
+    if not skip_baseline:
+        for name in _page_files(batch):
+            dest = out / "baseline" / "in" / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(batch.batch_dir / name, dest)
+    stack_batch = None
+    if tiff_pages:
+        log.info("generating a %d-page multi-page TIFF", tiff_pages)
+        stack_batch = samples.generate_stack(
+            out / "stack" / "corpus" / samples.DEFAULT_AGENCY / f"STACK-{seed}", n_pages=tiff_pages,
+            seed=seed, truth_path=out / "stack" / TRUTH_NAME)
+
+    phases = {"ours": spawn_phase("ours", out, jobs)}
+    if not skip_baseline:
+        phases["baseline"] = spawn_phase("baseline", out, jobs)
+    phases["tesseract"] = spawn_phase("tesseract", out, jobs)
+    stack = None
+    if stack_batch is not None:
+        result = spawn_phase("stack", out, jobs)
+        (record,) = result["records"]
+        stack = {"pages": tiff_pages, "status": record["status"],
+                 "wall_seconds": result["wall_seconds"], "rss": result["rss"],
+                 **throughput(tiff_pages, result["wall_seconds"])}
+
+    log.info("measuring the outputs")
+    rows = build_rows(batch)
+    workers = jobs or len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        measure_ours(rows, phases["ours"], pool)
+        if "baseline" in phases:
+            measure_baseline(rows, phases["baseline"], pool)
+    measure_tesseract(rows, phases["tesseract"])
+    environment["load_average_end"] = os.getloadavg()
+    meta = {
+        "benchmark": "pipeline.bench", "started_at": started_at,
+        "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment, "corpus": _corpus_meta(batch, seed),
+        "settings": {"profile": phases["ours"]["profile"], "ocr_jobs": phases["ours"]["ocr_jobs"],
+                     "jobs_option": jobs, "skip_baseline": skip_baseline,
+                     "baseline_command": phases["baseline"]["command"] if "baseline" in phases else None},
+        "stack": stack,
+    }
+    report = build_report(rows, phases, meta)
+    _write_json(out / "bench.json", report)
+    table = render_table(report)
+    atomic_write_bytes(out / "bench.md", table.encode())
+    print(table)
+    return report
+
+
+def _default_out() -> Path:
+    return Path("var") / "bench" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.bench",
+        description="Benchmark our pipeline against plain OCRmyPDF on a generated corpus.")
+    p.add_argument("--pages", type=int, default=30, help="corpus pages (default 30)")
+    p.add_argument("--seed", type=int, default=0, help="corpus seed (default 0)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder, new or empty (default var/bench/<timestamp>)")
+    p.add_argument("--skip-baseline", action="store_true", help="do not run plain OCRmyPDF")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="OCR worker processes for ours (DIGITIZE_OCR_JOBS) and the baseline "
+                        "(ocrmypdf --jobs); default: every available core")
+    p.add_argument("--tiff-pages", type=int, default=0,
+                   help="also measure our peak memory on one record of an N-page multi-page "
+                        "TIFF (default 0: skip)")
+    p.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: child process
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    # Our progress at INFO; libraries (great-expectations is chatty) only when they warn.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    out = (args.out or _default_out()).resolve()
+    if args.phase:
+        result = _run_phase(args.phase, out, args.jobs)
+        result["rss"] = _rusage_mb()
+        _write_json(out / "phases" / f"{args.phase}.json", result)
+        return 0
+    if args.pages < 1 or args.tiff_pages < 0 or (args.jobs is not None and args.jobs < 1):
+        print("--pages and --jobs must be at least 1, --tiff-pages at least 0", file=sys.stderr)
+        return 2
+    if out.exists() and any(out.iterdir()):
+        # An old run's archive would make ours "already archived" and its timing meaningless.
+        print(f"{out} is not empty; give a new folder with --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        run_benchmark(out, n_pages=args.pages, seed=args.seed, skip_baseline=args.skip_baseline,
+                      jobs=args.jobs, tiff_pages=args.tiff_pages, argv=argv)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
