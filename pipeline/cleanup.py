@@ -33,6 +33,11 @@ class CleanupResult:
     border_removed: bool
 
 
+def dropout(image: np.ndarray) -> np.ndarray:
+    """Grey view of the page in which coloured ink is light: the lightest channel per pixel."""
+    return image.max(axis=2) if image.ndim == 3 else image
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
@@ -184,8 +189,7 @@ def assess(image: np.ndarray, dpi: int) -> list[str]:
     is measured after stretching the page's contrast, so faint print is not also called blurred.
     """
     flags = [Flag.low_dpi] if dpi < MIN_DPI else []
-    gray = image.max(axis=2) if image.ndim == 3 else image
-    small = _scaled(gray, dpi, QUALITY_DPI)
+    small = _scaled(dropout(image), dpi, QUALITY_DPI)
     paper = float(np.median(small))
     ink = small < paper - INK_CONTRAST
     if ink.mean() < BLANK_INK_SHARE:

@@ -24,6 +24,8 @@ import numpy as np
 import pikepdf
 from PIL import Image
 
+from pipeline.cleanup import dropout
+
 GRAY_JPEG_QUALITY = 75
 BACKGROUND_DPI = 100
 BACKGROUND_JPEG_QUALITY = 60
@@ -37,11 +39,6 @@ class PageKind(StrEnum):
     bitonal = "bitonal"
     gray = "gray"
     mixed = "mixed"
-
-
-def dropout(image: np.ndarray) -> np.ndarray:
-    """Grey view of the page in which coloured ink is light: the lightest channel per pixel."""
-    return image.max(axis=2) if image.ndim == 3 else image
 
 
 def classify(image: np.ndarray) -> PageKind:

@@ -11,7 +11,7 @@ import numpy as np
 import pikepdf
 import pytest
 
-from pipeline import compose, ocr, samples
+from pipeline import cleanup, compose, ocr, samples
 from pipeline.config import load_settings
 from pipeline.models import ManifestRow
 from pipeline.quality import cer
@@ -89,7 +89,7 @@ def test_archived_page_is_pdfa_and_reads_as_well_as_the_cleaned_input(
                          settings.scanner_profile, 1, tmp_path)
     archived = subprocess.run(["pdftotext", "-raw", str(out.pdf), "-"], capture_output=True,
                               text=True, check=True).stdout
-    cv2.imwrite(str(tmp_path / "input.png"), compose.dropout(image))
+    cv2.imwrite(str(tmp_path / "input.png"), cleanup.dropout(image))
     cleaned = subprocess.run(["tesseract", str(tmp_path / "input.png"), "-", "-l", "vie",
                               "--dpi", "300"], capture_output=True, text=True, check=True).stdout
     if kind == "gray":

@@ -12,9 +12,12 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
-from PIL import Image, ImageChops
+from PIL import Image
+
+from pipeline.cleanup import dropout
 
 HOCR_DIR_ENV = "DIGITIZE_HOCR_DIR"
 COLOUR_DROPOUT_ENV = "DIGITIZE_COLOUR_DROPOUT"
@@ -38,6 +41,7 @@ def get_ocr_engine(options):  # noqa: ANN001, ANN201
 @hookimpl
 def filter_ocr_image(page, image: Image.Image) -> Image.Image:  # noqa: ANN001
     if os.environ.get(COLOUR_DROPOUT_ENV) == "1" and image.mode in ("RGB", "RGBA"):
-        r, g, b = image.convert("RGB").split()
-        return ImageChops.lighter(ImageChops.lighter(r, g), b)
+        gray = Image.fromarray(dropout(np.asarray(image.convert("RGB"))))
+        gray.info.update(image.info)  # OCRmyPDF reads the page's dpi from it
+        return gray
     return image
