@@ -1,8 +1,14 @@
-"""One batch folder end to end: register -> one mapped task per record -> finalize.
+"""One batch folder (or one part of a big one) end to end:
+register -> one mapped task per record -> finalize, and publish progress beside it.
 
-Wiring only: every step is a function of ``pipeline.runner``, imported inside the task so that
-parsing this file stays cheap. A record that cannot be archived fails its own task instance
-(named by its record id) with the reason in Vietnamese; the others go on.
+Wiring only: every step is a function of ``pipeline``, imported inside the task so that parsing
+this file stays cheap. A record that cannot be archived fails its own task instance (named by
+its record id) with the reason in Vietnamese, without retries: the archivist fixes the row or
+the scan, then clears that task, and the re-run reads the row as it is now. Anything else
+(database gone, a killed worker) is retried with back-off.
+
+Runs are started by ``digitize_watch`` with conf ``batch_dir``, ``part``, ``parts`` and
+``records_per_run`` (see ``pipeline/inbox.py``), or by hand with ``batch_dir`` alone.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+from digitize_common import emit_record_metrics, task_settings
 
 DEFAULT_ARGS = {
     "owner": "digitization",
-    "retries": 2,
+    "retries": 3,
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
 }
+RECORDS_PER_RUN = 500  # pipeline.inbox.RECORDS_PER_RUN, not imported: parsing stays cheap
 
 
 @dag(
@@ -28,7 +37,12 @@ DEFAULT_ARGS = {
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
     tags=["digitize", "batch"],
-    params={"batch_dir": Param(type="string", description="Batch folder: inbox/<agency>/<batch>")},
+    params={
+        "batch_dir": Param(type="string", description="Batch folder: inbox/<agency>/<batch>"),
+        "part": Param(0, type="integer", minimum=0, description="part of a big batch, from 0"),
+        "parts": Param(1, type="integer", minimum=1),
+        "records_per_run": Param(RECORDS_PER_RUN, type="integer", minimum=1, maximum=1000),
+    },
     doc_md=__doc__,
 )
 def digitize_batch() -> None:
@@ -36,15 +50,19 @@ def digitize_batch() -> None:
     def register(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from pathlib import Path
 
-        from pipeline import runner
-        from pipeline.config import load_settings
+        from pipeline import inbox, runner
 
         assert params is not None
-        plan, batch_pk = runner.register_batch(load_settings(), Path(params["batch_dir"]))
+        plan, batch_pk, docs = runner.register_batch(task_settings(), Path(params["batch_dir"]))
+        tasks = inbox.part_of(runner.record_tasks(plan, batch_pk, docs), params["part"],
+                              params["records_per_run"])
         return {
             "batch": {"batch_dir": str(plan.batch_dir), "agency_code": plan.agency_code,
-                      "batch_id": plan.batch_id, "batch_pk": batch_pk},
-            "tasks": [t.model_dump(mode="json") for t in runner.record_tasks(plan, batch_pk)],
+                      "batch_id": plan.batch_id, "batch_pk": batch_pk,
+                      "record_ids": [r.record_id for r in plan.records]},
+            # the holder id stays out of XCom: the record task reads it from the manifest
+            "tasks": [t.model_dump(mode="json", exclude={"record": {"row": {"holder_id"}}})
+                      for t in tasks],
         }
 
     @task(show_return_value_in_logs=False)
@@ -52,33 +70,45 @@ def digitize_batch() -> None:
         """Hands the record list to the mapped task (mapping needs a task's return value)."""
         return tasks
 
-    @task(map_index_template="{{ record_id }}", pool="ocr", retries=1)
+    @task(map_index_template="{{ record_id }}", pool="ocr", show_return_value_in_logs=False,
+          multiple_outputs=False)
     def process_record(record_task: dict[str, Any]) -> dict[str, Any]:
+        import logging
+
         from pipeline import runner
-        from pipeline.config import load_settings
 
         work = runner.RecordTask.model_validate(record_task)
         get_current_context()["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
         # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded.
-        result = runner.process_record(load_settings(ocr_jobs=1), work)
+        settings = task_settings(ocr_jobs=1)
+        work = runner.refresh_task(settings, work)
+        log = logging.getLogger("digitize")
+        after_fix = "Sau khi sửa, bấm Clear ô này để chạy lại; hồ sơ đã lưu trữ không bị ảnh hưởng."
+        if work.record.problems:
+            # what the archivist must read first: the row, the problem, the fix
+            log.error("%s", "\n".join([f"Hồ sơ {work.record.record_id} chưa thể lưu trữ:",
+                                       *(p.message for p in work.record.problems), after_fix]))
+        result = runner.process_record(settings, work)
+        emit_record_metrics(result.model_dump(mode="json"))
         if result.status != "archived":
+            explanation = "\n".join([
+                f"Hồ sơ {result.record_id} chưa được lưu trữ ({result.reason}).", *result.errors,
+                after_fix])
+            log.error("%s", explanation)
             # A data problem: retrying cannot help, the archivist must fix the row first.
-            raise AirflowFailException(
-                f"Hồ sơ {result.record_id} bị cách ly ({result.reason}).\n" + "\n".join(result.errors)
-            )
-        return result.model_dump(mode="json")
+            raise AirflowFailException(explanation)
+        return result.model_dump(mode="json", exclude={"pages"})
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
     def finalize(batch: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
         from pathlib import Path
 
         from pipeline import runner
-        from pipeline.config import load_settings
 
-        record_ids = [runner.RecordTask.model_validate(t).record.record_id for t in tasks]
+        part_ids = [runner.RecordTask.model_validate(t).record.record_id for t in tasks]
         outcome = runner.finalize_batch(
-            load_settings(), Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
-            batch["batch_pk"], record_ids)
+            task_settings(), Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
+            batch["batch_pk"], batch["record_ids"], part_ids)
         if outcome.not_archived:
             # Failing here marks the run failed, so the batch shows up for review in the UI.
             raise AirflowFailException(
@@ -88,9 +118,16 @@ def digitize_batch() -> None:
             )
         return outcome.model_dump(mode="json")
 
+    @task(trigger_rule="all_done")
+    def publish_progress() -> None:
+        from pipeline import progress
+
+        progress.write_summary(task_settings())
+
     registered = register()
     done = process_record.expand(record_task=record_list(registered["tasks"]))
-    done >> finalize(registered["batch"], registered["tasks"])
+    # finalize stays a leaf: its failure is what marks the run failed for review
+    done >> [finalize(registered["batch"], registered["tasks"]), publish_progress()]
 
 
 digitize_batch()

@@ -7,10 +7,14 @@ outputs are written, verified and recorded.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +22,49 @@ from pipeline.ingest import MANIFEST, sha256_file
 
 # mkstemp creates owner-only files; archived records are for every reader of the archive
 ARCHIVE_MODE = 0o644
+# A temp file written from another machine (shared storage) is only presumed abandoned when no
+# write could still be going on: far longer than the slowest copy of one PDF.
+FOREIGN_TEMP_AGE = 24 * 3600
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.<pid>@<host>.``: whose temp file it is, so a later write can tell a killed
+    writer's leftover from a live writer's file in progress."""
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def _owner_gone(pid: int, host: str, age: float) -> bool:
+    if host != socket.gethostname():
+        return age > FOREIGN_TEMP_AGE  # another machine's process cannot be asked
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def sweep_stale_temps(path: Path) -> None:
+    """Delete the temp files a killed writer of ``path`` left beside it (SIGKILL, power loss:
+    no ``except`` ran); those of live writers stay."""
+    if not path.parent.is_dir():
+        return
+    start = f".{path.name}."
+    for leftover in path.parent.glob(f"{glob.escape(start)}*.tmp"):
+        owner, _, _random = leftover.name[len(start):-len(".tmp")].rpartition(".")
+        pid, _, host = owner.partition("@")
+        if not pid.isdigit() or not host:
+            continue  # not ours
+        with contextlib.suppress(FileNotFoundError):
+            if _owner_gone(int(pid), host, time.time() - leftover.stat().st_mtime):
+                leftover.unlink()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -37,7 +79,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    sweep_stale_temps(dst)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=_temp_prefix(dst), suffix=".tmp")
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
@@ -54,6 +97,11 @@ def archive_path(archive_dir: Path, agency_code: str, year: int | None, record_i
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def safe_name(record_id: str) -> str:
+    """The record id as a file name, as its archived PDF is called (work folders use it too)."""
+    return _safe(record_id)
 
 
 def archive_pdf(pdf: Path, target: Path) -> str:
@@ -108,9 +156,14 @@ def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | Non
     except ValueError:
         return None
     target = done_dir / relative
+    if not batch_dir.is_dir() and (target / MANIFEST).is_file():
+        return target  # a second run of the same batch finished it first
     target.mkdir(parents=True, exist_ok=True)
     entries = sorted(batch_dir.iterdir(), key=lambda p: p.name == MANIFEST)
     for entry in entries:
-        os.replace(entry, target / entry.name)
-    batch_dir.rmdir()
+        # a second run of the same batch finishing at the same moment may have moved it already
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(entry, target / entry.name)
+    with contextlib.suppress(FileNotFoundError):
+        batch_dir.rmdir()
     return target

@@ -11,11 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
+
+if TYPE_CHECKING:  # the import itself is lazy: `digitize --help` must not load SQLAlchemy
+    from pipeline.fixity import FixityReport
+    from pipeline.reference import ImportReport
 
 log = logging.getLogger("pipeline")
 
@@ -101,6 +106,117 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode(bench.main(args.passthrough))
 
 
+IMPORT_TITLES = {"catalogue": "Danh mục thủ tục", "agencies": "Danh sách cơ quan",
+                 "inventory": "Kiểm đếm"}
+
+
+def _print_import_report(report: ImportReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{IMPORT_TITLES[report.kind]} — {report.rows} dòng, {report.seconds:.1f} s")
+    for column in ("Thêm mới", "Thay đổi", "Không đổi", "Bị từ chối"):
+        table.add_column(column, justify="right")
+    table.add_row(str(report.added), str(report.changed), str(report.unchanged), str(report.rejected))
+    console = Console()
+    console.print(report.file, markup=False, highlight=False)
+    console.print(table)
+    for problem in report.problems:
+        console.print(problem.message, markup=False, highlight=False)
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import reference, warehouse
+
+    warehouse.migrate(settings.warehouse_url)
+    report = reference.IMPORTERS[args.kind](settings.warehouse_url, Path(args.file))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        _print_import_report(report)
+    return ExitCode.some_quarantined if report.rejected else ExitCode.ok
+
+
+REPORT_FORMATS = ("xlsx", "csv", "json", "html")  # pipeline.report.FORMATS, without importing it
+
+
+def _quarter(text: str) -> str:
+    """argparse type of --quarter: a bad quarter is a usage error (exit 2) naming the form."""
+    from pipeline.progress import parse_quarter
+
+    try:
+        return parse_quarter(text).label
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import progress, report, warehouse
+    from pipeline.archive import atomic_write_bytes
+    from pipeline.errors import ConfigError
+
+    out = Path(args.out) if args.out else None
+    suffix = out.suffix.lower().lstrip(".") if out else ""
+    fmt = args.format or (suffix if suffix in REPORT_FORMATS else "xlsx")
+    out = out or report.report_path(settings.dir("reports"), args.quarter, fmt)
+    plan = settings.plan  # a broken plan stops here, naming the file and the field
+    warehouse.migrate(settings.warehouse_url)
+    data = progress.quarter_report(settings.warehouse_url, args.quarter, plan)
+    try:
+        data = progress.filter_report(data, level=args.level, agency=args.agency, phase=args.phase)
+    except ValueError as exc:
+        raise ConfigError(f"digitize report: {exc}") from exc
+    atomic_write_bytes(out, report.render(data, fmt))
+    total = data.totals[-1] if data.totals else None
+    print(f"{data.quarter_label} ({data.as_of}): {out}")
+    if total is not None:
+        percent = f"{total.percent:.1f}%" if total.percent is not None else "—"
+        print(f"  {total.digitized} / {total.inventoried} đã số hóa ({percent}), "
+              f"{total.quarantined} cần xử lý, {len(data.choices.agencies)} cơ quan")
+    return ExitCode.ok
+
+
+def _print_fixity(report: FixityReport, paths: dict[str, str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.fixity import KIND_NAMES, PROBLEM_NAMES, summary_lines
+
+    console = Console()
+    head, verdict, *_ = summary_lines(report)
+    console.print(head, markup=False, highlight=False)
+    if report.entries:
+        table = Table(title="Tệp có vấn đề")
+        for column in ("Vấn đề", "Loại", "Đường dẫn", "Hồ sơ / lô"):
+            table.add_column(column, overflow="fold")
+        for e in report.entries:
+            table.add_row(PROBLEM_NAMES[e.problem], KIND_NAMES[e.kind], e.path,
+                          e.record_id or (f"{e.agency_code}/{e.batch_id}" if e.batch_id else e.agency_code))
+        console.print(table)
+    console.print(verdict, markup=False, highlight=False)
+    console.print(f"Báo cáo: {paths['json']} và {paths['csv']}", markup=False, highlight=False)
+
+
+def cmd_fixity(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import fixity
+
+    report = fixity.audit(settings)
+    paths = fixity.write_report(settings, report, Path(args.out) if args.out else None)
+    if args.json:
+        print(fixity.render_json(report).decode("utf-8"))
+    else:
+        _print_fixity(report, paths)
+    return ExitCode.ok if report.ok else ExitCode.some_quarantined
+
+
+def cmd_roles(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import roles
+
+    roles.apply_roles(settings.warehouse_url)
+    print(f"roles {roles.LOADER} and {roles.REPORTING} applied to {settings.warehouse_url}")
+    return ExitCode.ok
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from pipeline import warehouse
 
@@ -122,6 +238,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "DIGITIZE_DB_URL": settings.warehouse_url,
     })
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
+    # The DAGs' warehouse connection (dags/digitize_common.py), unless the deployment defines it.
+    env.setdefault("AIRFLOW_CONN_DIGITIZE_WAREHOUSE", json.dumps(
+        {"conn_type": "generic", "extra": {"sqlalchemy_url": settings.warehouse_url}}))
     return env
 
 
@@ -132,26 +251,41 @@ def airflow(settings: Settings, *args: str) -> None:
 
 
 def prepare_airflow(settings: Settings) -> None:
-    """Metadata database at the latest schema and the ``ocr`` pool sized to the cores."""
+    """Metadata database at the latest schema and the ``ocr`` pool sized to the cores
+    (``DIGITIZE_OCR_POOL_SLOTS``, default the cores of this machine)."""
     airflow(settings, "db", "migrate")
-    airflow(settings, "pools", "set", "ocr", str(settings.jobs), "OCR slots (one per core)")
+    airflow(settings, "pools", "set", "ocr", str(settings.ocr_pool_slots or settings.jobs),
+            "OCR slots (one per core)")
 
 
 def cmd_airflow(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    prepare_airflow(settings)
-    airflow(settings, *args.passthrough)
-    return ExitCode.ok
+    if not args.no_prepare:
+        prepare_airflow(settings)
+    # The airflow command replaces this process, so that a service manager's signals (stop =
+    # SIGTERM: a Celery worker finishes its running tasks first) reach it directly.
+    exe = shutil.which("airflow") or str(Path(sys.executable).with_name("airflow"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(exe, [exe, *args.passthrough], airflow_env(settings))
+    return ExitCode.unexpected  # not reached
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import progress, samples
+    from pipeline import progress, reference, samples, warehouse
 
     started = time.monotonic()
+    # The batch is validated against the catalogue and counted against the inventory: load the
+    # illustrative reference samples first (idempotent, so a second demo changes nothing).
+    warehouse.migrate(settings.warehouse_url)
+    for report in reference.import_samples(settings.warehouse_url):
+        print(f"{IMPORT_TITLES[report.kind]} ({Path(report.file).name}): {report.added} thêm mới, "
+              f"{report.changed} thay đổi, {report.unchanged} không đổi, {report.rejected} bị từ chối")
     batch_id = f"DEMO-{time.strftime('%Y%m%d-%H%M%S')}"
+    seed = args.seed if args.seed is not None else int(time.time())
     inbox = settings.dir("inbox") / DEMO_AGENCY / batch_id
     samples_dir = settings.dir("samples")
     batch = samples.generate_batch(inbox, agency_code=DEMO_AGENCY, batch_id=batch_id,
-                                   n_records=args.records, seed=args.seed,
+                                   n_records=args.records, seed=seed,
                                    truth_path=samples_dir / f"{batch_id}.truth.json")
     print(f"Sample batch of {len(batch.records)} records written to {inbox}")
     if args.no_airflow:
@@ -211,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "runs the batch DAG on it with `airflow dags test` and "
                                       "says where the PDF/A files, warehouse and summary are.")
     demo.add_argument("--records", type=int, default=4, help="records in the sample batch")
-    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=None,
+                      help="sample seed (default: new records each time; the same seed again "
+                           "gives the same record ids, which the second time are duplicates)")
     demo.add_argument("--no-airflow", action="store_true",
                       help="run the stages directly instead of through the Airflow DAG")
     demo.set_defaults(func=cmd_demo)
@@ -229,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "migrating its metadata database and creating the ocr pool. "
                                     "Example: digitize airflow dags test digitize_batch --conf "
                                     "'{\"batch_dir\": \"/abs/var/inbox/AGENCY/BATCH\"}'")
+    af.add_argument("--no-prepare", action="store_true",
+                    help="skip the migration and the ocr pool (Celery workers, components "
+                         "started after `deploy/celery/run.sh init`)")
     af.set_defaults(func=cmd_airflow, passthrough=[])
 
     bench = sub.add_parser("bench", help="benchmark our pipeline against plain OCRmyPDF",
@@ -238,8 +377,76 @@ def build_parser() -> argparse.ArgumentParser:
                                        "`digitize bench --help` lists its options.")
     bench.set_defaults(func=cmd_bench, passthrough=[])
 
+    for kind, what, help_ in (
+        ("catalogue", "procedure catalogue (danh mục TTHC)",
+         "Columns: Mã thủ tục/procedure_code, Tên thủ tục/name, Cấp thực hiện/levels, Lĩnh "
+         "vực/field, Cơ quan thực hiện/implementing_agency, Hiệu lực từ/valid_from, Hiệu lực "
+         "đến/valid_to."),
+        ("agencies", "agency registry (mã định danh cơ quan)",
+         "Columns: Mã định danh/code, Tên cơ quan/name, Cấp/level, Cơ quan cấp trên/parent_code."),
+        ("inventory", "inventory (kiểm đếm) of still-valid results",
+         "Columns: Mã cơ quan/agency_code, Năm ban hành/issue_year, Mã TTHC/procedure_code, Số "
+         "lượng còn hiệu lực/still_valid_count. Import agencies and catalogue first."),
+    ):
+        ref = sub.add_parser(kind, help=f"import the {what}")
+        ref_sub = ref.add_subparsers(dest="action", required=True, metavar="ACTION")
+        imp = ref_sub.add_parser(
+            "import", help=f"import the {what} from a CSV or XLSX file",
+            description=f"Check every row of the {what} file (CSV UTF-8 with ',' or ';', or the "
+                        f"first sheet of an .xlsx) and upsert the good rows. {help_} Rejected rows "
+                        "are listed with line, column and what to fix; running it again is safe. "
+                        "Samples: schemas/reference/.",
+            epilog="Exit codes: 0 every row imported or unchanged, 3 some rows rejected, 2 the file "
+                   "cannot be used (format, encoding, missing column), 1 unexpected error.")
+        imp.add_argument("file", help="the CSV or XLSX file")
+        imp.add_argument("--json", action="store_true", help="print the report as JSON")
+        imp.set_defaults(func=cmd_import, kind=kind)
+
+    rep = sub.add_parser(
+        "report", help="write the quarterly progress report (xlsx, csv, json or html)",
+        description="The progress report of one quarter for Sở TT&TT: per agency, level and phase, "
+                    "inventoried, digitized, percentage against the plan's targets, pages, records "
+                    "to review and why, pace per working day and forecast completion. The phase "
+                    "plan is DIGITIZE_PHASE_PLAN (default schemas/phase_plan.yaml). The same quarter "
+                    "gives the same file whenever it is run again.",
+        epilog="Exit codes: 0 written, 2 bad usage or configuration (quarter, phase plan, filter), "
+               "1 unexpected error.")
+    rep.add_argument("--quarter", required=True, type=_quarter, metavar="YYYYQn",
+                     help="the quarter, e.g. 2023Q2")
+    rep.add_argument("--format", choices=REPORT_FORMATS,
+                     help="file format (default: from the suffix of --out, else xlsx)")
+    rep.add_argument("--out", metavar="FILE",
+                     help="file to write (default DATA/reports/bao-cao-tien-do-<quarter>.<format>)")
+    rep.add_argument("--level", help="only the agencies of one level: tinh, huyen or xa")
+    rep.add_argument("--agency", help="only one agency (its code, e.g. 000.00.12.H12)")
+    rep.add_argument("--phase", help="only one phase of the plan (its id, e.g. GD2)")
+    rep.set_defaults(func=cmd_report)
+
     migrate = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
     migrate.set_defaults(func=cmd_migrate)
+
+    fix = sub.add_parser(
+        "fixity", help="re-hash the archive and the source scans against the warehouse",
+        description="Hashes every archived PDF/A and every registered source scan again and "
+                    "compares them with the SHA-256 recorded in the warehouse: files missing, "
+                    "changed, or on disk but unknown to the warehouse. The report goes to "
+                    "DATA/reports/fixity-<date>.json and .csv.",
+        epilog="Exit codes: 0 nothing wrong, 3 problems found, 2 bad configuration, 1 unexpected "
+               "error.")
+    fix.add_argument("--json", action="store_true", help="print the report as JSON")
+    fix.add_argument("--out", metavar="FILE",
+                     help="write the report to FILE (.json) and its .csv beside it instead")
+    fix.set_defaults(func=cmd_fixity)
+
+    roles = sub.add_parser("roles", help="PostgreSQL access roles (sql/roles.sql)")
+    roles_sub = roles.add_subparsers(dest="action", required=True, metavar="ACTION")
+    roles_sub.add_parser(
+        "apply", help="create or refresh the roles digitize_loader and digitize_reporting",
+        description="Creates the NOLOGIN roles digitize_loader (reads and writes the tables) and "
+                    "digitize_reporting (the aggregate progress views only, no personal data) on "
+                    "the PostgreSQL warehouse DIGITIZE_DB_URL and grants them; safe to repeat. Run "
+                    "it as the owner of the tables after each `digitize migrate`.",
+    ).set_defaults(func=cmd_roles)
     return parser
 
 

@@ -6,12 +6,15 @@ import datetime as dt
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
 
 from pipeline.errors import ConfigError
+from pipeline.plan import PhasePlan, load_plan
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,6 +24,7 @@ class CleanupProfile(BaseModel):
     orientation_min_confidence: float = Field(2.0, ge=0)
     deskew: bool = True
     max_skew: float = Field(6.0, gt=0, le=45)
+    skew_method: Literal["projection", "hough", "line_fit"] = "projection"
     remove_dark_border: bool = True
     despeckle: bool = True
     flatten_illumination: bool = True
@@ -53,6 +57,9 @@ class Settings(BaseSettings):
     phase_plan: Path = PROJECT_DIR / "schemas" / "phase_plan.yaml"
     # OCRmyPDF worker processes per record; 0 means one per available core
     ocr_jobs: int = Field(0, ge=0)
+    # slots of the Airflow "ocr" pool set by `digitize airflow`; 0 means the cores of this
+    # machine (one machine); with Celery workers, the OCR cores of all the workers together
+    ocr_pool_slots: int = Field(0, ge=0)
 
     @property
     def warehouse_url(self) -> str:
@@ -73,17 +80,14 @@ class Settings(BaseSettings):
         return load_profile(self.profiles_dir / f"{self.profile}.yaml")
 
     @cached_property
+    def plan(self) -> PhasePlan:
+        """The province's phase plan (``DIGITIZE_PHASE_PLAN``), validated: :mod:`pipeline.plan`."""
+        return load_plan(self.phase_plan)
+
+    @cached_property
     def issued_range(self) -> tuple[dt.date, dt.date]:
         """Earliest and latest plausible issue date: the union of the phase plan's ranges."""
-        try:
-            plan = yaml.safe_load(self.phase_plan.read_text(encoding="utf-8"))
-            ranges = [p["issued"] for p in plan["phases"]]
-            return min(r["start"] for r in ranges), max(r["end"] for r in ranges)
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"Cannot read the phase plan {self.phase_plan}: {exc}. "
-                "Fix the file or point DIGITIZE_PHASE_PLAN to a valid one."
-            ) from exc
+        return self.plan.issued_range
 
 
 def load_profile(path: Path) -> ScannerProfile:
@@ -107,3 +111,33 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"Invalid DIGITIZE_* setting: {exc}") from exc
     settings.scanner_profile  # noqa: B018 - validate the profile at start, not mid-batch
     return settings
+
+
+def url_from_connection(conn: Any) -> str:
+    """The warehouse's SQLAlchemy URL from an orchestrator connection (``conn_type``, ``host``,
+    ``schema``, ``login``, ``password``, ``port``, ``extra_dejson``, as Airflow's have).
+
+    ``extra.sqlalchemy_url`` wins; otherwise a ``postgres`` connection becomes a psycopg2 URL and
+    a ``sqlite`` connection's host is the database file.
+    """
+    extra = conn.extra_dejson or {}
+    if extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn.conn_type in ("postgres", "postgresql"):
+        return URL.create("postgresql+psycopg2", username=conn.login or None,
+                          password=conn.password or None, host=conn.host or None,
+                          port=conn.port or None,
+                          database=conn.schema or None).render_as_string(hide_password=False)
+    if conn.conn_type == "sqlite" and conn.host:
+        return f"sqlite:///{conn.host}"
+    raise ConfigError(
+        f"The warehouse connection (type {conn.conn_type!r}) names no database. Give it the type "
+        "postgres with host, login and schema, the type sqlite with the file as host, or an "
+        "extra {\"sqlalchemy_url\": \"...\"}.")
+
+
+def settings_for_connection(conn: Any | None, **overrides: object) -> Settings:
+    """Settings whose warehouse is the orchestrator connection ``conn`` (None: the default)."""
+    if conn is not None:
+        overrides = {"db_url": url_from_connection(conn), **overrides}
+    return load_settings(**overrides)

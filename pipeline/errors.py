@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     unexpected = 1
     bad_usage = 2
     some_quarantined = 3
+    retry_later = 4
 
 
 class DigitizeError(Exception):
@@ -31,6 +32,11 @@ class ConfigError(DigitizeError):
 
 class ToolMissingError(ConfigError):
     """An external program (tesseract, ghostscript, ...) or its language data is missing."""
+
+
+class ReferenceFileError(ConfigError):
+    """A reference file (catalogue, agencies, inventory) cannot be read as a whole: unknown
+    format, not UTF-8, missing a required column. Nothing from it was imported."""
 
 
 class BatchError(DigitizeError):
@@ -95,3 +101,69 @@ def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, DigitizeError):
         return error.exit_code
     return ExitCode.unexpected
+
+
+class CatalogueMismatchError(RecordError):
+    """The procedure is not in the catalogue, does not apply at the agency's level, or was not
+    in force on the issue date."""
+
+    reason = "catalogue_mismatch"
+
+
+class ExpiredResultError(RecordError):
+    """The manifest marks the result as no longer valid: it is reported, not archived."""
+
+    reason = "result_expired"
+
+
+class ProbableDuplicateError(RecordError):
+    """The pages look like those of a record already archived (rescanned paper)."""
+
+    reason = "probable_duplicate"
+
+
+class ImageTooLargeError(RecordError):
+    """A page's declared size (image header, PDF MediaBox) is beyond any scanner's; it is refused
+    before decoding, so a crafted or corrupt file cannot exhaust memory."""
+
+    reason = "image_too_large"
+
+
+class PdfEncryptedError(RecordError):
+    """A PDF needs a password (or forbids copying): it cannot be read or archived as is."""
+
+    reason = "pdf_encrypted"
+
+
+class PdfActiveContentError(RecordError):
+    """A PDF carries JavaScript, automatic actions or fillable forms: not an archival scan."""
+
+    reason = "pdf_active_content"
+
+
+class PathOutsideBatchError(RecordError):
+    """A manifest file entry (``../x.tif``, an absolute path, a symbolic link) leads outside the
+    batch folder; the pipeline only ever reads scans inside it."""
+
+    reason = "path_outside_batch"
+
+
+class TransientError(DigitizeError):
+    """Nothing is wrong with the batch: a resource was unavailable for a while. Nothing was
+    quarantined; running the same command again (or Airflow's retry) finishes the work."""
+
+    exit_code = ExitCode.retry_later
+
+
+class WarehouseUnavailableError(TransientError):
+    """The warehouse database went away (server stopped, network cut, SQLite file locked)."""
+
+
+class RecordBusyError(TransientError):
+    """Another run holds the record's claim for longer than this run was willing to wait."""
+
+
+class ArchiveStorageError(RecordError):
+    """The archive's file system is full (or over quota): the PDF could not be written."""
+
+    reason = "archive_storage_full"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
 import io
 import re
 import unicodedata
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from pipeline import pages
 from pipeline.errors import BatchError
@@ -25,6 +26,9 @@ HEADER_ALIASES: dict[str, str] = {
     "mã tthc": "procedure_code",
     "mã thủ tục": "procedure_code",
     "ma tthc": "procedure_code",
+    "procedure_name": "procedure_name",
+    "tên tthc": "procedure_name",
+    "tên thủ tục": "procedure_name",
     "result_number": "result_number",
     "số ký hiệu": "result_number",
     "số, ký hiệu": "result_number",
@@ -49,6 +53,12 @@ HEADER_ALIASES: dict[str, str] = {
     "tệp": "files_raw",
     "tệp tin": "files_raw",
     "tep": "files_raw",
+    "page_count": "page_count_raw",
+    "số trang": "page_count_raw",
+    "so trang": "page_count_raw",
+    "số tờ": "page_count_raw",
+    "not_duplicate_of": "not_duplicate_of",
+    "không trùng với": "not_duplicate_of",
 }
 REQUIRED_COLUMNS = ("record_id", "procedure_code", "issued_on_raw", "files_raw")
 
@@ -89,28 +99,47 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
+def _decode_manifest(path: Path, data: bytes) -> str:
+    """The manifest's text: UTF-16 or UTF-8 by their BOM, else UTF-8, else Windows-1258.
+
+    Excel on a Vietnamese Windows saves "CSV" in Windows-1258 and "Unicode text" in UTF-16.
+    Windows-1258 decodes nearly any bytes, so it is tried last; it writes tone marks as
+    combining characters, which the NFC normalisation of every value puts back together.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "cp1258")
+    for encoding in encodings:
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise BatchError(
+        f"{path}: manifest.csv is neither UTF-8, UTF-16 nor Windows-1258 text. Save it from Excel "
+        "as 'CSV UTF-8 (Comma delimited)'.")
+
+
 def _canonical_header(header: str) -> str | None:
     key = re.sub(r"\s+", " ", nfc(header).lower())
     return HEADER_ALIASES.get(key)
 
 
 def read_manifest(batch_dir: Path) -> list[ManifestRow]:
-    """Parse manifest.csv (UTF-8, BOM tolerated, ``,`` or ``;`` separated) into rows."""
+    """Parse manifest.csv (UTF-8, UTF-16 or Windows-1258, BOM tolerated, ``,`` or ``;``
+    separated) into rows."""
     path = batch_dir / MANIFEST
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = _decode_manifest(path, path.read_bytes())
     except FileNotFoundError as exc:
         raise BatchError(
             f"{path}: no manifest.csv in the batch folder. Add the manifest (one row per record) "
             "and drop the folder again."
         ) from exc
-    except UnicodeDecodeError as exc:
-        raise BatchError(
-            f"{path}: manifest.csv is not UTF-8 ({exc}). Save it from Excel as "
-            "'CSV UTF-8 (Comma delimited)'."
-        ) from exc
-    dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;\t")
-    reader = csv.reader(io.StringIO(text), dialect)
+    # Only the delimiter is sniffed (from the header line): the rest is Excel's CSV, where a quote
+    # inside a quoted cell is doubled; the sniffer cannot tell that from a header without quotes.
+    sniffed = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;\t")
+    reader = csv.reader(io.StringIO(text), delimiter=sniffed.delimiter)
     header = next(reader, None)
     if not header:
         raise BatchError(f"{path}: manifest.csv is empty. Add a header row and one row per record.")
@@ -130,6 +159,7 @@ def read_manifest(batch_dir: Path) -> list[ManifestRow]:
         row = ManifestRow(line=line_no, **data)
         row.issued_on = parse_date(row.issued_on_raw)
         row.still_valid = parse_bool(row.still_valid_raw) if row.still_valid_raw else True
+        row.page_count = int(row.page_count_raw) if row.page_count_raw.isdigit() else None
         rows.append(row)
     return rows
 
@@ -146,34 +176,85 @@ def parse_files_field(row: ManifestRow) -> tuple[list[tuple[str, int | None, int
                         "'ten_tep.tif' hoặc 'ten_tep.tif[1-3]'. Sửa cột Tệp rồi chạy lại.",
             ))
             continue
+        name = match["name"].strip()
+        if _leaves_folder(name):
+            problems.append(Problem(
+                rule="path_outside_batch", field="files",
+                message=f"Dòng {row.line} của manifest.csv: mục tệp '{raw}' trỏ ra ngoài thư mục lô "
+                        "(đường dẫn tuyệt đối hoặc '..'). Chỉ ghi tên tệp quét nằm trong thư mục lô "
+                        "(chép tệp vào đó) rồi chạy lại.",
+            ))
+            continue
         first = int(match["first"]) if match["first"] else None
         last = int(match["last"]) if match["last"] else first
-        items.append((match["name"].strip(), first, last))
+        items.append((name, first, last))
     return items, problems
 
 
+def _leaves_folder(name: str) -> bool:
+    """An absolute path or one going up: the manifest may only name files inside the batch."""
+    parts = re.split(r"[\\/]", name)
+    return name.startswith(("/", "\\")) or bool(PureWindowsPath(name).drive) or ".." in parts
+
+
+def inside_batch(batch_dir: Path, name: str) -> bool:
+    """Whether ``name`` in the batch folder is a file there, not a link to somewhere else."""
+    return (batch_dir / name).resolve().is_relative_to(batch_dir.resolve())
+
+
+def fingerprint_file(path: Path) -> SourceFile:
+    """SHA-256, size and page count of one page file; an unreadable file says why."""
+    try:
+        count, error = pages.page_count(path), ""
+    except pages.PageReadError as exc:
+        count, error, rule = 0, str(exc), exc.rule
+    else:
+        rule = ""
+    return SourceFile(name=path.name, sha256=sha256_file(path), size=path.stat().st_size,
+                      page_count=count, readable=not error, error=error, error_rule=rule)
+
+
 def fingerprint_files(batch_dir: Path) -> dict[str, SourceFile]:
-    """SHA-256, size and page count of every page file in the batch folder."""
-    files = {}
-    for path in sorted(batch_dir.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in pages.SUPPORTED_SUFFIXES:
-            continue
-        try:
-            count, error = pages.page_count(path), ""
-        except pages.PageReadError as exc:
-            count, error = 0, str(exc)
-        files[path.name] = SourceFile(
-            name=path.name, sha256=sha256_file(path), size=path.stat().st_size,
-            page_count=count, readable=not error, error=error,
-        )
-    return files
+    """Every page file in the batch folder, fingerprinted; links leading out are never read."""
+    return {path.name: fingerprint_file(path) for path in sorted(batch_dir.iterdir())
+            if path.is_file() and path.suffix.lower() in pages.SUPPORTED_SUFFIXES
+            and inside_batch(batch_dir, path.name)}
 
 
-def _resolve_pages(row: ManifestRow, files: dict[str, SourceFile]) -> tuple[list[PageRef], list[Problem]]:
+# What the archivist reads for a file that cannot be used, by the rule it breaks.
+_FILE_PROBLEMS = {
+    "file_readable": "tệp '{name}' không đọc được ({error}). Quét lại trang và thay tệp.",
+    "image_too_large": "tệp '{name}' có kích thước trang quá lớn, không xử lý ({error}). Kiểm tra "
+                       "tệp (hỏng hoặc đặt sai khổ/độ phân giải), quét lại ở 200–300 dpi rồi thay tệp.",
+    "pdf_encrypted": "tệp '{name}' là PDF được mã hóa ({error}). Xin bản không mã hóa hoặc quét "
+                     "lại bản giấy rồi thay tệp.",
+    "pdf_active_content": "tệp '{name}' không phải bản quét lưu trữ ({error}). Dùng bản quét ảnh "
+                          "(không JavaScript, không biểu mẫu điền được) rồi thay tệp.",
+}
+
+
+def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
+                  batch_dir: Path | None = None) -> tuple[list[PageRef], list[Problem]]:
+    """The row's pages in ``files`` (keyed by the names on disk), with a problem per bad item.
+
+    Names are matched after NFC normalisation: the manifest is NFC, while a file copied from a
+    Mac keeps its decomposed (NFD) name on disk. With ``batch_dir``, a symbolic link leading out
+    of it is named as such rather than as a missing file.
+    """
     items, problems = parse_files_field(row)
+    by_nfc = {unicodedata.normalize("NFC", disk_name): f for disk_name, f in files.items()}
     refs: list[PageRef] = []
     for name, first, last in items:
-        source = files.get(name)
+        source = files.get(name) or by_nfc.get(unicodedata.normalize("NFC", name))
+        if source is None and batch_dir is not None and (batch_dir / name).is_symlink() \
+                and not inside_batch(batch_dir, name):
+            problems.append(Problem(
+                rule="path_outside_batch", field="files",
+                message=f"Dòng {row.line} của manifest.csv: tệp '{name}' là liên kết trỏ ra ngoài "
+                        "thư mục lô, không được đọc. Chép chính tệp quét vào thư mục lô thay cho "
+                        "liên kết rồi chạy lại.",
+            ))
+            continue
         if source is None:
             problems.append(Problem(
                 rule="file_exists", field="files",
@@ -182,10 +263,11 @@ def _resolve_pages(row: ManifestRow, files: dict[str, SourceFile]) -> tuple[list
             ))
             continue
         if not source.readable:
+            rule = source.error_rule or "file_readable"
             problems.append(Problem(
-                rule="file_readable", field="files",
-                message=f"Dòng {row.line} của manifest.csv: tệp '{name}' không đọc được "
-                        f"({source.error}). Quét lại trang và thay tệp.",
+                rule=rule, field="files",
+                message=f"Dòng {row.line} của manifest.csv: "
+                        + _FILE_PROBLEMS[rule].format(name=name, error=source.error),
             ))
             continue
         first = first or 1
@@ -197,7 +279,7 @@ def _resolve_pages(row: ManifestRow, files: dict[str, SourceFile]) -> tuple[list
                         f"'{name}' vượt quá số trang của tệp ({source.page_count}). Sửa khoảng trang.",
             ))
             continue
-        refs.extend(PageRef(file=name, page_in_file=n) for n in range(first, last + 1))
+        refs.extend(PageRef(file=source.name, page_in_file=n) for n in range(first, last + 1))
     return refs, problems
 
 
@@ -211,17 +293,10 @@ def plan_batch(batch_dir: Path, agency_code: str | None = None, batch_id: str | 
         raise BatchError(f"{batch_dir}: not a folder. Give the path of one batch folder.")
     rows = read_manifest(batch_dir)
     files = fingerprint_files(batch_dir)
+    # A record id used twice is one of the validation rules (pipeline.validate), not a read error.
     records = []
-    seen_ids: dict[str, int] = {}
     for row in rows:
-        refs, problems = _resolve_pages(row, files)
-        if row.record_id in seen_ids:
-            problems.append(Problem(
-                rule="record_id_unique", field="record_id",
-                message=f"Dòng {row.line} của manifest.csv: mã hồ sơ '{row.record_id}' đã có ở "
-                        f"dòng {seen_ids[row.record_id]}. Mỗi hồ sơ một dòng; sửa mã hồ sơ.",
-            ))
-        seen_ids.setdefault(row.record_id, row.line)
+        refs, problems = resolve_pages(row, files, batch_dir)
         records.append(RecordPlan(row=row, pages=refs, problems=problems))
     return BatchPlan(
         agency_code=agency_code or batch_dir.parent.name,

@@ -22,6 +22,7 @@ class ManifestRow(BaseModel):
     line: int  # line number in manifest.csv (the header is line 1), as the clerk sees it
     record_id: str = ""
     procedure_code: str = ""
+    procedure_name: str = ""  # optional column; helps suggest the right code when it is wrong
     result_number: str = ""
     issued_on_raw: str = ""
     issued_on: dt.date | None = None  # None when issued_on_raw is not a known date format
@@ -30,6 +31,10 @@ class ManifestRow(BaseModel):
     still_valid_raw: str = ""
     still_valid: bool | None = None
     files_raw: str = ""
+    page_count_raw: str = ""  # optional column: the pages the clerk counted
+    # optional column: record ids the archivist confirmed are other papers, not this one rescanned
+    not_duplicate_of: str = ""
+    page_count: int | None = None
 
 
 class Problem(BaseModel):
@@ -47,6 +52,8 @@ class SourceFile(BaseModel):
     page_count: int
     readable: bool = True
     error: str = ""
+    # the manifest rule an unreadable file breaks: file_readable, image_too_large, pdf_encrypted, ...
+    error_rule: str = ""
 
 
 class RecordPlan(BaseModel):
@@ -88,6 +95,7 @@ class PageResult(BaseModel):
     low_confidence_words: int = 0
     low_confidence_with_diacritics: int = 0  # tone marks are where Tesseract's `vie` fails
     confidence: float | None = None  # mean Tesseract word confidence, 0-100
+    phash: str = ""  # perceptual hash of the cleaned page (probable duplicates)
 
 
 class RecordResult(BaseModel):
@@ -101,6 +109,8 @@ class RecordResult(BaseModel):
     mean_confidence: float | None = None
     reason: str | None = None
     errors: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # archived, but the archivist should look
+    timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage (metrics)
     already_archived: bool = False
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -68,17 +70,66 @@ def _metadata(row: ManifestRow, agency_code: str) -> dict[str, str]:
     }
 
 
+def _source_date() -> dt.datetime | None:
+    """The reproducible-builds ``SOURCE_DATE_EPOCH``, if set: the time every PDF claims to be
+    made at, so that the same scans make byte-identical PDFs whenever they are processed."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isdigit() else None
+
+
+def _name_ocr_layers(pdf: pikepdf.Pdf) -> None:
+    """Rename OCRmyPDF's text layers (``/OCR-<random>``) after their page and order.
+
+    The random names are the only part of a PDF, besides its dates and ``/ID``, that differs
+    between two runs over the same scans; the archived file's SHA-256 must not depend on it.
+    """
+    for page_no, page in enumerate(pdf.pages, start=1):
+        xobjects = page.obj.get("/Resources", pikepdf.Dictionary()).get("/XObject")
+        if xobjects is None:
+            continue
+        contents = page.obj.get("/Contents")
+        streams = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+        data = [s.read_bytes() for s in streams]
+        joined = b"\n".join(data)
+        old_names = sorted((k for k in xobjects if k.startswith("/OCR-")),
+                           key=lambda k: joined.find(k.encode() + b" "))
+        renames = {old: f"/OCR-p{page_no}-{n}" for n, old in enumerate(old_names, start=1)}
+        for old, new in renames.items():
+            xobjects[new] = xobjects[old]
+            del xobjects[old]
+        for stream, raw in zip(streams, data, strict=True):
+            changed = raw
+            for old, new in renames.items():
+                # the random 22-character suffix cannot occur in a content stream by chance
+                changed = changed.replace(old.encode() + b" ", new.encode() + b" ")
+            if changed != raw:
+                stream.write(changed)  # compressed again when the file is saved
+
+
 def add_record_xmp(pdf_path: Path, row: ManifestRow, agency_code: str, batch_id: str) -> None:
-    """Dublin Core fields are predefined in XMP, so PDF/A needs no extension schema for them."""
+    """Dublin Core fields are predefined in XMP, so PDF/A needs no extension schema for them.
+
+    The file is saved with a content-derived ``/ID`` and deterministic layer names, and with
+    ``SOURCE_DATE_EPOCH`` set also with fixed dates: a record redone after a crash is then the
+    very file an uninterrupted run would have archived.
+    """
+    pinned = _source_date()
     with pikepdf.open(pdf_path, allow_overwriting_input=True) as pdf:
-        with pdf.open_metadata() as meta:
+        with pdf.open_metadata(set_pikepdf_as_editor=pinned is None) as meta:
             meta["dc:identifier"] = row.record_id
             meta["dc:source"] = f"{agency_code}/{batch_id}"
             meta["dc:type"] = {"Kết quả giải quyết thủ tục hành chính"}
             if row.issued_on:
                 meta["dc:date"] = [row.issued_on.isoformat()]
             meta["dc:language"] = ["vi"]
-        pdf.save(pdf_path)
+            if pinned is not None:
+                for key in ("xmp:CreateDate", "xmp:ModifyDate", "xmp:MetadataDate"):
+                    meta[key] = pinned.isoformat()
+        _name_ocr_layers(pdf)
+        # qpdf keeps the first half of an existing /ID, which OCRmyPDF drew at random
+        if "/ID" in pdf.trailer:
+            del pdf.trailer["/ID"]
+        pdf.save(pdf_path, deterministic_id=True)
 
 
 def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:

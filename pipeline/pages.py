@@ -6,6 +6,7 @@ the requested page), so a 300-page file never sits whole in memory.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +16,119 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 SUPPORTED_SUFFIXES = {".tif", ".tiff", ".jpg", ".jpeg", ".png", ".pdf"}
 
-# Scans are large by nature; Pillow's decompression-bomb guard is meant for untrusted web input.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# The largest page we decode: A1 at 400 dpi (~124 million pixels) fits, and its RGB array (~370 MB)
+# still leaves the cleanup room on a worker. A bigger declared size is a corrupt or crafted file.
+MAX_PAGE_PIXELS = 150_000_000
+# A0 is 46.8 inches tall; a PDF page beyond this would rasterise to billions of pixels.
+MAX_PAGE_INCHES = 50.0
+# Pillow's own guard stays on as a backstop; it warns above this and refuses above twice this.
+Image.MAX_IMAGE_PIXELS = MAX_PAGE_PIXELS
+
+# PDF actions that run something when the file is opened or clicked.
+_ACTIVE_ACTIONS = {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/ResetForm"}
 
 
 class PageReadError(Exception):
-    """A page file cannot be decoded (truncated, not an image, encrypted PDF)."""
+    """A page file cannot be decoded (empty, truncated, not an image).
+
+    ``rule`` names the manifest problem it becomes (see pipeline.ingest.resolve_pages).
+    """
+
+    rule = "file_readable"
+
+
+class PageTooLargeError(PageReadError):
+    rule = "image_too_large"
+
+
+class PdfEncryptedError(PageReadError):
+    rule = "pdf_encrypted"
+
+
+class PdfActiveContentError(PageReadError):
+    rule = "pdf_active_content"
+
+
+def _check_pixels(path: Path, width: int, height: int, page: int) -> None:
+    if width * height > MAX_PAGE_PIXELS:
+        raise PageTooLargeError(
+            f"{path.name}: trang {page} khai báo {width} x {height} điểm ảnh "
+            f"({width * height / 1e6:.0f} triệu), quá giới hạn {MAX_PAGE_PIXELS / 1e6:.0f} triệu")
+
+
+def _open_image(path: Path) -> Image.Image:
+    """Open an image reading its header only; a size past Pillow's guard is ours to report."""
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(found[1]) if found else 2 * MAX_PAGE_PIXELS
+        raise PageTooLargeError(
+            f"{path.name}: ảnh khai báo {pixels / 1e6:.0f} triệu điểm ảnh, quá giới hạn "
+            f"{MAX_PAGE_PIXELS / 1e6:.0f} triệu") from exc
+
+
+def _active_content(pdf: pikepdf.Pdf) -> list[str]:
+    """What in the PDF would run or take input: JavaScript, automatic actions, form fields."""
+    def is_active(action: object) -> bool:
+        return isinstance(action, pikepdf.Dictionary) and action.get("/S") in _ACTIVE_ACTIONS
+
+    root, found = pdf.Root, []
+    names = root.get("/Names")
+    if isinstance(names, pikepdf.Dictionary) and "/JavaScript" in names:
+        found.append("JavaScript")
+    if is_active(root.get("/OpenAction")) or "/AA" in root:
+        found.append("hành động tự chạy khi mở")
+    form = root.get("/AcroForm")
+    if isinstance(form, pikepdf.Dictionary) and (len(form.get("/Fields", [])) or "/XFA" in form):
+        found.append("biểu mẫu điền được")
+    for page in pdf.pages:
+        if "/AA" in page.obj:
+            found.append("hành động tự chạy khi mở trang")
+        for annot in page.obj.get("/Annots", []):
+            if annot.get("/Subtype") == "/Widget":
+                found.append("biểu mẫu điền được")
+            if is_active(annot.get("/A")) or "/AA" in annot:
+                found.append("JavaScript/hành động trong chú thích")
+    return sorted(set(found))
+
+
+def _pdf_page_count(path: Path) -> int:
+    try:
+        pdf = pikepdf.open(path)
+    except pikepdf.PasswordError as exc:
+        raise PdfEncryptedError(f"{path.name}: PDF có mật khẩu") from exc
+    with pdf:
+        if pdf.is_encrypted:
+            raise PdfEncryptedError(f"{path.name}: PDF được mã hóa (giới hạn quyền sao chép/in)")
+        active = _active_content(pdf)
+        if active:
+            raise PdfActiveContentError(f"{path.name}: PDF chứa {', '.join(active)}")
+        # Checked on the MediaBox before any page is rasterised, so memory stays low.
+        for n, page in enumerate(pdf.pages, start=1):
+            box = [float(v) for v in page.mediabox]
+            unit = float(page.obj.get("/UserUnit", 1))
+            width, height = (abs(box[2] - box[0]) * unit / 72, abs(box[3] - box[1]) * unit / 72)
+            if max(width, height) > MAX_PAGE_INCHES:
+                raise PageTooLargeError(
+                    f"{path.name}: trang {n} khổ {width:.0f} x {height:.0f} inch, quá giới hạn "
+                    f"{MAX_PAGE_INCHES:.0f} inch")
+        return len(pdf.pages)
 
 
 def page_count(path: Path) -> int:
+    """Pages in the file, after the checks that need no decoding (size, encryption, scripts)."""
     try:
+        if path.stat().st_size == 0:
+            raise PageReadError(f"{path.name}: tệp rỗng (0 byte)")
         if path.suffix.lower() == ".pdf":
-            with pikepdf.open(path) as pdf:
-                return len(pdf.pages)
-        with Image.open(path) as img:
-            return sum(1 for _ in ImageSequence.Iterator(img))
-    except (OSError, UnidentifiedImageError, pikepdf.PdfError, ValueError) as exc:
+            return _pdf_page_count(path)
+        with _open_image(path) as img:
+            count = 0
+            for count, frame in enumerate(ImageSequence.Iterator(img), start=1):
+                _check_pixels(path, *frame.size, count)
+            return count
+    except (OSError, UnidentifiedImageError, pikepdf.PdfError, ValueError, EOFError) as exc:
         raise PageReadError(f"{path.name}: {exc}") from exc
 
 
@@ -45,6 +143,22 @@ def _pdf_page_dpi(path: Path, page_in_file: int, fallback_dpi: int) -> int:
         return max(72, round(int(images[0].Width) / (width_pt / 72)))
 
 
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """8-bit RGB of any scanner image mode.
+
+    16-bit grey is scaled down (Pillow's convert would clip it to white); transparent pixels
+    (palette PNG with alpha, RGBA) are paper, so they are laid over white, not black.
+    """
+    if img.mode.startswith("I"):
+        grey = (np.asarray(img, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)
+        return np.stack([grey] * 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+                          .convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
 def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndarray, int]:
     """Page ``page_in_file`` (1-based) of ``path`` as an RGB uint8 array, and its dpi."""
     try:
@@ -52,13 +166,14 @@ def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndar
             dpi = _pdf_page_dpi(path, page_in_file, fallback_dpi)
             (img,) = convert_from_path(path, dpi=dpi, first_page=page_in_file, last_page=page_in_file)
             return np.asarray(img.convert("RGB")), dpi
-        with Image.open(path) as img:
+        with _open_image(path) as img:
             img.seek(page_in_file - 1)
+            _check_pixels(path, *img.size, page_in_file)
             dpi_info = img.info.get("dpi")
             dpi = round(float(dpi_info[0])) if dpi_info and dpi_info[0] else fallback_dpi
             # JPEGs without density report 1 or 72 dpi; a scan is never that coarse.
             if dpi < 100:
                 dpi = fallback_dpi
-            return np.asarray(img.convert("RGB")), dpi
+            return to_rgb(img), dpi
     except (OSError, UnidentifiedImageError, pikepdf.PdfError, ValueError, EOFError) as exc:
         raise PageReadError(f"{path.name} page {page_in_file}: {exc}") from exc

@@ -7,33 +7,69 @@ re-run: records already archived from the same scans are recognised and left alo
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import logging
 import multiprocessing
-import tempfile
-from collections.abc import Callable
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline import archive, cleanup, compose, ocr, pages, progress, warehouse
+from pipeline import (
+    archive,
+    claims,
+    cleanup,
+    compose,
+    crosscheck,
+    duplicates,
+    ocr,
+    pages,
+    progress,
+    warehouse,
+)
 from pipeline import validate as validation
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import tesseract
 from pipeline.cleanup import Flag
 from pipeline.config import Settings
 from pipeline.errors import (
+    ArchiveStorageError,
+    BatchError,
     BlankRecordError,
+    CatalogueMismatchError,
     DuplicateSourceError,
+    ExpiredResultError,
+    ImageTooLargeError,
     ManifestRowError,
     MissingFileError,
     OcrQualityError,
     PageRangeError,
+    PathOutsideBatchError,
+    PdfActiveContentError,
+    PdfEncryptedError,
+    ProbableDuplicateError,
     RecordError,
     UnreadableImageError,
+    WarehouseUnavailableError,
 )
-from pipeline.ingest import plan_batch, sha256_file
+from pipeline.ingest import (
+    MANIFEST,
+    fingerprint_file,
+    inside_batch,
+    parse_files_field,
+    plan_batch,
+    read_manifest,
+    resolve_pages,
+    sha256_file,
+)
 from pipeline.models import (
     BatchOutcome,
     BatchPlan,
@@ -54,7 +90,17 @@ _PROBLEM_ERRORS: dict[str, type[RecordError]] = {
     "file_exists": MissingFileError,
     "file_readable": UnreadableImageError,
     "page_range": PageRangeError,
+    "page_count_mismatch": PageRangeError,
     "duplicate_file": DuplicateSourceError,
+    "duplicate_record_id": DuplicateSourceError,
+    "unknown_procedure": CatalogueMismatchError,
+    "level_mismatch": CatalogueMismatchError,
+    "procedure_not_in_force": CatalogueMismatchError,
+    "not_still_valid": ExpiredResultError,
+    "image_too_large": ImageTooLargeError,
+    "pdf_encrypted": PdfEncryptedError,
+    "pdf_active_content": PdfActiveContentError,
+    "path_outside_batch": PathOutsideBatchError,
 }
 
 
@@ -67,6 +113,7 @@ class RecordTask(BaseModel):
     batch_pk: int
     record: RecordPlan
     sources: dict[str, SourceFile]
+    validation_docs: str | None = None  # the batch's Data Docs page, linked from quarantine
 
 
 def check_tools(settings: Settings) -> dict[str, str]:
@@ -90,22 +137,57 @@ def _mark_duplicate_files(plan: BatchPlan) -> None:
                 ))
 
 
+def _reference(conn: Connection, agency_code: str, batch_id: str, batch_dir: Path,
+               record_ids: list[str]) -> validation.Reference:
+    """The catalogue, the agency's level and which of ``record_ids`` this agency archived in
+    other batches, as the rules need them; a batch cannot be checked before they are imported."""
+    a, p, r, b = warehouse.agencies, warehouse.procedures, warehouse.records, warehouse.batches
+    level = conn.execute(select(a.c.level).where(a.c.code == agency_code)).scalar()
+    if not level:
+        raise BatchError(
+            f"{batch_dir}: cơ quan {agency_code} chưa có trong danh mục cơ quan (hoặc "
+            "chưa ghi Cấp). Nhập danh mục bằng 'digitize agencies import FILE' rồi chạy lại lô; "
+            "nếu sai mã, đổi tên thư mục inbox của lô theo mã định danh của cơ quan.")
+    procedures = {
+        row.code: validation.Procedure(row.code, row.name or "", frozenset(row.levels.split(",")),
+                                       row.valid_from, row.valid_to)
+        for row in conn.execute(select(p.c.code, p.c.name, p.c.levels, p.c.valid_from, p.c.valid_to)
+                                .where(p.c.levels.is_not(None)))
+    }
+    if not procedures:
+        raise BatchError(
+            f"{batch_dir}: danh mục thủ tục hành chính trống. Nhập danh mục bằng "
+            "'digitize catalogue import FILE' (tệp xuất từ Cơ sở dữ liệu quốc gia) rồi chạy lại lô.")
+    elsewhere = {rid: bid for rid, bid in conn.execute(
+        select(r.c.record_id, b.c.batch_id).join(b, b.c.id == r.c.batch_pk)
+        .where(r.c.agency_code == agency_code, r.c.status == RecordStatus.archived,
+               b.c.batch_id != batch_id, r.c.record_id.in_(record_ids)))}
+    return validation.Reference(agency_code, level, procedures, elsewhere)
+
+
 def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None = None,
-                   batch_id: str | None = None) -> tuple[BatchPlan, int]:
-    """Read, fingerprint and validate the batch; record it in the warehouse. Returns plan and key."""
+                   batch_id: str | None = None) -> tuple[BatchPlan, int, str | None]:
+    """Read, fingerprint and validate the batch; record it in the warehouse.
+
+    Returns the plan, the batch's key and the address of the validation's Data Docs page.
+    """
     check_tools(settings)
     plan = plan_batch(batch_dir, agency_code, batch_id)
     url = settings.warehouse_url
     warehouse.migrate(url)
-    for line, problems in validation.validate_manifest(
-        [r.row for r in plan.records], settings.issued_range
-    ).items():
+    engine = warehouse.engine_for(url)
+    with engine.connect() as conn:
+        reference = _reference(conn, plan.agency_code, plan.batch_id, plan.batch_dir,
+                               [rec.row.record_id for rec in plan.records if rec.row.record_id])
+    checked = validation.validate_manifest(
+        [r.row for r in plan.records], settings.issued_range, reference,
+        {r.row.line: len(r.pages) for r in plan.records if r.pages},
+        docs_dir=settings.dir("reports") / "validation" / plan.agency_code / plan.batch_id,
+        run_name=plan.batch_id)
+    for line, problems in checked.problems.items():
         next(r for r in plan.records if r.row.line == line).problems.extend(problems)
     _mark_duplicate_files(plan)
-    with warehouse.engine_for(url).begin() as conn:
-        warehouse.upsert(conn, warehouse.agencies, [{"code": plan.agency_code}], ("code",))
-        codes = sorted({r.row.procedure_code for r in plan.records if r.row.procedure_code})
-        warehouse.upsert(conn, warehouse.procedures, [{"code": c} for c in codes], ("code",))
+    with engine.begin() as conn:
         warehouse.upsert(conn, warehouse.batches, [{
             "agency_code": plan.agency_code, "batch_id": plan.batch_id,
             "source_dir": str(plan.batch_dir), "manifest_sha256": plan.manifest_sha256,
@@ -125,19 +207,76 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
             {"batch_pk": batch_pk, "record_id": r.record_id, "rule": p.rule, "field": p.field,
              "message": p.message} for r in plan.records for p in r.problems
         ], ("batch_pk", "record_id", "rule", "field"))
+        statistics = checked.result.get("statistics", {})
+        warehouse.upsert(conn, warehouse.validation_runs, [{
+            "batch_pk": batch_pk, "success": bool(checked.result.get("success")),
+            "evaluated": statistics.get("evaluated_expectations", 0),
+            "unsuccessful": statistics.get("unsuccessful_expectations", 0),
+            "result_json": json.dumps(checked.result, ensure_ascii=False, default=str),
+            "docs_url": checked.docs, "validated_at": warehouse.now(),
+        }], ("batch_pk",))
     log.info("batch %s/%s registered: %d records, %d files, %d with manifest problems",
              plan.agency_code, plan.batch_id, len(plan.records), len(plan.files),
              sum(bool(r.problems) for r in plan.records))
-    return plan, batch_pk
+    return plan, batch_pk, checked.docs
 
 
-def record_tasks(plan: BatchPlan, batch_pk: int) -> list[RecordTask]:
+def record_tasks(plan: BatchPlan, batch_pk: int, docs: str | None = None) -> list[RecordTask]:
     return [
         RecordTask(agency_code=plan.agency_code, batch_id=plan.batch_id,
                    batch_dir=str(plan.batch_dir), batch_pk=batch_pk, record=rec,
-                   sources={p.file: plan.files[p.file] for p in rec.pages})
+                   sources={p.file: plan.files[p.file] for p in rec.pages}, validation_docs=docs)
         for rec in plan.records
     ]
+
+
+def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
+    """The record as its manifest row reads now.
+
+    An archivist fixes a row and clears the record's task: the re-run must see the fix, not the
+    row registered with the batch. An unchanged row keeps what registration found (the holder
+    id, which never travels through Airflow, is taken from the file); a changed row has its
+    pages resolved and its rules checked again. A batch already moved to ``done/`` is left as
+    registered.
+    """
+    batch_dir = Path(task.batch_dir)
+    if not (batch_dir / MANIFEST).is_file():
+        return task
+    old = task.record.row
+    rows = read_manifest(batch_dir)
+    # Its own line first: a record id written on two rows must not pick up the other row.
+    same_id = [r for r in rows if old.record_id and r.record_id == old.record_id]
+    row = (next((r for r in same_id if r.line == old.line), None)
+           or (same_id[0] if len(same_id) == 1 else None)
+           or next((r for r in rows if r.line == old.line), None))
+    if row is None:
+        return task
+    if row.model_copy(update={"holder_id": old.holder_id}) == old:
+        return task.model_copy(update={"record": task.record.model_copy(update={"row": row})})
+    names = {name for name, _, _ in parse_files_field(row)[0]}
+    sources = {name: fingerprint_file(batch_dir / name) for name in names
+               if (batch_dir / name).is_file() and inside_batch(batch_dir, name)}
+    refs, problems = resolve_pages(row, sources, batch_dir)
+    engine = warehouse.engine_for(settings.warehouse_url)
+    with engine.connect() as conn:
+        reference = _reference(conn, task.agency_code, task.batch_id, batch_dir, [row.record_id])
+    # the rows sharing its id are checked with it, so a duplicate id is still caught
+    together = [r for r in rows if r.record_id == row.record_id] if row.record_id else [row]
+    checked = validation.validate_manifest(together, settings.issued_range, reference,
+                                           {row.line: len(refs)} if refs else {})
+    problems.extend(checked.problems.get(row.line, []))
+    record = RecordPlan(row=row, pages=refs, problems=problems)
+    vr = warehouse.validation_results
+    with engine.begin() as conn:
+        conn.execute(vr.delete().where(vr.c.batch_pk == task.batch_pk,
+                                       vr.c.record_id.in_({old.record_id, record.record_id})))
+        warehouse.upsert(conn, vr, [
+            {"batch_pk": task.batch_pk, "record_id": record.record_id, "rule": p.rule,
+             "field": p.field, "message": p.message} for p in problems
+        ], ("batch_pk", "record_id", "rule", "field"))
+    log.info("record %s: manifest line %d changed since registration; checked again (%d problems)",
+             record.record_id, row.line, len(problems))
+    return task.model_copy(update={"record": record, "sources": sources})
 
 
 def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None:
@@ -184,9 +323,21 @@ def _raise_first_problem(task: RecordTask) -> None:
     if not problems:
         return
     messages = "\n".join(p.message for p in problems)
+    if task.validation_docs:
+        messages += f"\nChi tiết kết quả kiểm tra dữ liệu của lô: {task.validation_docs}"
     error_class = next((_PROBLEM_ERRORS[p.rule] for p in problems if p.rule in _PROBLEM_ERRORS),
                        ManifestRowError)
     raise error_class(task.record.record_id, messages)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the time spent in the block to ``timings[stage]`` (reported as metrics per stage)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[RecordResult, str]:
@@ -194,23 +345,29 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
     batch_dir = Path(task.batch_dir)
     parts: list[Path] = []
     page_results: list[PageResult] = []
+    timings: dict[str, float] = {}
     for n, ref in enumerate(rec.pages, start=1):
-        try:
-            image, dpi = pages.load_page(batch_dir / ref.file, ref.page_in_file, profile.fallback_dpi)
-        except pages.PageReadError as exc:
-            raise UnreadableImageError(rec.record_id, (
-                f"Dòng {rec.row.line} của manifest.csv: không đọc được trang {ref.page_in_file} "
-                f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
-        cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
+        with _timed(timings, "cleanup"):
+            try:
+                image, dpi = pages.load_page(batch_dir / ref.file, ref.page_in_file,
+                                             profile.fallback_dpi)
+            except pages.PageReadError as exc:
+                raise UnreadableImageError(rec.record_id, (
+                    f"Dòng {rec.row.line} của manifest.csv: không đọc được trang {ref.page_in_file} "
+                    f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
+            cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
+            fingerprint = duplicates.phash(cleaned.image)
+            flags = cleanup.assess(cleaned.image, dpi)
         part = work / f"page-{n:04d}.pdf"
-        kind = compose.page_pdf(cleaned.image, dpi, part)
+        with _timed(timings, "compose"):
+            kind = compose.page_pdf(cleaned.image, dpi, part)
         parts.append(part)
         h, w = cleaned.image.shape[:2]
         page_results.append(PageResult(
             page_no=n, file=ref.file, page_in_file=ref.page_in_file,
             source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
             rotation=cleaned.rotation, skew=cleaned.skew, encoding=kind.value,
-            flags=cleanup.assess(cleaned.image, dpi)))
+            flags=flags, phash=fingerprint))
     text_pages = [p.page_no for p in page_results if Flag.blank not in p.flags]
     if not text_pages:
         raise BlankRecordError(rec.record_id, (
@@ -219,9 +376,11 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
             "Clear để chạy lại."))
     year = rec.row.issued_on.year if rec.row.issued_on else None
     target = archive.archive_path(settings.dir("archive"), task.agency_code, year, rec.record_id)
-    image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
-    output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row, task.agency_code,
-                            task.batch_id, profile, settings.jobs, work, ocr_pages=text_pages)
+    with _timed(timings, "ocr"):
+        image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
+        output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row,
+                                task.agency_code, task.batch_id, profile, settings.jobs, work,
+                                ocr_pages=text_pages)
     for page, stats in zip(page_results, output.pages, strict=True):
         if stats is None:
             continue
@@ -230,13 +389,27 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
         page.low_confidence_with_diacritics = stats.low_confidence_with_diacritics
         if (stats.mean_confidence or 0) < profile.ocr.min_mean_confidence:
             page.flags.append(Flag.low_ocr_confidence)
-    _gate_on_ocr_quality(settings, task, page_results, output.pdf)
+    with _timed(timings, "checks"):
+        _gate_on_ocr_quality(settings, task, page_results, output.pdf)
+        _hold_probable_duplicate(settings, task, page_results[0].phash, output.text, output.pdf)
+        warnings = crosscheck.check_first_page(rec.row, output.text.split("\f", 1)[0])
     known = [p.confidence for p in page_results if p.confidence is not None]
-    digest = archive.archive_pdf(output.pdf, target)
+    with _timed(timings, "archive"):
+        try:
+            digest = archive.archive_pdf(output.pdf, target)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ArchiveStorageError(rec.record_id, (
+                f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): ổ lưu trữ đã đầy, không ghi được "
+                f"{target} ({exc.strerror}). Chưa lưu trữ, bản quét vẫn ở nguyên chỗ. Giải phóng "
+                f"dung lượng hoặc mở rộng ổ chứa {settings.dir('archive')} (free space on "
+                f"{target.parent}), rồi Clear để chạy lại.")) from exc
     return RecordResult(
         record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
         pdf_path=str(target), pdf_sha256=digest, page_count=len(page_results), pages=page_results,
-        mean_confidence=round(sum(known) / len(known), 1) if known else None,
+        mean_confidence=round(sum(known) / len(known), 1) if known else None, warnings=warnings,
+        timings={stage: round(seconds, 3) for stage, seconds in timings.items()},
     ), output.text
 
 
@@ -278,11 +451,46 @@ def _gate_on_ocr_quality(settings: Settings, task: RecordTask, page_results: lis
         "300 dpi rồi Clear để chạy lại."))
 
 
+def _hold_probable_duplicate(settings: Settings, task: RecordTask, first_page_hash: str,
+                             text: str, pdf: Path) -> None:
+    """Hold a record whose pages resemble an archived record's for the archivist: the same paper
+    scanned again must never be archived twice silently."""
+    rec = task.record
+    r, p = warehouse.records, warehouse.pages
+    confirmed_other = {v.strip() for v in rec.row.not_duplicate_of.split(";") if v.strip()}
+    with warehouse.engine_for(settings.warehouse_url).connect() as conn:
+        hashed = conn.execute(
+            select(r.c.id, p.c.phash).join(p, p.c.record_pk == r.c.id)
+            .where(p.c.page_no == 1, p.c.phash.is_not(None), r.c.status == RecordStatus.archived,
+                   (r.c.agency_code != task.agency_code) | (r.c.record_id != rec.record_id))
+        ).all()
+        near = [pk for (pk, h), d in zip(hashed, duplicates.hash_distances(
+            first_page_hash, [h for _, h in hashed]), strict=True)
+            if d <= duplicates.MAX_HASH_DISTANCE]
+        candidates = [duplicates.Candidate(*row) for row in conn.execute(
+            select(r.c.agency_code, r.c.record_id, r.c.pdf_path, p.c.phash, r.c.text)
+            .join(p, p.c.record_pk == r.c.id)
+            .where(r.c.id.in_(near), p.c.page_no == 1, r.c.record_id.not_in(confirmed_other)))]
+    found = duplicates.find_duplicate(first_page_hash, text, candidates)
+    if found is None:
+        return
+    other = found.candidate
+    archive.atomic_copy(pdf, archive.quarantine_folder(settings.dir("quarantine"), task.agency_code,
+                                                       task.batch_id) / f"{rec.record_id}.pdf")
+    raise ProbableDuplicateError(rec.record_id, (
+        f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): có thể là bản quét lại của hồ sơ "
+        f"{other.record_id} (cơ quan {other.agency_code}) đã lưu trữ tại {other.pdf_path} — văn "
+        f"bản giống {found.text_similarity:.0f}%, {found.shared_numbers:.0%} số liệu trùng. Chưa "
+        "lưu trữ. So sánh hai bản PDF: nếu trùng, bỏ dòng này khỏi lô; nếu là giấy tờ khác, ghi "
+        f"'{other.record_id}' vào cột 'Không trùng với' của dòng này rồi Clear để chạy lại."))
+
+
 def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
     warehouse.upsert(conn, warehouse.records, [_record_row(
         task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
         pdf_sha256=result.pdf_sha256, page_count=result.page_count,
         mean_confidence=result.mean_confidence, text=text,
+        warnings="\n".join(result.warnings) or None,
     )], ("agency_code", "record_id"))
     record_pk = warehouse.pk_of(conn, warehouse.records, agency_code=task.agency_code,
                                 record_id=result.record_id)
@@ -291,7 +499,7 @@ def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, tex
         "record_pk": record_pk, "page_no": p.page_no, "file_sha256": p.source_sha256,
         "page_in_file": p.page_in_file, "width": p.width, "height": p.height, "dpi": p.dpi,
         "rotation": p.rotation, "skew": p.skew, "confidence": p.confidence,
-        "encoding": p.encoding, "flags": ",".join(p.flags) or None,
+        "encoding": p.encoding, "flags": ",".join(p.flags) or None, "phash": p.phash or None,
     } for p in result.pages], ("record_pk", "page_no"))
 
 
@@ -304,6 +512,7 @@ def _load_quarantined(conn: Connection, task: RecordTask, error: RecordError) ->
     warehouse.upsert(conn, r, [_record_row(
         task, status=RecordStatus.quarantined.value, reason=error.reason, pdf_path=None,
         pdf_sha256=None, page_count=len(task.record.pages), mean_confidence=None, text=None,
+        warnings=None,
     )], ("agency_code", "record_id"))
 
 
@@ -315,8 +524,32 @@ def _event(conn: Connection, task: RecordTask, stage: str, outcome: str, detail:
     }], ("batch_pk", "record_id", "stage"), update=not first_only)
 
 
+@contextlib.contextmanager
+def _warehouse_outage(url: str) -> Iterator[None]:
+    """A lost database connection is the server's problem, not the record's: never quarantine
+    for it, raise the transient error that Airflow retries and ``digitize run`` exits 4 on."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise WarehouseUnavailableError(
+            f"Không kết nối được kho dữ liệu {make_url(url).render_as_string()} ({exc.orig}). "
+            "Không hồ sơ nào bị cách ly vì lỗi này: khi máy chủ cơ sở dữ liệu hoạt động trở lại, "
+            "chạy lại lệnh (Airflow tự thử lại); các hồ sơ đã lưu trữ không bị làm lại.") from exc
+
+
 def process_record(settings: Settings, task: RecordTask) -> RecordResult:
-    """Cleanup, OCR, archive and load one record; a bad record is quarantined, never raised."""
+    """Cleanup, OCR, archive and load one record; a bad record is quarantined, never raised.
+
+    The record's claim (:mod:`pipeline.claims`) is held throughout: two runs of one batch never
+    work on the same record at once, and the second finds it archived. A lost warehouse raises
+    WarehouseUnavailableError, to be retried.
+    """
+    with _warehouse_outage(settings.warehouse_url), \
+            claims.claim(settings.warehouse_url, task.agency_code, task.record.record_id):
+        return _process_claimed(settings, task)
+
+
+def _process_claimed(settings: Settings, task: RecordTask) -> RecordResult:
     rec = task.record
     engine = warehouse.engine_for(settings.warehouse_url)
     try:
@@ -329,13 +562,22 @@ def process_record(settings: Settings, task: RecordTask) -> RecordResult:
                        first_only=True)
             log.info("record %s already archived at %s; nothing to do", rec.record_id, done.pdf_path)
             return done
-        work_root = settings.dir("work")
-        work_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=work_root, prefix=f"{task.batch_id}-") as work:
-            result, text = _clean_and_ocr(settings, task, Path(work))
+        # One folder per record, not a random one: under the claim nobody else uses it, so what
+        # is there is a killed run's leftover, removed now rather than kept forever.
+        work = settings.dir("work") / task.agency_code / archive.safe_name(rec.record_id)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            result, text = _clean_and_ocr(settings, task, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         with engine.begin() as conn:
             _load_archived(conn, task, result, text)
             _event(conn, task, "archive", "archived", f"{result.pdf_path} sha256={result.pdf_sha256}")
+            if result.warnings:
+                _event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
+        for warning in result.warnings:
+            log.warning("record %s: %s", rec.record_id, warning)
         log.info("record %s archived: %d pages, mean confidence %s -> %s", rec.record_id,
                  result.page_count, result.mean_confidence, result.pdf_path)
         return result
@@ -369,7 +611,8 @@ def batch_outcome(conn: Connection, batch_pk: int, record_ids: list[str]) -> dic
     e = warehouse.events
     latest: dict[str, tuple[object, str, str]] = {}
     for rid, stage, outcome, at in conn.execute(
-        select(e.c.record_id, e.c.stage, e.c.outcome, e.c.at).where(e.c.batch_pk == batch_pk)
+        select(e.c.record_id, e.c.stage, e.c.outcome, e.c.at)
+        .where(e.c.batch_pk == batch_pk, e.c.stage.in_(("archive", "quarantine")))
     ):
         if rid not in latest or at >= latest[rid][0]:
             latest[rid] = (at, stage, outcome)
@@ -378,27 +621,35 @@ def batch_outcome(conn: Connection, batch_pk: int, record_ids: list[str]) -> dic
 
 
 def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_id: str,
-                   batch_pk: int, record_ids: list[str]) -> BatchOutcome:
-    """Record the batch outcome; a fully archived inbox batch moves to ``done/``."""
+                   batch_pk: int, record_ids: list[str], part_ids: list[str] | None = None
+                   ) -> BatchOutcome:
+    """Record the outcome of ``part_ids`` (default: every record); move the inbox batch to
+    ``done/`` once every one of its ``record_ids`` is archived.
+
+    A big batch runs as several parts, one Airflow run each: every part reports on its own
+    records, and whichever part finishes the batch moves it.
+    """
     engine = warehouse.engine_for(settings.warehouse_url)
     with engine.connect() as conn:
         outcomes = batch_outcome(conn, batch_pk, record_ids)
-    archived = sum(o == "archived" for o in outcomes.values())
-    complete = archived == len(outcomes)
+    mine = [outcomes[rid] for rid in (part_ids or record_ids)]
+    archived = sum(o == "archived" for o in mine)
+    complete = all(o == "archived" for o in outcomes.values())
     moved = (archive.finish_batch(batch_dir, settings.dir("inbox"), settings.dir("done"))
              if complete else None)
+    held = sum(o not in ("archived", "pending") for o in outcomes.values())
     b = warehouse.batches
     with engine.begin() as conn:
         conn.execute(update(b).where(b.c.id == batch_pk).values(
-            status="done" if complete else "review", archived_count=archived,
-            quarantined_count=len(outcomes) - archived, finished_at=warehouse.now(),
+            status="done" if complete else "review" if held else "running",
+            archived_count=sum(o == "archived" for o in outcomes.values()),
+            quarantined_count=held, finished_at=warehouse.now() if complete or held else None,
             source_dir=str(moved or batch_dir)))
-    progress.write_summary(settings)
-    if not complete:
+    if archived < len(mine):
         log.warning("batch %s/%s left in the inbox for review: %d of %d records not archived "
-                    "(see %s)", agency_code, batch_id, len(outcomes) - archived, len(outcomes),
+                    "(see %s)", agency_code, batch_id, len(mine) - archived, len(mine),
                     settings.dir("quarantine") / agency_code / batch_id)
-    return BatchOutcome(archived=archived, not_archived=len(outcomes) - archived,
+    return BatchOutcome(archived=archived, not_archived=len(mine) - archived,
                         moved_to=str(moved) if moved else None)
 
 
@@ -412,30 +663,39 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
     whole record (cleanup and PDF assembly included), where OCRmyPDF's own page parallelism
     idles on one-page records.
     """
-    plan, batch_pk = register_batch(settings, batch_dir, agency_code, batch_id)
-    tasks = record_tasks(plan, batch_pk)
-    if on_start:
-        on_start(len(tasks))
-    results: list[RecordResult] = []
-    workers = min(settings.jobs, len(tasks))
-    if workers > 1:
-        worker_settings = settings.model_copy(update={"ocr_jobs": 1})
-        with ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=ocrmypdf_exec.become_worker,
-            initargs=(logging.getLogger().getEffectiveLevel(), True),
-        ) as pool:
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if settings.jobs > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(
+                settings.jobs, mp_context=multiprocessing.get_context("spawn"),
+                initializer=ocrmypdf_exec.become_worker,
+                initargs=(logging.getLogger().getEffectiveLevel(), True),
+            ))
+            # Workers start (interpreter, OpenCV, OCRmyPDF imports) while the batch registers.
+            for _ in range(settings.jobs):
+                pool.submit(int)
+        plan, batch_pk, docs = register_batch(settings, batch_dir, agency_code, batch_id)
+        tasks = record_tasks(plan, batch_pk, docs)
+        if on_start:
+            on_start(len(tasks))
+        results: list[RecordResult] = []
+        if pool and len(tasks) < 2:
+            pool.shutdown()  # one record: its OCR uses every core itself, idle workers only hold memory
+            pool = None
+        if pool:
+            worker_settings = settings.model_copy(update={"ocr_jobs": 1})
             futures = [pool.submit(process_record, worker_settings, t) for t in tasks]
             for future in as_completed(futures):
                 if on_record:
                     on_record(future.result())
             results = [f.result() for f in futures]
-    else:
-        for task in tasks:
-            results.append(process_record(settings, task))
-            if on_record:
-                on_record(results[-1])
+        else:
+            for task in tasks:
+                results.append(process_record(settings, task))
+                if on_record:
+                    on_record(results[-1])
     outcome = finalize_batch(settings, plan.batch_dir, plan.agency_code, plan.batch_id, batch_pk,
                              [t.record.record_id for t in tasks])
+    progress.write_summary(settings)
     return BatchSummary(agency_code=plan.agency_code, batch_id=plan.batch_id, records=results,
                         moved_to=outcome.moved_to)

@@ -12,6 +12,8 @@ APT_PACKAGES=(
   ghostscript poppler-utils qpdf unpaper pngquant
   fonts-dejavu-core fonts-liberation fonts-freefont-ttf
   sqlite3 make
+  # headless browser for the progress page's test (tests/test_progress_plugin.py, Selenium)
+  chromium chromium-driver
 )
 
 missing=()

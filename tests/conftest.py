@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipeline.config import Settings, load_settings
+from pipeline.plan import PhasePlan, load_plan
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("DIGITIZE_TEST_PG_URL",
@@ -63,3 +64,56 @@ def pg_url(pg_server: str) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def import_reference(data_dir: Path, db_url: str | None = None) -> str:
+    """Load the sample catalogue, agency registry and inventory, which every batch is validated
+    against, into the warehouse of ``data_dir`` (or ``db_url``); returns the warehouse URL."""
+    from pipeline import reference, warehouse
+
+    overrides: dict[str, object] = {"data_dir": data_dir}
+    if db_url:
+        overrides["db_url"] = db_url
+    url = load_settings(**overrides).warehouse_url
+    warehouse.migrate(url)
+    reference.import_samples(url)
+    return url
+
+
+@pytest.fixture
+def reference_settings(settings: Settings) -> Settings:
+    """:func:`settings` with the sample reference data imported."""
+    import_reference(settings.data_dir)
+    return settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty warehouse database: SQLite, then real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'w.sqlite'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> PhasePlan:
+    """The hand-worked phase plan of tests/progress_fixtures.py, validated."""
+    from progress_fixtures import write_plan
+
+    return load_plan(write_plan(tmp_path))
+
+
+def edit_manifest(batch_dir: Path, changes: dict[int, dict[str, str]]) -> None:
+    """Change cells of a batch's manifest.csv as a clerk would: data row (0-based) -> column ->
+    value."""
+    import csv
+
+    path = batch_dir / "manifest.csv"
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for index, cells in changes.items():
+        rows[index].update(cells)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

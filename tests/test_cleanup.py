@@ -41,14 +41,41 @@ def test_each_rotation_is_corrected(upright: np.ndarray, turned_cw: int) -> None
     scanned = np.rot90(upright, k=-turned_cw // 90)
     result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False, despeckle=False))
     assert result.rotation == (360 - turned_cw) % 360
+    assert result.orientation_by == "layout"  # settled without Tesseract
     assert result.image.shape == upright.shape
     assert np.array_equal(result.image, upright)
 
 
+@pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
+def test_osd_and_the_layout_agree_on_a_turned_skewed_page(upright: np.ndarray,
+                                                           turned_cw: int) -> None:
+    scanned = cleanup.to_gray(np.rot90(_skewed(upright, 3.5), k=-turned_cw // 90))
+    want = (360 - turned_cw) % 360
+    assert cleanup.orientation_from_layout(scanned, 200, max_skew=6) == want
+    assert cleanup.orientation_by_osd(scanned, 200).rotate == want
+
+
+def test_a_page_of_two_lines_is_left_to_tesseract_osd(upright: np.ndarray) -> None:
+    sparse = samples.render_page(LINES[:2], dpi=200, style="serif", rng=random.Random(3))
+    scanned = np.rot90(np.asarray(sparse.convert("RGB")), k=2)
+    assert cleanup.orientation_from_layout(cleanup.to_gray(scanned), 200, max_skew=6) is None
+    result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False))
+    assert result.orientation_by in ("osd", "none")
+
+
+@pytest.mark.parametrize("method", sorted(cleanup.SKEW_METHODS))
 @pytest.mark.parametrize("skew", [-4.3, -1.2, 0.6, 2.5])
-def test_known_skew_is_found_within_a_third_of_a_degree(upright: np.ndarray, skew: float) -> None:
-    found = cleanup.detect_skew(cleanup.to_gray(_skewed(upright, skew)), 200, max_skew=6)
+def test_known_skew_is_found_within_a_third_of_a_degree(upright: np.ndarray, skew: float,
+                                                        method: str) -> None:
+    found = cleanup.detect_skew(cleanup.to_gray(_skewed(upright, skew)), 200, 6, method)
     assert abs(found - skew) < 0.3
+
+
+def test_a_straight_page_is_not_resampled(upright: np.ndarray) -> None:
+    assert cleanup.detect_skew(cleanup.to_gray(upright), 200, max_skew=6) == 0.0
+    result = cleanup.clean_page(upright, 200, CleanupProfile(orientation=False, despeckle=False,
+                                                             flatten_illumination=False))
+    assert result.skew == 0.0 and np.array_equal(result.image, upright)
 
 
 def test_deskewed_page_is_level_again(upright: np.ndarray) -> None:

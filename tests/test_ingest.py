@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
+import csv
 import datetime as dt
 import hashlib
+import io
 import unicodedata
 from pathlib import Path
 
@@ -82,7 +85,7 @@ def test_plan_resolves_page_ranges_and_flags_problems(tmp_path: Path) -> None:
     assert "Dòng 4" in r3.problems[0].message and "[3-9]" in r3.problems[0].message
     assert [p.rule for p in r4.problems] == ["file_exists"]
     assert "nothere.tif" in r4.problems[0].message and "Dòng 5" in r4.problems[0].message
-    assert [p.rule for p in r5.problems] == ["record_id_unique"]
+    assert r5.problems == []  # the id used twice is validation's (tests/test_validate.py)
 
 
 def test_unreadable_file_is_a_record_problem(tmp_path: Path) -> None:
@@ -91,3 +94,61 @@ def test_unreadable_file_is_a_record_problem(tmp_path: Path) -> None:
     plan = plan_batch(tmp_path, "000.00.12.H12", "B1")
     assert not plan.files["bad.tif"].readable
     assert [p.rule for p in plan.records[0].problems] == ["file_readable"]
+
+
+ROWS = [["Mã hồ sơ", "Mã TTHC", "Ngày ban hành", "Tên chủ hồ sơ", "Tệp"],
+        ["HS-1", "1.004227", "05/03/2019", 'Nguyễn Thị "Hồng"', "a.tif;b.tif[1-2]"],
+        ["HS-2", "2.000889", "2018-07-01", "Trần Đức Thắng", "c.tif"]]
+
+
+def _csv_text(delimiter: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerows(ROWS)
+    return buffer.getvalue()
+
+
+TONE_MARKS = "\u0300\u0301\u0303\u0309\u0323"  # huyền, sắc, ngã, hỏi, nặng
+
+
+def _cp1258(text: str) -> bytes:
+    """Windows-1258 as Excel writes it: base letter (with its hat/horn/breve) + combining tone."""
+    out = b""
+    for char in text:
+        try:
+            out += char.encode("cp1258")
+        except UnicodeEncodeError:
+            parts = unicodedata.normalize("NFD", char)
+            tone = next(c for c in parts if c in TONE_MARKS)
+            out += unicodedata.normalize("NFC", parts.replace(tone, "")).encode("cp1258") \
+                + tone.encode("cp1258")
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-bom", "utf-8-bom", "utf-8", "cp1258"])
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_manifest_encodings_and_delimiters(tmp_path: Path, encoding: str, delimiter: str) -> None:
+    text = _csv_text(delimiter)
+    data = {"utf-16-bom": lambda: codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+            "utf-8-bom": lambda: codecs.BOM_UTF8 + text.encode(), "utf-8": text.encode,
+            "cp1258": lambda: _cp1258(text)}[encoding]()
+    (tmp_path / "manifest.csv").write_bytes(data)
+    rows = read_manifest(tmp_path)
+    assert [(r.record_id, r.holder_name, r.files_raw) for r in rows] == [
+        ("HS-1", 'Nguyễn Thị "Hồng"', "a.tif;b.tif[1-2]"), ("HS-2", "Trần Đức Thắng", "c.tif")]
+    assert all(unicodedata.is_normalized("NFC", r.holder_name) for r in rows)
+
+
+def test_undecodable_manifest_is_a_batch_error(tmp_path: Path) -> None:
+    (tmp_path / "manifest.csv").write_bytes(b"record_id,files\n\x81\x8a\x9d\n")
+    with pytest.raises(BatchError, match="Windows-1258"):
+        read_manifest(tmp_path)
+
+
+def test_file_names_are_matched_in_nfc(tmp_path: Path) -> None:
+    on_disk = unicodedata.normalize("NFD", "bản quét số 1.tif")
+    _manifest(tmp_path, "record_id,procedure_code,issued_on,files\n"
+                        "R-1,1.004227,05/03/2019,bản quét số 1.tif\n")
+    _page(tmp_path / on_disk)
+    plan = plan_batch(tmp_path, "000.00.12.H12", "B1")
+    assert plan.records[0].problems == []
+    assert [p.file for p in plan.records[0].pages] == [on_disk]

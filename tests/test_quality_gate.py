@@ -12,6 +12,7 @@ import numpy as np
 import pikepdf
 import pytest
 import yaml
+from conftest import import_reference
 from PIL import Image
 
 from pipeline import cleanup, runner, samples
@@ -53,10 +54,10 @@ def _batch(root: Path, page: np.ndarray) -> Path:
 
 
 @pytest.mark.slow
-def test_blank_page_is_flagged_kept_and_not_ocred(settings: Settings, tmp_path: Path,
+def test_blank_page_is_flagged_kept_and_not_ocred(reference_settings: Settings, tmp_path: Path,
                                                   text_page: tuple[np.ndarray, str]) -> None:
     page, _ = text_page
-    summary = runner.run_batch(settings, _batch(tmp_path, page))
+    summary = runner.run_batch(reference_settings, _batch(tmp_path, page))
     (record,) = summary.records
     assert record.status is RecordStatus.archived
     first, blank = record.pages
@@ -84,6 +85,7 @@ def test_poorly_read_record_is_held_for_the_archivist(tmp_path: Path,
     monkeypatch.setenv("DIGITIZE_PROFILE", "strict")
     monkeypatch.setenv("DIGITIZE_DATA_DIR", str(tmp_path / "var"))
     settings = load_settings()
+    import_reference(settings.data_dir)
     page, _ = text_page
     summary = runner.run_batch(settings, _batch(tmp_path, page))
     (record,) = summary.records

@@ -65,6 +65,11 @@ def become_worker(log_level: int, single_threaded: bool) -> None:
         os.environ["OMP_THREAD_LIMIT"] = "1"
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    # Imported now, while the pool's parent is still busy, rather than on the first record.
+    import ocrmypdf  # noqa: F401
+
+    import pipeline._exec.ocrmypdf_plugin  # noqa: F401
+    import pipeline.runner  # noqa: F401
 
 
 def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:

@@ -1,0 +1,52 @@
+"""Wiring shared by the DAG files: the settings every task runs with.
+
+The warehouse is the Airflow connection ``digitize_warehouse`` (a postgres connection, a sqlite
+one whose host is the file, or any type with ``extra.sqlalchemy_url``); without it, the embedded
+SQLite warehouse under ``DIGITIZE_DATA_DIR``. ``digitize airflow`` defines the connection from
+the project's settings unless the deployment already does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+
+WAREHOUSE_CONN_ID = "digitize_warehouse"
+
+
+def task_settings(**overrides: object) -> Settings:
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from pipeline.config import settings_for_connection
+
+    try:
+        conn = Connection.get(WAREHOUSE_CONN_ID)
+    except AirflowNotFoundException:
+        conn = None
+    return settings_for_connection(conn, **overrides)
+
+
+def emit_record_metrics(result: dict[str, object]) -> None:
+    """A record's counters and stage timings through Airflow's metrics (StatsD or OpenTelemetry,
+    as configured under [metrics]), for an existing Prometheus/Grafana setup to pick up."""
+    from datetime import timedelta
+
+    from airflow.sdk.observability.stats import Stats
+
+    if result["status"] != "archived":
+        Stats.incr("digitize.records.quarantined")
+        Stats.incr(f"digitize.quarantined.{result['reason']}")
+        return
+    if result.get("already_archived"):
+        return
+    pages = int(result["page_count"])  # type: ignore[call-overload]
+    timings: dict[str, float] = result.get("timings") or {}  # type: ignore[assignment]
+    Stats.incr("digitize.records.archived")
+    Stats.incr("digitize.pages", count=pages)
+    for stage, seconds in timings.items():
+        Stats.timing(f"digitize.stage.{stage}", timedelta(seconds=seconds))
+    if pages:
+        Stats.timing("digitize.seconds_per_page", timedelta(seconds=sum(timings.values()) / pages))

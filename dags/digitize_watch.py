@@ -1,0 +1,45 @@
+"""Watch the inboxes: start one run of ``digitize_batch`` per ready batch (one per part of a big
+batch). A batch is never started twice: the run names come from the batch alone, and a run that
+already exists is skipped, whether the watcher overlapped itself or the scheduler restarted.
+
+Wiring only: readiness and run names are ``pipeline.inbox``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, task
+from digitize_common import task_settings
+
+
+@dag(
+    dag_id="digitize_watch",
+    schedule=timedelta(minutes=2),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "digitization", "retries": 2, "retry_delay": timedelta(seconds=20)},
+    tags=["digitize", "inbox"],
+    doc_md=__doc__,
+)
+def digitize_watch() -> None:
+    @task
+    def find_ready_batches() -> list[dict[str, Any]]:
+        from pipeline import inbox
+
+        settings = task_settings()
+        ready = inbox.ready_batches(settings.dir("inbox"), settings.scanner_profile.settle_seconds)
+        runs = [run for batch in ready for run in inbox.batch_runs(batch)]
+        return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in runs]
+
+    TriggerDagRunOperator.partial(
+        task_id="start_batch_run", trigger_dag_id="digitize_batch",
+        skip_when_already_exists=True, wait_for_completion=False,
+        map_index_template="{{ task.trigger_run_id }}",
+    ).expand_kwargs(find_ready_batches())
+
+
+digitize_watch()

@@ -1,0 +1,43 @@
+-- PostgreSQL group roles of the warehouse (NOLOGIN; log-in users are granted one, see README).
+--
+--   digitize_loader     what the pipeline (CLI, Airflow tasks) connects as: reads and writes the
+--                       tables; no DDL, so schema changes stay with the owner (`digitize migrate`).
+--   digitize_reporting  what the progress page, the quarterly report and any BI tool connect as:
+--                       the aggregate progress views and the agency registry only. Nothing of
+--                       records, pages, files, validation_results, validation_runs, events or
+--                       batches, so no holder name or id, OCR text or path can be read.
+--
+-- Idempotent: run it again after every migration, as the owner of the tables, so that new tables
+-- reach the loader (`digitize roles apply`, or `psql "$URL" -v ON_ERROR_STOP=1 -f sql/roles.sql`).
+-- The warehouse lives in the schema public. No percent sign in this file: it is run through a
+-- DB-API driver that reads one as a parameter marker.
+
+DO $$
+BEGIN
+    CREATE ROLE digitize_loader NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;  -- created before (or by a concurrent run): its grants are refreshed below
+END
+$$;
+
+DO $$
+BEGIN
+    CREATE ROLE digitize_reporting NOLOGIN;
+EXCEPTION WHEN duplicate_object THEN
+    NULL;
+END
+$$;
+
+GRANT USAGE ON SCHEMA public TO digitize_loader, digitize_reporting;
+
+-- The loader: every table and view (upserts, the deletes of a record's pages on a re-run, the
+-- Alembic version it checks before each run) and the sequences behind the id columns.
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO digitize_loader;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO digitize_loader;
+
+-- Reporting: nothing, then the aggregates. A view is read with its owner's rights, so the views
+-- work although the tables under them are closed to this role.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM digitize_reporting;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM digitize_reporting;
+GRANT SELECT ON progress_inventory, progress_archived, progress_quarantine, agencies
+    TO digitize_reporting;

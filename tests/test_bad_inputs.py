@@ -1,0 +1,426 @@
+"""The bad-input corpus: every kind of broken, hostile or merely unusual input a batch can hold.
+
+``write_corpus`` puts all the cases into ONE batch with a few good records. The batch goes once
+through ``digitize run`` and once through the batch DAG (``airflow dags test``): every bad record
+ends quarantined with its reason and a message naming its file, every valid-but-unusual record
+(16-bit, CMYK, palette with alpha, 1-bit without dpi, odd file names) is archived, and nothing
+crashes. The checks on single files are fast unit tests on the same generated files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+import os
+import sqlite3
+import struct
+import subprocess
+import sys
+import unicodedata
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pikepdf
+import pytest
+from conftest import import_reference
+from PIL import Image
+from sqlalchemy import select
+
+from pipeline import ingest, pages, samples, warehouse
+from pipeline.cli import airflow_env
+from pipeline.config import Settings, load_settings
+
+AGENCY = "000.00.12.H12"
+SQL_NAME = "Robert'); DROP TABLE records;--"
+FORMULA_NAME = '=HYPERLINK("http://example.com/x","Bấm vào đây")'
+# a file name with spaces, decomposed (as a Mac writes it) on disk, composed in the manifest
+NFD_NAME = unicodedata.normalize("NFD", "Giấy chứng nhận số 7 – bản quét.jpg")
+LONG_NAME = ("Quyết định cấp giấy phép xây dựng nhà ở riêng lẻ cho hộ gia đình "
+             "ông bà Nguyễn Văn Thành phường Đông Hải ") * 2
+LONG_NAME = LONG_NAME[:150].strip() + ".png"
+
+
+@dataclass(frozen=True)
+class Case:
+    record_id: str
+    files: str  # the manifest's Tệp cell
+    outcome: str  # "archived" or the quarantine reason
+    names: str = ""  # what the reason must mention: the file as the manifest names it
+    holder_name: str = "Nguyễn Văn An"
+
+
+# --- file makers ------------------------------------------------------------------------------
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_huge_png(path: Path, side: int = 40_000) -> None:
+    """A valid, all-white 1-bit PNG of side x side pixels, written row by row (~200 KB)."""
+    packer = zlib.compressobj(9)
+    row = b"\x00" + b"\xff" * ((side + 7) // 8)
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", body)
+                     + _chunk(b"IEND", b""))
+
+
+def _one_page_pdf(width_pt: float = 595, height_pt: float = 842) -> pikepdf.Pdf:
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(width_pt, height_pt))
+    return pdf
+
+
+def write_encrypted_pdf(path: Path) -> None:
+    with _one_page_pdf() as pdf:
+        pdf.save(path, encryption=pikepdf.Encryption(owner="chu-so-huu", user="mat-khau"))
+
+
+def write_javascript_pdf(path: Path) -> None:
+    with _one_page_pdf() as pdf:
+        action = pdf.make_indirect(pikepdf.Dictionary(S=pikepdf.Name.JavaScript,
+                                                      JS=pikepdf.String("app.alert('x')")))
+        pdf.Root.Names = pikepdf.Dictionary(JavaScript=pikepdf.Dictionary(
+            Names=pikepdf.Array([pikepdf.String("x"), action])))
+        pdf.Root.OpenAction = action
+        pdf.save(path)
+
+
+def write_form_pdf(path: Path) -> None:
+    with _one_page_pdf() as pdf:
+        field = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Tx,
+            T=pikepdf.String("ho_ten"), Rect=pikepdf.Array([100, 700, 300, 720]),
+            P=pdf.pages[0].obj))
+        pdf.pages[0].obj.Annots = pikepdf.Array([field])
+        pdf.Root.AcroForm = pikepdf.Dictionary(Fields=pikepdf.Array([field]))
+        pdf.save(path)
+
+
+def write_poster_pdf(path: Path) -> None:
+    """A page of 200 x 200 inches: 60,000 x 60,000 pixels if it were rasterised at 300 dpi."""
+    with _one_page_pdf(200 * 72, 200 * 72) as pdf:
+        pdf.save(path)
+
+
+def _truncated(data: bytes, keep: float) -> bytes:
+    return data[: int(len(data) * keep)]
+
+
+def _encoded(image: Image.Image, fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _palette_with_transparent_black_paper(rgb: np.ndarray) -> Image.Image:
+    """16 grey levels; the paper's index is transparent *black*, as design tools export it, so
+    a reader that drops the alpha instead of laying it over white gets a black page."""
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    image = Image.fromarray((grey // 16).astype(np.uint8), "P")
+    palette = [v for i in range(16) for v in (i * 17,) * 3]
+    palette[15 * 3: 16 * 3] = [0, 0, 0]
+    image.putpalette(palette)
+    image.info["transparency"] = 15
+    return image
+
+
+def good_pages(source: Path, count: int) -> list[tuple[samples.SampleRecord, np.ndarray]]:
+    """``count`` distinct printed pages with known metadata (page 1 of each sample record)."""
+    batch = samples.generate_batch(source / "B", agency_code=AGENCY, batch_id="SRC",
+                                   n_records=count, seed=21, dpis=(300,),
+                                   truth_path=source / "truth.json")
+    out = []
+    for rec in batch.records:
+        page = rec.pages[0]
+        image, _ = pages.load_page(batch.batch_dir / page.file, page.page_in_file, 300)
+        out.append((rec, image))
+    return out
+
+
+def write_corpus(batch_dir: Path, work: Path) -> list[Case]:
+    """Every bad-input case plus the unusual-but-valid ones, in one batch; returns the cases.
+
+    The manifest itself is UTF-16 with a BOM and ``;`` separated, as Excel's "Unicode text".
+    """
+    batch_dir.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
+    good = good_pages(work / "source", 6)
+    template = good[0][0]
+    dpi = {"dpi": (300, 300)}
+    cases: list[Case] = []
+
+    def add(record_id: str, files: str, outcome: str, names: str = "", **kw: str) -> None:
+        cases.append(Case(record_id, files, outcome, names, **kw))
+
+    # valid input, archived
+    (rec16, rgb16), (rec_cmyk, rgb_cmyk), (rec_pal, rgb_pal), (rec_1bit, rgb_1bit), \
+        (rec_nfd, rgb_nfd), (rec_long, rgb_long) = good
+    grey16 = np.asarray(Image.fromarray(rgb16).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(grey16).save(batch_dir / "xam-16bit.png", **dpi)
+    Image.fromarray(rgb_cmyk).convert("CMYK").save(batch_dir / "cmyk.tif", compression="tiff_lzw", **dpi)
+    _palette_with_transparent_black_paper(rgb_pal).save(batch_dir / "bang-mau-trong-suot.png", **dpi)
+    bits = Image.fromarray(rgb_1bit).convert("L").point(lambda v: 255 if v > 150 else 0)
+    bits.convert("1", dither=Image.Dither.NONE).save(batch_dir / "den-trang-khong-dpi.tif",
+                                                      compression="group4")
+    Image.fromarray(rgb_nfd).save(batch_dir / NFD_NAME, quality=90, **dpi)
+    Image.fromarray(rgb_long).save(batch_dir / LONG_NAME, **dpi)
+    goods = {rec16: ("xam-16bit.png", SQL_NAME), rec_cmyk: ("cmyk.tif", FORMULA_NAME),
+             rec_pal: ("bang-mau-trong-suot.png", rec_pal.holder_name),
+             rec_1bit: ("den-trang-khong-dpi.tif", rec_1bit.holder_name),
+             rec_nfd: (unicodedata.normalize("NFC", NFD_NAME), rec_nfd.holder_name),
+             rec_long: (LONG_NAME, rec_long.holder_name)}
+
+    # broken files, quarantined
+    (batch_dir / "rong.tif").write_bytes(b"")
+    add("BAD-ZERO", "rong.tif", "image_unreadable", "rong.tif")
+    scan = Image.fromarray(good[0][1])
+    (batch_dir / "cat-do.tif").write_bytes(_truncated(_encoded(scan, "TIFF", **dpi), 0.5))
+    add("BAD-TRUNC-TIF", "cat-do.tif", "image_unreadable", "cat-do.tif")
+    (batch_dir / "cat-do.jpg").write_bytes(_truncated(_encoded(scan, "JPEG", quality=80, **dpi), 0.4))
+    add("BAD-TRUNC-JPG", "cat-do.jpg", "image_unreadable", "cat-do.jpg")
+    (batch_dir / "ghi-chu.tif").write_text("Đây là ghi chú, không phải ảnh quét.\n", encoding="utf-8")
+    add("BAD-TEXT-TIF", "ghi-chu.tif", "image_unreadable", "ghi-chu.tif")
+    write_encrypted_pdf(batch_dir / "mat-khau.pdf")
+    add("BAD-ENCRYPTED", "mat-khau.pdf", "pdf_encrypted", "mat-khau.pdf")
+    write_javascript_pdf(batch_dir / "javascript.pdf")
+    add("BAD-JS", "javascript.pdf", "pdf_active_content", "javascript.pdf")
+    write_form_pdf(batch_dir / "bieu-mau.pdf")
+    add("BAD-FORM", "bieu-mau.pdf", "pdf_active_content", "bieu-mau.pdf")
+    write_huge_png(batch_dir / "khong-lo.png")
+    add("BAD-HUGE-IMG", "khong-lo.png", "image_too_large", "khong-lo.png")
+    write_poster_pdf(batch_dir / "ap-phich.pdf")
+    add("BAD-HUGE-PDF", "ap-phich.pdf", "image_too_large", "ap-phich.pdf")
+
+    # paths leading out of the batch: each names a real scan, which must never be read
+    outside = work / "ngoai-lo.tif"
+    scan.save(outside, **dpi)
+    (batch_dir.parent.parent / "x.tif").write_bytes(outside.read_bytes())
+    add("BAD-UP", "../../x.tif", "path_outside_batch", "../../x.tif")
+    add("BAD-ABS", str(outside), "path_outside_batch", str(outside))
+    (batch_dir / "lien-ket.tif").symlink_to(outside)
+    add("BAD-LINK", "lien-ket.tif", "path_outside_batch", "lien-ket.tif")
+
+    # one record id on two rows: both held, whatever their files
+    for n, colour in ((1, "white"), (2, "lightgrey")):
+        Image.new("RGB", (400, 560), colour).save(batch_dir / f"trung-ma-{n}.png", **dpi)
+        add("BAD-DUP-ID", f"trung-ma-{n}.png", "duplicate_source", "BAD-DUP-ID")
+
+    for rec, (name, holder) in goods.items():
+        add(rec.record_id, name, "archived", holder_name=holder)
+
+    header = ["record_id", "procedure_code", "result_number", "issued_on", "holder_name",
+              "still_valid", "files"]
+    by_id = {rec.record_id: rec for rec in goods}
+    lines = [";".join(header)]
+    for case in cases:
+        rec = by_id.get(case.record_id, template)
+        number = rec.result_number if case.record_id in by_id else f"{len(lines)}/BAD"
+        values = [case.record_id, rec.procedure_code, number, f"{rec.issued_on:%d/%m/%Y}",
+                  case.holder_name, "có", case.files]
+        lines.append(";".join('"' + v.replace('"', '""') + '"' for v in values))
+    (batch_dir / "manifest.csv").write_bytes(codecs.BOM_UTF16_LE + ("\r\n".join(lines) + "\r\n")
+                                             .encode("utf-16-le"))
+    return cases
+
+
+# --- fast checks on the generated files ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case]]:
+    root = tmp_path_factory.mktemp("corpus")
+    batch = root / "inbox" / AGENCY / "B-CORPUS"
+    return batch, write_corpus(batch, root / "work")
+
+
+def test_every_case_is_planned_with_its_problem(corpus: tuple[Path, list[Case]]) -> None:
+    batch, cases = corpus
+    plan = ingest.plan_batch(batch)
+    assert "lien-ket.tif" not in plan.files  # never read through the link
+    planned = [(r.record_id, [p.rule for p in r.problems], [p.message for p in r.problems])
+               for r in plan.records]
+    assert [rid for rid, _, _ in planned] == [c.record_id for c in cases]
+    # decided at ingest, before any decoding; the truncated files only fail when decoded
+    at_ingest = {"BAD-ZERO": "file_readable", "BAD-TEXT-TIF": "file_readable",
+                 "BAD-ENCRYPTED": "pdf_encrypted", "BAD-JS": "pdf_active_content",
+                 "BAD-FORM": "pdf_active_content", "BAD-HUGE-IMG": "image_too_large",
+                 "BAD-HUGE-PDF": "image_too_large", "BAD-UP": "path_outside_batch",
+                 "BAD-ABS": "path_outside_batch", "BAD-LINK": "path_outside_batch"}
+    for (rid, rules, messages), case in zip(planned, cases, strict=True):
+        if rid in at_ingest:
+            assert rules == [at_ingest[rid]], (rid, messages)
+            assert case.names in messages[0] and messages[0].startswith("Dòng "), messages
+        else:
+            assert rules == [], (rid, messages)
+    nfd_record = next(r for r in plan.records if r.row.files_raw.startswith("Giấy"))
+    assert [p.file for p in nfd_record.pages] == [NFD_NAME]  # the name on disk
+
+
+def test_unusual_images_decode_to_the_page(corpus: tuple[Path, list[Case]]) -> None:
+    batch, _ = corpus
+    for name, expected_dpi in (("xam-16bit.png", 300), ("cmyk.tif", 300),
+                               ("bang-mau-trong-suot.png", 300), ("den-trang-khong-dpi.tif", 250)):
+        image, dpi = pages.load_page(batch / name, 1, fallback_dpi=250)
+        assert image.dtype == np.uint8 and image.shape[2] == 3
+        assert dpi == expected_dpi, name
+        # white paper with dark print: neither clipped to white (16-bit) nor black (alpha)
+        paper = np.percentile(image, 60)
+        assert paper > 200 and image.min() < 80, (name, paper, image.min())
+
+
+def test_huge_image_is_refused_from_its_header(corpus: tuple[Path, list[Case]]) -> None:
+    batch, _ = corpus
+    with pytest.raises(pages.PageTooLargeError, match="khong-lo.png"):
+        pages.page_count(batch / "khong-lo.png")
+    with pytest.raises(pages.PageTooLargeError, match="ap-phich.pdf: trang 1 khổ 200 x 200 inch"):
+        pages.page_count(batch / "ap-phich.pdf")
+    with pytest.raises(pages.PageTooLargeError):
+        pages.load_page(batch / "khong-lo.png", 1, 300)
+
+
+def test_path_checks(tmp_path: Path) -> None:
+    row = ingest.ManifestRow(line=2, files_raw="../../x.tif;/etc/passwd;C:\\scan\\a.tif;ok.tif[1-2]")
+    items, problems = ingest.parse_files_field(row)
+    assert items == [("ok.tif", 1, 2)]
+    assert [p.rule for p in problems] == ["path_outside_batch"] * 3
+    assert "'../../x.tif'" in problems[0].message
+
+
+# --- the corpus through `digitize run` and through the DAG ---------------------------------------
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code)\n"
+)
+
+
+def _stored(url: str) -> dict[str, tuple[str, str | None, str | None]]:
+    r = warehouse.records
+    with warehouse.engine_for(url).connect() as conn:
+        return {row.record_id: (row.status, row.reason, row.holder_name)
+                for row in conn.execute(select(r.c.record_id, r.c.status, r.c.reason, r.c.holder_name))}
+
+
+def _check_warehouse(url: str, cases: list[Case]) -> None:
+    stored = _stored(url)
+    for case in cases:
+        status, reason, holder = stored[case.record_id]
+        if case.outcome == "archived":
+            assert (status, reason) == ("archived", None), case
+            assert holder == case.holder_name  # SQL-looking and formula text verbatim
+        else:
+            assert (status, reason) == ("quarantined", case.outcome), case
+
+
+@pytest.mark.slow
+def test_corpus_through_digitize_run(tmp_path: Path) -> None:
+    data = tmp_path / "var"
+    batch = data / "inbox" / AGENCY / "B-CORPUS"
+    cases = write_corpus(batch, tmp_path / "work")
+    import_reference(data)
+    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
+    env.pop("DIGITIZE_DB_URL", None)
+    rss_file = tmp_path / "maxrss"
+    run = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, str(rss_file), sys.executable, "-m",
+                          "pipeline.cli", "run", str(batch), "--json"],
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 3, run.stderr[-3000:]
+    # refused before decoding: the 40,000 x 40,000 image and the 200-inch page never took memory
+    peak_mb = int(rss_file.read_text()) / 1024
+    assert peak_mb < 600, peak_mb
+    results = defaultdict(list)
+    for line in run.stdout.splitlines():
+        out = json.loads(line)
+        results[out["record_id"]].append(out)
+    assert sum(map(len, results.values())) == len(cases)
+    for case in cases:
+        out = results[case.record_id].pop(0)  # the two BAD-DUP-ID rows end alike
+        if case.outcome == "archived":
+            assert out["status"] == "archived", (case, out["errors"])
+            assert Path(out["pdf"]).is_file()
+        else:
+            assert (out["status"], out["reason"]) == ("quarantined", case.outcome), (case, out)
+            assert any(case.names in m for m in out["errors"]), (case, out["errors"])
+            note = data / "quarantine" / AGENCY / "B-CORPUS" / f"{case.record_id}.txt"
+            assert case.outcome in note.read_text(encoding="utf-8")
+    url = f"sqlite:///{(data / 'warehouse.sqlite').resolve()}"
+    _check_warehouse(url, cases)
+    assert (batch / "manifest.csv").is_file()  # held for review, scans untouched
+
+    # the same scan in another batch: held as a duplicate source, not archived twice
+    second = data / "inbox" / AGENCY / "B-AGAIN"
+    second.mkdir()
+    good = next(c for c in cases if c.outcome == "archived" and c.files == "cmyk.tif")
+    (second / "lan-hai.tif").write_bytes((batch / "cmyk.tif").read_bytes())
+    row = next(r for r in ingest.read_manifest(batch) if r.record_id == good.record_id)
+    (second / "manifest.csv").write_text(
+        "record_id,procedure_code,result_number,issued_on,still_valid,files\n"
+        f"REPEAT-1,{row.procedure_code},{row.result_number},{row.issued_on_raw},có,lan-hai.tif\n",
+        encoding="utf-8")
+    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(second), "--json"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 3, again.stderr[-3000:]
+    (out,) = map(json.loads, again.stdout.splitlines())
+    assert (out["status"], out["reason"]) == ("quarantined", "duplicate_source")
+    assert any(good.record_id in m for m in out["errors"]), out["errors"]
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_corpus_through_the_batch_dag(reference_settings: Settings, tmp_path: Path) -> None:
+    settings = reference_settings
+    batch = settings.dir("inbox") / AGENCY / "B-CORPUS"
+    cases = write_corpus(batch, tmp_path / "work")
+    env = airflow_env(settings)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow, "pools", "set", "ocr", "2", "OCR"], env=env, check=True,
+                   capture_output=True)
+    run = subprocess.run([airflow, "dags", "test", "digitize_batch", "--conf",
+                          json.dumps({"batch_dir": str(batch)})],
+                         env=env, capture_output=True, text=True, timeout=900)
+    log = run.stdout + run.stderr
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as conn:
+        states = defaultdict(list)
+        for name, state, tries in conn.execute("select rendered_map_index, state, try_number "
+                                               "from task_instance where task_id = 'process_record'"):
+            states[name].append(state)
+            # a data problem fails at once; only an unexpected crash would be retried
+            assert tries == 1, (name, state, log[-3000:])
+        others = dict(conn.execute("select task_id, state from task_instance "
+                                   "where task_id != 'process_record'").fetchall())
+    assert others["register"] == "success" and others["finalize"] == "failed", (others, log[-3000:])
+    for case in cases:
+        expected = "success" if case.outcome == "archived" else "failed"
+        assert expected in states[case.record_id], (case, states[case.record_id])
+    assert sum(map(len, states.values())) == len(cases)
+    _check_warehouse(settings.warehouse_url, cases)
+
+
+def test_sql_looking_text_is_stored_verbatim(warehouse_url: str, tmp_path: Path) -> None:
+    """Values travel as bound parameters: SQLite and PostgreSQL store them as written."""
+    from pipeline import runner
+    from pipeline.errors import MissingFileError
+    from pipeline.models import ManifestRow, RecordPlan
+
+    settings = load_settings(data_dir=tmp_path / "var", db_url=warehouse_url)
+    warehouse.migrate(warehouse_url)
+    with warehouse.engine_for(warehouse_url).begin() as conn:
+        conn.execute(warehouse.agencies.insert().values(code=AGENCY, name=FORMULA_NAME))
+        conn.execute(warehouse.batches.insert().values(
+            agency_code=AGENCY, batch_id="B-SQL", source_dir=str(tmp_path), manifest_sha256="0" * 64,
+            status="running", record_count=1))
+        batch_pk = warehouse.pk_of(conn, warehouse.batches, agency_code=AGENCY, batch_id="B-SQL")
+    row = ManifestRow(line=2, record_id="SQL-1", procedure_code="1.004227", holder_name=SQL_NAME,
+                      result_number="1'; DELETE FROM batches; --", files_raw="a.tif")
+    task = runner.RecordTask(agency_code=AGENCY, batch_id="B-SQL", batch_dir=str(tmp_path),
+                             batch_pk=batch_pk, record=RecordPlan(row=row), sources={})
+    runner.quarantine(settings, task, MissingFileError("SQL-1", "thiếu tệp 'a.tif'"))
+    r = warehouse.records
+    with warehouse.engine_for(warehouse_url).connect() as conn:
+        stored = conn.execute(select(r.c.holder_name, r.c.result_number)).one()
+        assert conn.execute(select(warehouse.batches.c.id)).scalars().all() == [batch_pk]
+    assert tuple(stored) == (SQL_NAME, "1'; DELETE FROM batches; --")

@@ -1,0 +1,207 @@
+"""Outages: the warehouse going away in the middle of a load, and a full archive disk.
+
+The database outage is made with a TCP proxy between the pipeline and the shared PostgreSQL
+server (cut and restored by the test), so the server itself keeps serving other tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import import_reference, skip_or_fail
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from pipeline import runner, samples, warehouse
+from pipeline.config import load_settings
+from pipeline.errors import ExitCode, WarehouseUnavailableError
+
+AGENCY = "000.00.12.H12"
+pytestmark = pytest.mark.slow
+
+
+class CuttableProxy:
+    """Forwards TCP connections to ``target``; ``cut()`` drops every open connection and refuses
+    new ones (a stopped server, a pulled cable), ``restore()`` serves again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if not self.up:
+                client.close()
+                continue
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.up = False
+        with self.lock:
+            for s in self.open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self.open.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def proxy(pg_url: str) -> Iterator[CuttableProxy]:
+    url = make_url(pg_url)
+    p = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    yield p
+    p.close()
+
+
+def record_state(url: str, record_id: str) -> tuple[int, int, int]:
+    """(record rows, page rows, archive events) of one record."""
+    r, p, e = warehouse.records, warehouse.pages, warehouse.events
+    with warehouse.engine_for(url).connect() as conn:
+        pks = conn.execute(select(r.c.id).where(r.c.record_id == record_id)).scalars().all()
+        pages = conn.execute(select(p.c.id).where(p.c.record_pk.in_(pks))).all()
+        events = conn.execute(select(e.c.id).where(e.c.record_id == record_id,
+                                                   e.c.stage == "archive")).all()
+    return len(pks), len(pages), len(events)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cut_at", ["mid_load", "before_record"])
+def test_warehouse_outage_is_transient_and_the_retry_completes_without_duplicates(
+    tmp_path: Path, pg_url: str, proxy: CuttableProxy, monkeypatch: pytest.MonkeyPatch,
+    cut_at: str,
+) -> None:
+    via_proxy = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    data = tmp_path / "var"
+    import_reference(data, via_proxy)
+    settings = load_settings(data_dir=data, db_url=via_proxy)
+    batch = samples.generate_batch(tmp_path / "scans" / AGENCY / "B-OUT", agency_code=AGENCY,
+                                   batch_id="B-OUT", n_records=1, seed=5)
+    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
+    [task] = runner.record_tasks(plan, batch_pk, docs)
+    record_id = task.record.record_id
+
+    if cut_at == "mid_load":
+        load = runner._load_archived
+
+        def load_then_cut(*args: object, **kwargs: object) -> None:
+            load(*args, **kwargs)  # records and pages sent, not committed: then the server goes
+            proxy.cut()
+
+        monkeypatch.setattr(runner, "_load_archived", load_then_cut)
+    else:
+        proxy.cut()
+    with pytest.raises(WarehouseUnavailableError) as failed:
+        runner.process_record(settings, task)
+    assert failed.value.exit_code == ExitCode.retry_later
+    assert "Không kết nối được kho dữ liệu" in str(failed.value)
+    assert record_state(pg_url, record_id) == (0, 0, 0)  # nothing half-loaded, nothing quarantined
+    assert not (data / "quarantine").exists()
+
+    monkeypatch.undo()
+    proxy.restore()
+    result = runner.process_record(settings, task)  # what Airflow's retry does
+    assert result.status == "archived" and not result.already_archived
+    assert record_state(pg_url, record_id) == (1, len(task.record.pages), 1)
+    pdfs = [p for p in (data / "archive").rglob("*") if p.is_file()]
+    assert pdfs == [Path(result.pdf_path)]
+    assert hashlib.sha256(pdfs[0].read_bytes()).hexdigest() == result.pdf_sha256
+    assert not [p for p in (data / "work").rglob("*") if p.is_file()]
+
+    again = runner.process_record(settings, task)  # a retry of a task that had in fact finished
+    assert again.already_archived
+    assert record_state(pg_url, record_id) == (1, len(task.record.pages), 1)
+
+
+@pytest.fixture
+def full_archive(tmp_path: Path) -> Iterator[Path]:
+    """DATA/archive on a 16 KB tmpfs: no room for any PDF."""
+    archive = tmp_path / "var" / "archive"
+    archive.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(archive)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        skip_or_fail(f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr.strip()}")
+    try:
+        yield archive
+    finally:
+        subprocess.run(["umount", str(archive)], check=False)
+
+
+def run_cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
+    env.pop("DIGITIZE_DB_URL", None)
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_full_archive_disk_quarantines_the_record_and_keeps_the_scans(
+    tmp_path: Path, full_archive: Path
+) -> None:
+    data = tmp_path / "var"
+    import_reference(data)
+    batch_dir = data / "inbox" / AGENCY / "B-FULL"
+    batch = samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="B-FULL", n_records=1,
+                                   seed=5)
+    scans = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in batch_dir.iterdir()}
+
+    run = run_cli(data, "run", str(batch_dir), "--json", "--jobs", "1")
+    assert run.returncode == ExitCode.some_quarantined, run.stderr[-3000:]
+    [out] = map(json.loads, run.stdout.splitlines())
+    assert (out["status"], out["reason"]) == ("quarantined", "archive_storage_full")
+    message = "\n".join(out["errors"])
+    assert "ổ lưu trữ đã đầy" in message and "Giải phóng dung lượng" in message
+    assert str(full_archive) in message and "free space on" in message
+    assert [p for p in full_archive.rglob("*") if p.is_file()] == []  # no partial PDF, no temp
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in batch_dir.iterdir()} == scans  # the batch stays in the inbox, untouched
+    note = json.loads((data / "quarantine" / AGENCY / "B-FULL" /
+                       f"{batch.records[0].record_id}.json").read_text(encoding="utf-8"))
+    assert note["reason"] == "archive_storage_full"
+
+    subprocess.run(["umount", str(full_archive)], check=True)  # space again
+    rerun = run_cli(data, "run", str(batch_dir), "--json", "--jobs", "1")
+    assert rerun.returncode == ExitCode.ok, rerun.stderr[-3000:]
+    [out] = map(json.loads, rerun.stdout.splitlines())
+    assert out["status"] == "archived"
+    assert Path(out["pdf"]).is_file() and not batch_dir.exists()
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (data / "done" / AGENCY / "B-FULL").iterdir()} == scans

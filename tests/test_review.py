@@ -1,0 +1,73 @@
+"""Review: a record task re-reads its manifest row, so a row fixed by the archivist counts when
+the task is cleared and runs again (the runner side of Airflow's Clear)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import edit_manifest
+
+from pipeline import runner, samples, warehouse
+from pipeline.config import Settings
+from pipeline.models import RecordStatus
+
+AGENCY = "000.00.12.H12"
+
+
+@pytest.mark.slow
+def test_a_fixed_row_is_archived_when_its_task_runs_again(reference_settings: Settings,
+                                                          tmp_path: Path) -> None:
+    settings = reference_settings
+    batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-FIX", agency_code=AGENCY,
+                                   batch_id="B-FIX", n_records=2, seed=21,
+                                   vietnamese_headers=False)
+    good_code = batch.records[0].procedure_code
+    edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
+    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
+    bad, good = runner.record_tasks(plan, batch_pk, docs)
+    # as the task travels through Airflow: without the holder id
+    bad = runner.RecordTask.model_validate(
+        bad.model_dump(mode="json", exclude={"record": {"row": {"holder_id"}}}))
+    first = runner.process_record(settings, runner.refresh_task(settings, bad))
+    assert (first.status, first.reason) == (RecordStatus.quarantined, "catalogue_mismatch")
+    assert runner.process_record(settings, good).status is RecordStatus.archived
+
+    # unchanged row: what registration found, with the holder id read back from the file
+    same = runner.refresh_task(settings, bad)
+    assert same.record.problems == bad.record.problems
+    assert same.record.row.holder_id == batch.records[0].holder_id
+
+    edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})  # the archivist's fix
+    fixed = runner.refresh_task(settings, bad)
+    assert fixed.record.problems == [] and fixed.record.row.procedure_code == good_code
+    second = runner.process_record(settings, fixed)
+    assert second.status is RecordStatus.archived
+    assert runner.process_record(settings, runner.refresh_task(settings, good)).already_archived
+
+    outcome = runner.finalize_batch(settings, plan.batch_dir, AGENCY, "B-FIX", batch_pk,
+                                    [r.record_id for r in plan.records])
+    assert outcome.not_archived == 0 and outcome.moved_to
+    counts = warehouse.row_counts(settings.warehouse_url)
+    assert counts["records"] == 2 and counts["validation_results"] == 0
+    assert len(list(settings.dir("archive").rglob("*.pdf"))) == 2
+
+
+def test_a_record_id_on_two_rows_stays_a_duplicate_on_every_try(reference_settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    """Each mapped task keeps its own row, and the shared id is caught again after a change."""
+    settings = reference_settings
+    batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-TWICE", agency_code=AGENCY,
+                                   batch_id="B-TWICE", n_records=2, seed=22,
+                                   vietnamese_headers=False)
+    edit_manifest(batch.batch_dir, {1: {"record_id": batch.records[0].record_id}})
+    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
+    for task in runner.record_tasks(plan, batch_pk, docs):
+        same = runner.refresh_task(settings, task)
+        assert same.record.row.line == task.record.row.line
+        assert "duplicate_record_id" in {p.rule for p in same.record.problems}
+    edit_manifest(batch.batch_dir, {1: {"result_number": "99/GPXD"}})  # the second row changes
+    second = runner.record_tasks(plan, batch_pk, docs)[1]
+    changed = runner.refresh_task(settings, second)
+    assert changed.record.row.line == 3 and changed.record.row.result_number == "99/GPXD"
+    assert "duplicate_record_id" in {p.rule for p in changed.record.problems}
