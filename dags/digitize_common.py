@@ -8,6 +8,9 @@ the project's settings unless the deployment already does.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,3 +53,34 @@ def emit_record_metrics(result: dict[str, object]) -> None:
         Stats.timing(f"digitize.stage.{stage}", timedelta(seconds=seconds))
     if pages:
         Stats.timing("digitize.seconds_per_page", timedelta(seconds=sum(timings.values()) / pages))
+
+
+class _Hold(logging.Handler):
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.held = held
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.append(record)
+
+
+@contextmanager
+def summary_first(logger: str = "digitize") -> Iterator[list[tuple[int, str]]]:
+    """Makes the (level, message) pairs appended to the yielded list the first lines of the
+    task's log: an archivist opening a failed run reads the verdict, not library chatter
+    (pikepdf's start-up line, Alembic's migration check) that the work logged before it knew
+    the verdict. Records logged inside the block are held back and written after the summary,
+    also when the block raises, so nothing is lost."""
+    root = logging.getLogger()
+    held: list[logging.LogRecord] = []
+    saved = root.handlers[:]
+    root.handlers = [_Hold(held)]
+    first: list[tuple[int, str]] = []
+    try:
+        yield first
+    finally:
+        root.handlers = saved
+        for level, message in first:
+            logging.getLogger(logger).log(level, "%s", message)
+        for record in held:
+            root.handle(record)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException
-from digitize_common import task_settings
+from digitize_common import summary_first, task_settings
 
 
 @dag(
@@ -33,17 +33,16 @@ def digitize_fixity() -> None:
     def audit() -> dict[str, object]:
         import logging
 
-        from pipeline import fixity
+        with summary_first() as first:
+            from pipeline import fixity
 
-        settings = task_settings()
-        report = fixity.audit(settings)
-        paths = fixity.write_report(settings, report)
-        lines = [*fixity.summary_lines(report), f"Báo cáo: {paths['json']} và {paths['csv']}"]
-        log = logging.getLogger("digitize")
+            settings = task_settings()
+            report = fixity.audit(settings)
+            paths = fixity.write_report(settings, report)
+            lines = [*fixity.summary_lines(report), f"Báo cáo: {paths['json']} và {paths['csv']}"]
+            first.append((logging.INFO if report.ok else logging.ERROR, "\n".join(lines)))
         if not report.ok:
-            log.error("%s", "\n".join(lines))
             raise AirflowFailException("\n".join(lines[:2]))
-        log.info("%s", "\n".join(lines))
         return {"ok": True, "archived_checked": report.archived_checked,
                 "sources_checked": report.sources_checked, **paths}
 

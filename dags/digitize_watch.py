@@ -31,8 +31,11 @@ def digitize_watch() -> None:
         from pipeline import inbox
 
         settings = task_settings()
-        ready = inbox.ready_batches(settings.dir("inbox"), settings.scanner_profile.settle_seconds)
-        runs = [run for batch in ready for run in inbox.batch_runs(batch)]
+        profile = settings.scanner_profile
+        ready = inbox.ready_batches(settings.dir("inbox"), profile.settle_seconds,
+                                    layout=profile.batch_layout)
+        runs = [run for batch in ready
+                for run in inbox.batch_runs(batch, layout=profile.batch_layout)]
         return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in runs]
 
     TriggerDagRunOperator.partial(

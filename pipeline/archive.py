@@ -8,6 +8,7 @@ outputs are written, verified and recorded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -144,26 +145,68 @@ def quarantine_record(
     return folder / f"{name}.json"
 
 
-def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | None:
-    """Move a fully archived batch out of the inbox to ``done/<agency>/<batch>``.
-
-    Folders outside the inbox (``digitize run`` on any path) are the user's and stay where they
-    are. The manifest moves last, so an interrupted move leaves a folder that still reads as a
-    batch and is finished by the next run.
-    """
+def _done_target(batch_dir: Path, inbox_dir: Path) -> Path | None:
+    """The batch's path relative to the inbox, or None for a folder outside the inbox."""
     try:
-        relative = batch_dir.resolve().relative_to(inbox_dir.resolve())
+        return batch_dir.resolve().relative_to(inbox_dir.resolve())
     except ValueError:
         return None
-    target = done_dir / relative
-    if not batch_dir.is_dir() and (target / MANIFEST).is_file():
-        return target  # a second run of the same batch finished it first
+
+
+def _merge_into(batch_dir: Path, target: Path) -> None:
+    """File by file into a ``target`` that already exists, the manifest last: an interrupted
+    merge leaves the manifest in the inbox, and :func:`batch_location` completes it."""
     target.mkdir(parents=True, exist_ok=True)
-    entries = sorted(batch_dir.iterdir(), key=lambda p: p.name == MANIFEST)
-    for entry in entries:
+    for entry in sorted(batch_dir.iterdir(), key=lambda p: p.name == MANIFEST):
         # a second run of the same batch finishing at the same moment may have moved it already
         with contextlib.suppress(FileNotFoundError):
             os.replace(entry, target / entry.name)
     with contextlib.suppress(FileNotFoundError):
         batch_dir.rmdir()
+
+
+def batch_location(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path:
+    """Where an inbox batch is now, for a rerun after a crash at the very end of a run.
+
+    :func:`finish_batch` only starts once every record is archived, so a batch found in
+    ``done/`` (or part-way into a ``done/`` folder that existed before) is finished: the rerun
+    reads it there, with the interrupted merge completed, and only its warehouse row is left to
+    update.
+    """
+    relative = _done_target(batch_dir, inbox_dir)
+    if relative is None:
+        return batch_dir
+    target = done_dir / relative
+    if not batch_dir.is_dir():
+        return target if (target / MANIFEST).is_file() else batch_dir
+    if target.is_dir() and not (target / MANIFEST).is_file():
+        _merge_into(batch_dir, target)
+        return target
+    return batch_dir
+
+
+def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | None:
+    """Move a fully archived batch out of the inbox to ``done/<agency>/<batch>``.
+
+    Folders outside the inbox (``digitize run`` on any path) are the user's and stay where they
+    are; a batch already in ``done/`` (a rerun after a crash during the move) stays there. The
+    folder is renamed in one step, so a kill leaves it wholly in the inbox or wholly in
+    ``done/``; only into an existing ``done/`` folder is it merged file by file.
+    """
+    relative = _done_target(batch_dir, inbox_dir)
+    if relative is None:
+        return batch_dir if _done_target(batch_dir, done_dir) is not None else None
+    target = done_dir / relative
+    if not batch_dir.is_dir() and (target / MANIFEST).is_file():
+        return target  # a second run of the same batch finished it first
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(batch_dir, target)
+    except FileNotFoundError:
+        if not (target / MANIFEST).is_file():
+            raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise  # e.g. EXDEV: inbox and done/ must share a file system
+        _merge_into(batch_dir, target)
     return target

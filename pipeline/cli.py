@@ -137,6 +137,18 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.some_quarantined if report.rejected else ExitCode.ok
 
 
+def cmd_cover_sheets(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline import coversheets
+
+    report = coversheets.write_cover_sheets(settings, args.agency, Path(args.inventory),
+                                            Path(args.out))
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print("\n".join(coversheets.summary_lines(report)))
+    return ExitCode.some_quarantined if report.rejected else ExitCode.ok
+
+
 REPORT_FORMATS = ("xlsx", "csv", "json", "html")  # pipeline.report.FORMATS, without importing it
 
 
@@ -401,6 +413,26 @@ def build_parser() -> argparse.ArgumentParser:
         imp.add_argument("file", help="the CSV or XLSX file")
         imp.add_argument("--json", action="store_true", help="print the report as JSON")
         imp.set_defaults(func=cmd_import, kind=kind)
+
+    cover = sub.add_parser(
+        "cover-sheets", help="print QR cover sheets for scanning records as one stack",
+        description="Writes one printable A4 cover sheet per record of the list (CSV UTF-8 with ',' "
+                    "or ';', or the first sheet of an .xlsx; columns Mã hồ sơ/record_id, Mã "
+                    "TTHC/procedure_code, Số ký hiệu/result_number, Ngày ban hành/issued_on, "
+                    "optional Còn hiệu lực/still_valid; a manifest.csv will do). The clerk puts each "
+                    "sheet in front of its record's paper and scans the stack at once (scanner "
+                    "profile 'stack'). Records already archived for the agency, rows no longer valid "
+                    "and rejected rows get no sheet; rejected rows are listed with line, column and "
+                    "what to fix.",
+        epilog="Exit codes: 0 written (or nothing left to print), 3 some rows rejected, 2 the file "
+               "or the agency cannot be used, 1 unexpected error.")
+    cover.add_argument("--agency", required=True, metavar="CODE",
+                       help="agency code in the agency registry, e.g. 000.00.12.H12")
+    cover.add_argument("--inventory", required=True, metavar="FILE",
+                       help="the list of records to scan (CSV or XLSX)")
+    cover.add_argument("--out", required=True, metavar="FILE", help="the PDF to write")
+    cover.add_argument("--json", action="store_true", help="print the report as JSON")
+    cover.set_defaults(func=cmd_cover_sheets)
 
     rep = sub.add_parser(
         "report", help="write the quarterly progress report (xlsx, csv, json or html)",

@@ -12,6 +12,9 @@ Each page gets the cheapest encoding that keeps it legible and faithful:
 
 The black print is taken from the colour-dropout view of the page (the lightest channel of each
 pixel), so red and blue ink stay in the colour background and never turn black.
+
+A page of a PDF issued electronically (born digital) is no image at all: with the profile's
+``ocr.born_digital: keep`` it is archived as it is (``born_digital``), its text and fonts intact.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class PageKind(StrEnum):
     gray = "gray"
     colour = "colour"
     mixed = "mixed"
+    born_digital = "born_digital"
 
 
 def classify(image: np.ndarray) -> PageKind:
@@ -125,6 +129,14 @@ def page_pdf(image: np.ndarray, dpi: int, path: Path) -> PageKind:
         data = _mixed_pdf(image, dpi)
     path.write_bytes(data)
     return kind
+
+
+def original_page_pdf(source: Path, page_in_file: int, path: Path) -> PageKind:
+    """Write page ``page_in_file`` (1-based) of the PDF ``source`` as it is, as a one-page PDF."""
+    with pikepdf.open(source) as pdf, pikepdf.new() as one:
+        one.pages.append(pdf.pages[page_in_file - 1])
+        one.save(path)
+    return PageKind.born_digital
 
 
 def join_pdfs(parts: list[Path], out: Path) -> Path:

@@ -33,11 +33,16 @@ class CleanupProfile(BaseModel):
 class OcrProfile(BaseModel):
     colour_dropout: bool = True
     min_mean_confidence: float = Field(60, ge=0, le=100)
+    # a PDF page that carries its own visible text: keep it as issued, or rasterise and OCR it
+    born_digital: Literal["keep", "redo"] = "keep"
 
 
 class ScannerProfile(BaseModel):
     name: str
     description: str = ""
+    # manifest: one manifest.csv row per record names its files; separator_sheets: the batch is
+    # one scanned stack with a printed cover sheet (QR) before each record (pipeline.separator)
+    batch_layout: Literal["manifest", "separator_sheets"] = "manifest"
     fallback_dpi: int = Field(300, ge=72, le=1200)
     languages: list[str] = Field(default_factory=lambda: ["vie"], min_length=1)
     settle_seconds: int = Field(120, ge=0)
@@ -90,10 +95,32 @@ class Settings(BaseSettings):
         return self.plan.issued_range
 
 
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = (_merged(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+def _profile_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The profile's YAML; ``base: <name>`` starts from another profile of the same folder, so a
+    variant states only what differs."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Scanner profile {path} is not a YAML mapping of settings.")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = path.parent / f"{base}.yaml"
+    if base_path in seen:
+        raise ConfigError(f"Scanner profile {path}: 'base: {base}' leads back to itself.")
+    return _merged(_profile_data(base_path, (*seen, path)), raw)
+
+
 def load_profile(path: Path) -> ScannerProfile:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ScannerProfile.model_validate(raw)
+        return ScannerProfile.model_validate(_profile_data(path))
     except FileNotFoundError as exc:
         available = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ConfigError(

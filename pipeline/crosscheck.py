@@ -64,7 +64,7 @@ def dates_on_page(text: str) -> set[dt.date]:
 
 def check_first_page(row: ManifestRow, first_page_text: str) -> list[str]:
     """Warnings (Vietnamese) for what the manifest says but the first page does not show."""
-    where = f"Hồ sơ {row.record_id} (dòng {row.line} của manifest.csv)"
+    where = f"Hồ sơ {row.record_id} ({row.where_inline})"
     warnings = []
     if row.result_number and not has_result_number(row.result_number, first_page_text):
         warnings.append(

@@ -30,6 +30,12 @@ class ConfigError(DigitizeError):
     exit_code = ExitCode.bad_usage
 
 
+class WarehouseUnreachableError(ConfigError):
+    """The warehouse cannot be reached when a command first opens it: a wrong DIGITIZE_DB_URL
+    as much as a stopped server, so a usage error for one-off commands. ``digitize run`` counts
+    it as an outage (exit 4), as it does a connection lost later in the run."""
+
+
 class ToolMissingError(ConfigError):
     """An external program (tesseract, ghostscript, ...) or its language data is missing."""
 
@@ -146,6 +152,26 @@ class PathOutsideBatchError(RecordError):
     batch folder; the pipeline only ever reads scans inside it."""
 
     reason = "path_outside_batch"
+
+
+class StackPagesUnassignedError(RecordError):
+    """Pages of a scanned stack that no readable cover sheet ties to a record (before the first
+    sheet, or after a sheet whose QR code cannot be read)."""
+
+    reason = "stack_pages_unassigned"
+
+
+class SheetWithoutPagesError(RecordError):
+    """A cover sheet followed directly by another sheet (or by blank pages only)."""
+
+    reason = "sheet_without_pages"
+
+
+class SheetMismatchError(RecordError):
+    """A cover sheet disagrees with the batch (another agency) or with the manifest, or a
+    manifest row has no sheet in the stack."""
+
+    reason = "sheet_mismatch"
 
 
 class TransientError(DigitizeError):

@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import unicodedata
+from collections.abc import Collection
 from pathlib import Path, PureWindowsPath
 
 from pipeline import pages
@@ -61,6 +62,8 @@ HEADER_ALIASES: dict[str, str] = {
     "không trùng với": "not_duplicate_of",
 }
 REQUIRED_COLUMNS = ("record_id", "procedure_code", "issued_on_raw", "files_raw")
+# beside a scanned stack the cover sheets give the pages and the metadata; a manifest is optional
+STACK_REQUIRED_COLUMNS = ("record_id",)
 
 TRUE_WORDS = {"true", "1", "x", "yes", "y", "có", "co", "còn", "con", "còn hiệu lực"}
 FALSE_WORDS = {"false", "0", "no", "n", "không", "khong", "hết hiệu lực", "hết"}
@@ -125,7 +128,7 @@ def _canonical_header(header: str) -> str | None:
     return HEADER_ALIASES.get(key)
 
 
-def read_manifest(batch_dir: Path) -> list[ManifestRow]:
+def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> list[ManifestRow]:
     """Parse manifest.csv (UTF-8, UTF-16 or Windows-1258, BOM tolerated, ``,`` or ``;``
     separated) into rows."""
     path = batch_dir / MANIFEST
@@ -144,7 +147,7 @@ def read_manifest(batch_dir: Path) -> list[ManifestRow]:
     if not header:
         raise BatchError(f"{path}: manifest.csv is empty. Add a header row and one row per record.")
     fields = [_canonical_header(h) for h in header]
-    missing = [c for c in REQUIRED_COLUMNS if c not in fields]
+    missing = [c for c in required if c not in fields]
     if missing:
         raise BatchError(
             f"{path}: manifest.csv lacks the column(s) {missing}; found {header}. Use the "
@@ -172,7 +175,7 @@ def parse_files_field(row: ManifestRow) -> tuple[list[tuple[str, int | None, int
         if not match:
             problems.append(Problem(
                 rule="files_format", field="files",
-                message=f"Dòng {row.line} của manifest.csv: mục tệp '{raw}' không đúng dạng "
+                message=f"{row.where}: mục tệp '{raw}' không đúng dạng "
                         "'ten_tep.tif' hoặc 'ten_tep.tif[1-3]'. Sửa cột Tệp rồi chạy lại.",
             ))
             continue
@@ -180,7 +183,7 @@ def parse_files_field(row: ManifestRow) -> tuple[list[tuple[str, int | None, int
         if _leaves_folder(name):
             problems.append(Problem(
                 rule="path_outside_batch", field="files",
-                message=f"Dòng {row.line} của manifest.csv: mục tệp '{raw}' trỏ ra ngoài thư mục lô "
+                message=f"{row.where}: mục tệp '{raw}' trỏ ra ngoài thư mục lô "
                         "(đường dẫn tuyệt đối hoặc '..'). Chỉ ghi tên tệp quét nằm trong thư mục lô "
                         "(chép tệp vào đó) rồi chạy lại.",
             ))
@@ -214,10 +217,15 @@ def fingerprint_file(path: Path) -> SourceFile:
                       page_count=count, readable=not error, error=error, error_rule=rule)
 
 
-def fingerprint_files(batch_dir: Path) -> dict[str, SourceFile]:
-    """Every page file in the batch folder, fingerprinted; links leading out are never read."""
+def fingerprint_files(batch_dir: Path, names: Collection[str] | None = None
+                      ) -> dict[str, SourceFile]:
+    """Every page file in the batch folder (or those of ``names``, matched after NFC
+    normalisation as :func:`resolve_pages` does), fingerprinted and keyed by the name on disk;
+    links leading out are never read."""
+    wanted = None if names is None else {nfc(name) for name in names}
     return {path.name: fingerprint_file(path) for path in sorted(batch_dir.iterdir())
-            if path.is_file() and path.suffix.lower() in pages.SUPPORTED_SUFFIXES
+            if (wanted is None or nfc(path.name) in wanted)
+            and path.is_file() and path.suffix.lower() in pages.SUPPORTED_SUFFIXES
             and inside_batch(batch_dir, path.name)}
 
 
@@ -250,7 +258,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
                 and not inside_batch(batch_dir, name):
             problems.append(Problem(
                 rule="path_outside_batch", field="files",
-                message=f"Dòng {row.line} của manifest.csv: tệp '{name}' là liên kết trỏ ra ngoài "
+                message=f"{row.where}: tệp '{name}' là liên kết trỏ ra ngoài "
                         "thư mục lô, không được đọc. Chép chính tệp quét vào thư mục lô thay cho "
                         "liên kết rồi chạy lại.",
             ))
@@ -258,7 +266,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
         if source is None:
             problems.append(Problem(
                 rule="file_exists", field="files",
-                message=f"Dòng {row.line} của manifest.csv: không tìm thấy tệp '{name}' trong thư "
+                message=f"{row.where}: không tìm thấy tệp '{name}' trong thư "
                         "mục lô. Chép tệp quét vào thư mục lô hoặc sửa tên tệp ở cột Tệp.",
             ))
             continue
@@ -266,7 +274,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
             rule = source.error_rule or "file_readable"
             problems.append(Problem(
                 rule=rule, field="files",
-                message=f"Dòng {row.line} của manifest.csv: "
+                message=f"{row.where}: "
                         + _FILE_PROBLEMS[rule].format(name=name, error=source.error),
             ))
             continue
@@ -275,7 +283,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
         if not 1 <= first <= last <= source.page_count:
             problems.append(Problem(
                 rule="page_range", field="files",
-                message=f"Dòng {row.line} của manifest.csv: khoảng trang [{first}-{last}] của tệp "
+                message=f"{row.where}: khoảng trang [{first}-{last}] của tệp "
                         f"'{name}' vượt quá số trang của tệp ({source.page_count}). Sửa khoảng trang.",
             ))
             continue
@@ -283,26 +291,49 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
     return refs, problems
 
 
-def plan_batch(batch_dir: Path, agency_code: str | None = None, batch_id: str | None = None) -> BatchPlan:
-    """Read the batch folder: one RecordPlan per manifest row, with the problems found so far.
+def _unreadable_in_stack(source: SourceFile) -> RecordPlan:
+    """A stack file that cannot be read: its pages cannot be split, so it is a record of its own."""
+    row = ManifestRow(line=0, record_id=f"tep-loi-{re.sub(r'[^0-9A-Za-z]+', '-', source.name)}",
+                      files_raw=source.name, source=f"Xấp quét, tệp {source.name}")
+    rule = source.error_rule or "file_readable"
+    return RecordPlan(row=row, unsplit=True, problems=[Problem(
+        rule=rule, field="files",
+        message=f"{row.where}: " + _FILE_PROBLEMS[rule].format(name=source.name, error=source.error))])
 
+
+def plan_batch(batch_dir: Path, agency_code: str | None = None, batch_id: str | None = None,
+               layout: str = "manifest", fallback_dpi: int = 300) -> BatchPlan:
+    """Read the batch folder: one RecordPlan per record, with the problems found so far.
+
+    ``layout`` is the scanner profile's ``batch_layout``: records are the manifest's rows, or
+    the cover sheets of a scanned stack (:mod:`pipeline.separator`, which decodes every page).
     The agency code and batch id default to the folder layout ``inbox/<agency>/<batch>/``.
     """
     batch_dir = batch_dir.resolve()
     if not batch_dir.is_dir():
         raise BatchError(f"{batch_dir}: not a folder. Give the path of one batch folder.")
-    rows = read_manifest(batch_dir)
+    agency_code = agency_code or batch_dir.parent.name
     files = fingerprint_files(batch_dir)
-    # A record id used twice is one of the validation rules (pipeline.validate), not a read error.
-    records = []
-    for row in rows:
-        refs, problems = resolve_pages(row, files, batch_dir)
-        records.append(RecordPlan(row=row, pages=refs, problems=problems))
+    has_manifest = (batch_dir / MANIFEST).is_file()
+    if layout == "separator_sheets":
+        from pipeline import separator  # decodes QR codes: only stacks need it
+
+        manifest = read_manifest(batch_dir, STACK_REQUIRED_COLUMNS) if has_manifest else None
+        records = separator.split(separator.read_stack(batch_dir, files, fallback_dpi),
+                                  agency_code, manifest)
+        records += [_unreadable_in_stack(f) for f in files.values() if not f.readable]
+    else:
+        # A record id used twice is one of the validation rules (pipeline.validate), not a read error.
+        records = []
+        for row in read_manifest(batch_dir):
+            refs, problems = resolve_pages(row, files, batch_dir)
+            records.append(RecordPlan(row=row, pages=refs, problems=problems))
     return BatchPlan(
-        agency_code=agency_code or batch_dir.parent.name,
+        agency_code=agency_code,
         batch_id=batch_id or batch_dir.name,
         batch_dir=batch_dir,
-        manifest_sha256=sha256_file(batch_dir / MANIFEST),
+        # a stack without a manifest is identified by its scans alone
+        manifest_sha256=sha256_file(batch_dir / MANIFEST) if has_manifest else "",
         files=files,
         records=records,
     )

@@ -35,6 +35,19 @@ class ManifestRow(BaseModel):
     # optional column: record ids the archivist confirmed are other papers, not this one rescanned
     not_duplicate_of: str = ""
     page_count: int | None = None
+    # where the row came from, for the archivist, when it is not a manifest line: a cover sheet
+    # in a scanned stack (pipeline.separator)
+    source: str = ""
+
+    @property
+    def where(self) -> str:
+        """Where the archivist finds the row, to start a message: "Dòng 12 của manifest.csv"."""
+        return self.source or f"Dòng {self.line} của manifest.csv"
+
+    @property
+    def where_inline(self) -> str:
+        """:attr:`where` inside a sentence: "Hồ sơ HS-1 (dòng 12 của manifest.csv)"."""
+        return self.where[:1].lower() + self.where[1:]
 
 
 class Problem(BaseModel):
@@ -60,6 +73,12 @@ class RecordPlan(BaseModel):
     row: ManifestRow
     pages: list[PageRef] = Field(default_factory=list)
     problems: list[Problem] = Field(default_factory=list)
+    # in a separator-sheet stack: the QR text of the record's cover sheet, and where it was scanned
+    sheet: str = ""
+    sheet_page: PageRef | None = None
+    # pages (or a manifest row) a stack could not tie to one record: quarantined as they are,
+    # without the manifest rules, which would only repeat that the record is unknown
+    unsplit: bool = False
 
     @property
     def record_id(self) -> str:

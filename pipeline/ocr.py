@@ -7,12 +7,14 @@ import html
 import os
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pikepdf
 
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
+from pipeline._exec import poppler
 from pipeline.config import ScannerProfile
 from pipeline.errors import OcrFailedError, PdfaCheckError
 from pipeline.models import ManifestRow
@@ -158,32 +160,54 @@ def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
                              f"({'; '.join(problems)}). Báo cho quản trị hệ thống.")
 
 
+def _page_texts(out_pdf: Path, hocr_dir: Path, page_count: int, kept: Mapping[int, str]) -> str:
+    """The record's text, pages separated by form feeds: a kept page's own text as the archived
+    file carries it, Tesseract's for an OCR'd page, nothing for a page neither (blank)."""
+    texts = []
+    for n in range(1, page_count + 1):
+        ocr_text = hocr_dir / f"{n:06d}_ocr_hocr.txt"
+        if n in kept:
+            texts.append(poppler.page_text(out_pdf, n))
+        elif ocr_text.exists():
+            texts.append(ocr_text.read_text(encoding="utf-8").removesuffix("\f"))
+        else:
+            texts.append("")
+    return "\f".join(texts)
+
+
 def ocr_record(
     image_pdf: Path, page_count: int, out_pdf: Path, row: ManifestRow, agency_code: str,
     batch_id: str, profile: ScannerProfile, jobs: int, work_dir: Path,
-    ocr_pages: list[int] | None = None,
+    ocr_pages: list[int] | None = None, kept: Mapping[int, str] | None = None,
 ) -> OcrOutput:
     """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b.
 
     ``ocr_pages`` (1-based) limits OCR to those pages, e.g. to skip blank ones; every page is
-    kept in the PDF.
+    kept in the PDF. ``kept`` names the born-digital pages (page -> source file) to archive as
+    they are, with their own text, instead of OCR'ing them.
     """
+    kept = kept or {}
     hocr_dir = work_dir / "hocr"
     hocr_dir.mkdir(exist_ok=True)
-    sidecar = work_dir / "text.txt"
     job = ocrmypdf_exec.OcrJob(
-        input_pdf=str(image_pdf), output_pdf=str(out_pdf), sidecar=str(sidecar),
-        hocr_dir=str(hocr_dir), languages=profile.languages, jobs=jobs,
-        colour_dropout=profile.ocr.colour_dropout,
+        input_pdf=str(image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
+        languages=profile.languages, jobs=jobs, colour_dropout=profile.ocr.colour_dropout,
         pages=",".join(map(str, ocr_pages)) if ocr_pages is not None else None,
-        **_metadata(row, agency_code),
+        keep_text=bool(kept), **_metadata(row, agency_code),
     )
     try:
         ocrmypdf_exec.make_pdfa(job)
     except ocrmypdf_exec.OcrmypdfError as exc:
-        raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} (dòng {row.line}): OCR không "
-                             f"thành công ({exc}). Kiểm tra ảnh quét rồi Clear để chạy lại.") from exc
+        hint = "Kiểm tra ảnh quét rồi Clear để chạy lại."
+        if kept:
+            pages = ", ".join(f"trang {n} (tệp '{name}')" for n, name in sorted(kept.items()))
+            hint = (f"Các trang văn bản điện tử {pages} được giữ nguyên (ocr.born_digital: keep) "
+                    "nhưng không chuyển được sang PDF/A-2b như vốn có. Xin cơ quan ban hành bản "
+                    "PDF/A, hoặc đặt ocr.born_digital: redo trong cấu hình máy quét để nhận dạng "
+                    "lại chúng như bản quét, rồi Clear để chạy lại.")
+        raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} ({row.where_inline}): OCR không "
+                             f"thành công ({exc}). {hint}") from exc
     add_record_xmp(out_pdf, row, agency_code, batch_id)
     verify_pdfa(out_pdf, row.record_id, page_count)
-    text = sidecar.read_text(encoding="utf-8") if sidecar.exists() else ""
+    text = _page_texts(out_pdf, hocr_dir, page_count, kept)
     return OcrOutput(out_pdf, text, page_stats(hocr_dir, page_count))

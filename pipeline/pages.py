@@ -1,12 +1,18 @@
 """Reading page images out of scanner files, one page at a time.
 
 Multi-page TIFFs and image-only PDFs are opened per page (TIFF: seek; PDF: poppler renders just
-the requested page), so a 300-page file never sits whole in memory.
+the requested page), so a 300-page file never sits whole in memory. A PDF page that draws its
+own visible text (a document issued electronically) is told apart from a scan by
+:func:`pdf_text_layer`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +32,16 @@ Image.MAX_IMAGE_PIXELS = MAX_PAGE_PIXELS
 
 # PDF actions that run something when the file is opened or clicked.
 _ACTIVE_ACTIONS = {"/JavaScript", "/Launch", "/SubmitForm", "/ImportData", "/ResetForm"}
+
+# Fewer visible characters than this on a PDF page are a page number or a stamp that scanning
+# software printed over a scan, not the text of a document issued electronically.
+MIN_BORN_DIGITAL_GLYPHS = 50
+_SHOW_TEXT = {"Tj", "TJ", "'", '"'}
+# 3 paints nothing (the OCR layer of a searchable scan), 7 only clips
+_INVISIBLE_RENDER_MODES = {3, 7}
+# fonts without outlines that Tesseract and OCRmyPDF draw their OCR text layer in
+_GLYPHLESS_FONTS = {"glyphlessfont", "occulta"}
+_MAX_FORM_DEPTH = 8  # forms drawing forms: deeper is a crafted loop, not a document
 
 
 class PageReadError(Exception):
@@ -159,13 +175,28 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+@contextlib.contextmanager
+def _reading(path: Path, page_in_file: int) -> Iterator[None]:
+    """What a broken file raises while one of its pages is read becomes a PageReadError."""
+    try:
+        yield
+    except (OSError, UnidentifiedImageError, pikepdf.PdfError, ValueError, EOFError) as exc:
+        raise PageReadError(f"{path.name} page {page_in_file}: {exc}") from exc
+
+
+def render_pdf_page(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
+    """Page ``page_in_file`` (1-based) of a PDF rendered at ``dpi`` as an RGB uint8 array."""
+    with _reading(path, page_in_file):
+        (img,) = convert_from_path(path, dpi=dpi, first_page=page_in_file, last_page=page_in_file)
+        return np.asarray(img.convert("RGB"))
+
+
 def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndarray, int]:
     """Page ``page_in_file`` (1-based) of ``path`` as an RGB uint8 array, and its dpi."""
-    try:
+    with _reading(path, page_in_file):
         if path.suffix.lower() == ".pdf":
             dpi = _pdf_page_dpi(path, page_in_file, fallback_dpi)
-            (img,) = convert_from_path(path, dpi=dpi, first_page=page_in_file, last_page=page_in_file)
-            return np.asarray(img.convert("RGB")), dpi
+            return render_pdf_page(path, page_in_file, dpi), dpi
         with _open_image(path) as img:
             img.seek(page_in_file - 1)
             _check_pixels(path, *img.size, page_in_file)
@@ -175,5 +206,82 @@ def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndar
             if dpi < 100:
                 dpi = fallback_dpi
             return to_rgb(img), dpi
-    except (OSError, UnidentifiedImageError, pikepdf.PdfError, ValueError, EOFError) as exc:
-        raise PageReadError(f"{path.name} page {page_in_file}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TextLayer:
+    """The visible text a PDF page draws itself (not counting an image of text)."""
+
+    glyphs: int  # characters drawn visibly
+    fonts_embedded: bool  # every font they are drawn in is embedded, as PDF/A requires
+
+    @property
+    def born_digital(self) -> bool:
+        return self.glyphs >= MIN_BORN_DIGITAL_GLYPHS
+
+
+def _dictionary(value: object) -> pikepdf.Dictionary:
+    """``value`` if it is a dictionary; an empty one for what a malformed file has instead."""
+    return value if isinstance(value, pikepdf.Dictionary) else pikepdf.Dictionary()
+
+
+def _font_facts(font: object) -> tuple[int, bool]:
+    """Bytes per character code (0: a glyphless OCR font, which paints nothing) and whether the
+    font program is embedded in the file."""
+    if not isinstance(font, pikepdf.Dictionary):
+        return 1, False
+    # a subset font is named "ABCDEF+Name"
+    if str(font.get("/BaseFont", "")).lstrip("/").split("+")[-1].lower() in _GLYPHLESS_FONTS:
+        return 0, True
+    if font.get("/Subtype") == "/Type3":
+        return 1, True  # its glyphs are content streams of the file itself
+    composite = font.get("/Subtype") == "/Type0"
+    descendants = font.get("/DescendantFonts")
+    described = _dictionary(descendants[0]) if composite and descendants else font
+    descriptor = _dictionary(described.get("/FontDescriptor"))
+    embedded = any(key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3"))
+    # composite fonts in PDFs are Identity-H (two bytes a character) all but always
+    return (2 if composite else 1), embedded
+
+
+def _text_layer(content: pikepdf.Object, resources: object, depth: int = 0) -> TextLayer:
+    """Walk a content stream (and the forms it draws) for visibly drawn text.
+
+    The text render mode and the font are tracked through ``q``/``Q``: a searchable scan draws
+    its OCR text in mode 3 (invisible) or in a glyphless font, and that text is no document's own.
+    """
+    resources = _dictionary(resources)
+    fonts, forms = _dictionary(resources.get("/Font")), _dictionary(resources.get("/XObject"))
+    glyphs, embedded = 0, True
+    mode, (width, font_embedded) = 0, (1, False)  # text before any Tf: malformed, not embedded
+    saved: list[tuple[int, tuple[int, bool]]] = []
+    for instruction in pikepdf.parse_content_stream(content):
+        op, operands = str(instruction.operator), instruction.operands
+        if op == "q":
+            saved.append((mode, (width, font_embedded)))
+        elif op == "Q" and saved:
+            mode, (width, font_embedded) = saved.pop()
+        elif op == "Tr" and operands and isinstance(operands[0], int | Decimal):
+            mode = int(operands[0])
+        elif op == "Tf" and operands:
+            width, font_embedded = _font_facts(fonts.get(str(operands[0])))
+        elif op in _SHOW_TEXT and operands and width and mode not in _INVISIBLE_RENDER_MODES:
+            shown = operands[-1]
+            strings = shown if isinstance(shown, pikepdf.Array) else [shown]
+            count = sum(len(bytes(s)) for s in strings if isinstance(s, pikepdf.String)) // width
+            glyphs += count
+            embedded = embedded and (font_embedded or not count)
+        elif op == "Do" and operands and depth < _MAX_FORM_DEPTH:
+            form = forms.get(str(operands[0]))
+            if isinstance(form, pikepdf.Stream) and form.get("/Subtype") == "/Form":
+                inner = _text_layer(form, form.get("/Resources", resources), depth + 1)
+                glyphs += inner.glyphs
+                embedded = embedded and inner.fonts_embedded
+    return TextLayer(glyphs, embedded)
+
+
+def pdf_text_layer(path: Path, page_in_file: int) -> TextLayer:
+    """The visible text page ``page_in_file`` (1-based) of a PDF draws, from its content."""
+    with _reading(path, page_in_file), pikepdf.open(path) as pdf:
+        page = pdf.pages[page_in_file - 1].obj
+        return _text_layer(page, page.get("/Resources"))

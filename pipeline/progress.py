@@ -220,6 +220,14 @@ REASON_LABELS = {
     "ocr_low_confidence": "Chữ đọc được kém",
     "ocr_failed": "Lỗi nhận dạng chữ",
     "pdfa_check_failed": "Lỗi kiểm tra PDF/A",
+    "image_too_large": "Trang quá khổ",
+    "pdf_encrypted": "PDF bị mã hóa",
+    "pdf_active_content": "PDF có mã lệnh/biểu mẫu",
+    "path_outside_batch": "Tệp nằm ngoài thư mục lô",
+    "archive_storage_full": "Ổ lưu trữ đầy",
+    "stack_pages_unassigned": "Trang chưa rõ hồ sơ (tờ bìa)",
+    "sheet_without_pages": "Tờ bìa không có trang",
+    "sheet_mismatch": "Tờ bìa không khớp",
     "record_error": "Lỗi khác",
 }
 

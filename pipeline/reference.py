@@ -303,7 +303,7 @@ def parse_date(value: Any) -> dt.date | None:
     return parse_text_date(midnight[1] if midnight else text)
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """Cell as one line of text: Excel wraps long names with line breaks that are not part of
     them; a NUL (from a damaged export) would make PostgreSQL refuse the whole file."""
     return " ".join(str(value).replace("\x00", "").split())
@@ -313,12 +313,12 @@ def _procedure_code(value: Any) -> str:
     # Excel turns 2.000890 typed into a number cell into the float 2.00089: give back its 6 decimals.
     if isinstance(value, int | float) and not isinstance(value, bool):
         return f"{float(value):.6f}"
-    return _text(value)
+    return cell_text(value)
 
 
 # --- checking ------------------------------------------------------------------------------------
 @dataclass
-class _Row:
+class SheetRow:
     """One data row being checked; collects its problems with the archivist's wording."""
 
     sheet: Sheet
@@ -332,7 +332,7 @@ class _Row:
 
     def reject(self, name: str, value: Any, explanation: str) -> None:
         column = self.sheet.headers.get(name, self.labels[name])
-        shown = value.strftime("%d/%m/%Y") if isinstance(value, dt.date) else _text(value)
+        shown = value.strftime("%d/%m/%Y") if isinstance(value, dt.date) else cell_text(value)
         self.problems.append(RowProblem(
             line=self.line, column=column, value=shown,
             message=f"Dòng {self.line} của {self.sheet.path.name}, cột '{column}': {explanation}",
@@ -362,7 +362,7 @@ class _Row:
             else self.get(name)
         if value is None or value == "":
             return None
-        code = _text(value)
+        code = cell_text(value)
         if not AGENCY_CODE.match(code):
             self.reject(name, code, f"mã cơ quan '{code}' không đúng dạng; cần mã định danh dạng "
                                     "NNN.NN.NN.HNN, ví dụ 000.00.12.H12.")
@@ -373,7 +373,7 @@ class _Row:
         """Free text; required when ``what`` says what is expected. '' when optional and empty."""
         if what is not None and self.required(name, what) is None:
             return None
-        value = _text(self.get(name))
+        value = cell_text(self.get(name))
         if len(value) > MAX_TEXT:
             self.reject(name, value[:40] + "…", f"dài {len(value)} ký tự, quá giới hạn {MAX_TEXT} "
                                                "ký tự; rút gọn rồi nhập lại.")
@@ -387,7 +387,7 @@ class _Row:
             return True, None
         parsed = parse_date(value)
         if parsed is None:
-            self.reject(name, value, f"ngày '{_text(value)}' không đọc được; cần dạng dd/mm/yyyy "
+            self.reject(name, value, f"ngày '{cell_text(value)}' không đọc được; cần dạng dd/mm/yyyy "
                                      "(ví dụ 01/07/2015) hoặc yyyy-mm-dd.")
             return False, None
         return True, parsed
@@ -404,7 +404,7 @@ class _Spec:
     required: tuple[str, ...]
     labels: dict[str, str]  # field -> header of the sample file, for messages
     aliases: dict[str, str]
-    check: Callable[[_Row, dict[str, Any]], dict[str, Any] | None]
+    check: Callable[[SheetRow, dict[str, Any]], dict[str, Any] | None]
     load_context: Callable[[Connection], dict[str, Any]]
 
     def key_of(self, values: dict[str, Any]) -> Any:
@@ -418,16 +418,16 @@ def _known_codes(conn: Connection, table: Table) -> set[str]:
     return set(conn.execute(select(table.c.code).where(table.c.name.is_not(None))).scalars())
 
 
-def _check_procedure(row: _Row, _ctx: dict[str, Any]) -> dict[str, Any] | None:
+def _check_procedure(row: SheetRow, _ctx: dict[str, Any]) -> dict[str, Any] | None:
     code = row.procedure_code("code")
     name = row.text("name", "tên thủ tục")
     levels: list[str] | None = None
     raw_levels = row.required("levels", "cấp thực hiện, ví dụ 'Cấp Tỉnh; Cấp Huyện'")
     if raw_levels is not None:
-        levels = parse_levels(_text(raw_levels))
+        levels = parse_levels(cell_text(raw_levels))
         if levels is None:
             row.reject("levels", raw_levels,
-                       f"cấp thực hiện '{_text(raw_levels)}' không hợp lệ; cần một hoặc nhiều cấp "
+                       f"cấp thực hiện '{cell_text(raw_levels)}' không hợp lệ; cần một hoặc nhiều cấp "
                        "trong: tỉnh, huyện, xã (ví dụ 'Cấp Tỉnh; Cấp Huyện').")
     values: dict[str, Any] = {"code": code, "name": name,
                               "levels": ",".join(levels) if levels else None}
@@ -447,15 +447,15 @@ def _check_procedure(row: _Row, _ctx: dict[str, Any]) -> dict[str, Any] | None:
     return None if row.problems else values
 
 
-def _check_agency(row: _Row, _ctx: dict[str, Any]) -> dict[str, Any] | None:
+def _check_agency(row: SheetRow, _ctx: dict[str, Any]) -> dict[str, Any] | None:
     code = row.agency_code("code")
     name = row.text("name", "tên cơ quan")
     level = None
     raw_level = row.required("level", "cấp của cơ quan: tỉnh, huyện hoặc xã")
     if raw_level is not None:
-        level = parse_level(_text(raw_level))
+        level = parse_level(cell_text(raw_level))
         if level is None:
-            row.reject("level", raw_level, f"cấp '{_text(raw_level)}' không hợp lệ; cần một trong: "
+            row.reject("level", raw_level, f"cấp '{cell_text(raw_level)}' không hợp lệ; cần một trong: "
                                            "tỉnh, huyện, xã.")
     values: dict[str, Any] = {"code": code, "name": name, "level": level}
     if "parent_code" in row.sheet.headers:
@@ -466,7 +466,7 @@ def _check_agency(row: _Row, _ctx: dict[str, Any]) -> dict[str, Any] | None:
     return None if row.problems else values
 
 
-def _known(row: _Row, column: str, value: str | None, known: Any, message: str) -> str | None:
+def _known(row: SheetRow, column: str, value: str | None, known: Any, message: str) -> str | None:
     """``value`` when the warehouse already holds it; otherwise the row is rejected with
     ``message`` (its ``{}`` is the value) and None is returned."""
     if value and value not in known:
@@ -475,7 +475,7 @@ def _known(row: _Row, column: str, value: str | None, known: Any, message: str) 
     return value
 
 
-def _check_inventory(row: _Row, ctx: dict[str, Any]) -> dict[str, Any] | None:
+def _check_inventory(row: SheetRow, ctx: dict[str, Any]) -> dict[str, Any] | None:
     agency = _known(row, "agency_code", row.agency_code("agency_code"), ctx["agencies"],
                     "mã cơ quan '{}' chưa có trong danh sách cơ quan của kho; nhập danh sách cơ "
                     "quan trước (digitize agencies import) hoặc sửa mã.")
@@ -485,7 +485,7 @@ def _check_inventory(row: _Row, ctx: dict[str, Any]) -> dict[str, Any] | None:
         year = parse_integer(raw_year)
         if year is None or not FIRST_YEAR <= year <= ctx["this_year"]:
             row.reject("issue_year", raw_year,
-                       f"năm '{_text(raw_year)}' không hợp lệ; cần một năm từ {FIRST_YEAR} đến "
+                       f"năm '{cell_text(raw_year)}' không hợp lệ; cần một năm từ {FIRST_YEAR} đến "
                        f"{ctx['this_year']}.")
             year = None
     procedure = _known(row, "procedure_code", row.procedure_code("procedure_code"),
@@ -497,7 +497,7 @@ def _check_inventory(row: _Row, ctx: dict[str, Any]) -> dict[str, Any] | None:
         count = parse_integer(raw_count)
         if count is None or count < 0:
             row.reject("still_valid_count", raw_count,
-                       f"số lượng '{_text(raw_count)}' không hợp lệ; cần một số nguyên không âm "
+                       f"số lượng '{cell_text(raw_count)}' không hợp lệ; cần một số nguyên không âm "
                        "(0, 1, 2, ...).")
     if row.problems:
         return None
@@ -574,7 +574,7 @@ INVENTORY = _Spec(
 SPECS: dict[Kind, _Spec] = {s.kind: s for s in (CATALOGUE, AGENCIES, INVENTORY)}
 
 
-def _duplicate_message(spec: _Spec, row: _Row, values: dict[str, Any], first: int) -> None:
+def _duplicate_message(spec: _Spec, row: SheetRow, values: dict[str, Any], first: int) -> None:
     if spec.kind == "inventory":
         key = f"{values['agency_code']} / {values['issue_year']} / {values['procedure_code']}"
         row.reject("procedure_code", key,
@@ -586,7 +586,7 @@ def _duplicate_message(spec: _Spec, row: _Row, values: dict[str, Any], first: in
                                            "mã chỉ một dòng. Xóa dòng trùng hoặc sửa mã.")
 
 
-def _check_parents(accepted: dict[Any, tuple[_Row, dict[str, Any]]], known: set[str]) -> None:
+def _check_parents(accepted: dict[Any, tuple[SheetRow, dict[str, Any]]], known: set[str]) -> None:
     """Drop agencies whose parent is neither in the warehouse nor accepted from this file.
 
     Repeated until stable: rejecting a district also rejects the communes under it.
@@ -632,11 +632,11 @@ def import_file(spec: _Spec, engine_or_url: Engine | str, path: Path | str) -> I
     report = ImportReport(kind=spec.kind, file=str(path), rows=len(sheet.rows))
     with _engine(engine_or_url).begin() as conn:
         context = spec.load_context(conn)
-        accepted: dict[Any, tuple[_Row, dict[str, Any]]] = {}
+        accepted: dict[Any, tuple[SheetRow, dict[str, Any]]] = {}
         first_line: dict[Any, int] = {}
         checked = []
         for line, cells in sheet.rows:
-            row = _Row(sheet, spec.labels, line, cells)
+            row = SheetRow(sheet, spec.labels, line, cells)
             values = spec.check(row, context)
             checked.append(row)
             if values is None:

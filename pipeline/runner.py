@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -33,6 +33,7 @@ from pipeline import (
     ocr,
     pages,
     progress,
+    separator,
     warehouse,
 )
 from pipeline import validate as validation
@@ -57,13 +58,17 @@ from pipeline.errors import (
     PdfEncryptedError,
     ProbableDuplicateError,
     RecordError,
+    SheetMismatchError,
+    SheetWithoutPagesError,
+    StackPagesUnassignedError,
     UnreadableImageError,
     WarehouseUnavailableError,
+    WarehouseUnreachableError,
 )
 from pipeline.ingest import (
     MANIFEST,
-    fingerprint_file,
-    inside_batch,
+    STACK_REQUIRED_COLUMNS,
+    fingerprint_files,
     parse_files_field,
     plan_batch,
     read_manifest,
@@ -101,6 +106,12 @@ _PROBLEM_ERRORS: dict[str, type[RecordError]] = {
     "pdf_encrypted": PdfEncryptedError,
     "pdf_active_content": PdfActiveContentError,
     "path_outside_batch": PathOutsideBatchError,
+    "pages_before_first_sheet": StackPagesUnassignedError,
+    "sheet_unreadable": StackPagesUnassignedError,
+    "sheet_without_pages": SheetWithoutPagesError,
+    "sheet_other_agency": SheetMismatchError,
+    "sheet_manifest_mismatch": SheetMismatchError,
+    "manifest_row_without_sheet": SheetMismatchError,
 }
 
 
@@ -131,7 +142,7 @@ def _mark_duplicate_files(plan: BatchPlan) -> None:
             if original != name:
                 rec.problems.append(Problem(
                     rule="duplicate_file", field="files",
-                    message=f"Dòng {rec.row.line} của manifest.csv: tệp '{name}' trùng nội dung "
+                    message=f"{rec.row.where}: tệp '{name}' trùng nội dung "
                             f"với tệp '{original}' trong cùng lô (quét hai lần?). Bỏ tệp trùng "
                             "hoặc sửa cột Tệp.",
                 ))
@@ -172,20 +183,22 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     Returns the plan, the batch's key and the address of the validation's Data Docs page.
     """
     check_tools(settings)
-    plan = plan_batch(batch_dir, agency_code, batch_id)
+    profile = settings.scanner_profile
+    plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
     url = settings.warehouse_url
     warehouse.migrate(url)
     engine = warehouse.engine_for(url)
     with engine.connect() as conn:
         reference = _reference(conn, plan.agency_code, plan.batch_id, plan.batch_dir,
                                [rec.row.record_id for rec in plan.records if rec.row.record_id])
+    checked_records = [r for r in plan.records if not r.unsplit]
     checked = validation.validate_manifest(
-        [r.row for r in plan.records], settings.issued_range, reference,
-        {r.row.line: len(r.pages) for r in plan.records if r.pages},
+        [r.row for r in checked_records], settings.issued_range, reference,
+        {r.row.line: len(r.pages) for r in checked_records if r.pages},
         docs_dir=settings.dir("reports") / "validation" / plan.agency_code / plan.batch_id,
         run_name=plan.batch_id)
     for line, problems in checked.problems.items():
-        next(r for r in plan.records if r.row.line == line).problems.extend(problems)
+        next(r for r in checked_records if r.row.line == line).problems.extend(problems)
     _mark_duplicate_files(plan)
     with engine.begin() as conn:
         warehouse.upsert(conn, warehouse.batches, [{
@@ -240,8 +253,10 @@ def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
     registered.
     """
     batch_dir = Path(task.batch_dir)
-    if not (batch_dir / MANIFEST).is_file():
+    if not (batch_dir / MANIFEST).is_file() or task.record.unsplit:
         return task
+    if task.record.sheet:
+        return _refresh_from_sheet(settings, task)
     old = task.record.row
     rows = read_manifest(batch_dir)
     # Its own line first: a record id written on two rows must not pick up the other row.
@@ -253,9 +268,8 @@ def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
         return task
     if row.model_copy(update={"holder_id": old.holder_id}) == old:
         return task.model_copy(update={"record": task.record.model_copy(update={"row": row})})
-    names = {name for name, _, _ in parse_files_field(row)[0]}
-    sources = {name: fingerprint_file(batch_dir / name) for name in names
-               if (batch_dir / name).is_file() and inside_batch(batch_dir, name)}
+    # by the names on disk, as at registration: a Mac's decomposed (NFD) name still matches
+    sources = fingerprint_files(batch_dir, [name for name, _, _ in parse_files_field(row)[0]])
     refs, problems = resolve_pages(row, sources, batch_dir)
     engine = warehouse.engine_for(settings.warehouse_url)
     with engine.connect() as conn:
@@ -266,17 +280,46 @@ def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
                                            {row.line: len(refs)} if refs else {})
     problems.extend(checked.problems.get(row.line, []))
     record = RecordPlan(row=row, pages=refs, problems=problems)
+    return _rechecked(settings, task, record, sources)
+
+
+def _rechecked(settings: Settings, task: RecordTask, record: RecordPlan,
+               sources: dict[str, SourceFile]) -> RecordTask:
+    """The task with its record checked again, whose problems replace the registered ones."""
     vr = warehouse.validation_results
-    with engine.begin() as conn:
-        conn.execute(vr.delete().where(vr.c.batch_pk == task.batch_pk,
-                                       vr.c.record_id.in_({old.record_id, record.record_id})))
+    with warehouse.engine_for(settings.warehouse_url).begin() as conn:
+        conn.execute(vr.delete().where(
+            vr.c.batch_pk == task.batch_pk,
+            vr.c.record_id.in_({task.record.record_id, record.record_id})))
         warehouse.upsert(conn, vr, [
             {"batch_pk": task.batch_pk, "record_id": record.record_id, "rule": p.rule,
-             "field": p.field, "message": p.message} for p in problems
+             "field": p.field, "message": p.message} for p in record.problems
         ], ("batch_pk", "record_id", "rule", "field"))
-    log.info("record %s: manifest line %d changed since registration; checked again (%d problems)",
-             record.record_id, row.line, len(problems))
+    log.info("record %s: its manifest row changed since registration; checked again (%d problems)",
+             record.record_id, len(record.problems))
     return task.model_copy(update={"record": record, "sources": sources})
+
+
+def _refresh_from_sheet(settings: Settings, task: RecordTask) -> RecordTask:
+    """:func:`refresh_task` for a record split from a stack: its sheet's facts with the
+    manifest row of its record id as it reads now."""
+    rec, old = task.record, task.record.row
+    assert rec.sheet_page is not None
+    rows = read_manifest(Path(task.batch_dir), STACK_REQUIRED_COLUMNS)
+    row, problems = separator.row_of_sheet(rec.sheet, rec.sheet_page, old.line, rec.pages, rows)
+    registered = [p for p in rec.problems if p.rule == "sheet_manifest_mismatch"]
+    if row.model_copy(update={"holder_id": old.holder_id}) == old and problems == registered:
+        return task.model_copy(update={"record": rec.model_copy(update={"row": row})})
+    with warehouse.engine_for(settings.warehouse_url).connect() as conn:
+        reference = _reference(conn, task.agency_code, task.batch_id, Path(task.batch_dir),
+                               [row.record_id])
+    checked = validation.validate_manifest([row], settings.issued_range, reference,
+                                           {row.line: len(rec.pages)} if rec.pages else {})
+    # what the split found (another agency's sheet, no pages) does not depend on the manifest
+    kept = [p for p in rec.problems if p.rule in separator.SPLIT_RULES]
+    record = rec.model_copy(update={
+        "row": row, "problems": kept + problems + checked.problems.get(row.line, [])})
+    return _rechecked(settings, task, record, task.sources)
 
 
 def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None:
@@ -289,10 +332,12 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
     r, p = warehouse.records, warehouse.pages
     existing = conn.execute(select(r).where(r.c.agency_code == task.agency_code,
                                             r.c.record_id == rec.record_id)).mappings().first()
-    wanted = [task.sources[ref.file].sha256 for ref in rec.pages]
+    # pages, not files: one multi-page file (a scanned stack) holds several records
+    wanted = [(task.sources[ref.file].sha256, ref.page_in_file) for ref in rec.pages]
     if existing and existing["status"] == RecordStatus.archived:
-        stored = list(conn.execute(select(p.c.file_sha256).where(p.c.record_pk == existing["id"])
-                                   .order_by(p.c.page_no)).scalars())
+        stored = [tuple(page) for page in conn.execute(
+            select(p.c.file_sha256, p.c.page_in_file).where(p.c.record_pk == existing["id"])
+            .order_by(p.c.page_no))]
         pdf = Path(existing["pdf_path"] or "")
         if stored == wanted and pdf.is_file() and sha256_file(pdf) == existing["pdf_sha256"]:
             return RecordResult(
@@ -303,18 +348,19 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
             )
         if stored != wanted:
             raise DuplicateSourceError(rec.record_id, (
-                f"Dòng {rec.row.line} của manifest.csv: hồ sơ {rec.record_id} đã được lưu trữ "
+                f"{rec.row.where}: hồ sơ {rec.record_id} đã được lưu trữ "
                 f"từ bản quét khác ({existing['pdf_path']}). Nếu đây là bản quét lại, báo lưu "
                 "trữ viên để thay thế; nếu nhầm mã hồ sơ, sửa mã rồi Clear để chạy lại."))
     other = conn.execute(
         select(r.c.record_id).join(p, p.c.record_pk == r.c.id)
-        .where(p.c.file_sha256.in_(wanted), r.c.status == RecordStatus.archived,
+        .where(tuple_(p.c.file_sha256, p.c.page_in_file).in_(wanted),
+               r.c.status == RecordStatus.archived,
                (r.c.agency_code != task.agency_code) | (r.c.record_id != rec.record_id))
-    ).scalars().first()
+    ).scalars().first() if wanted else None
     if other:
         raise DuplicateSourceError(rec.record_id, (
-            f"Dòng {rec.row.line} của manifest.csv: tệp quét của hồ sơ {rec.record_id} giống hệt "
-            f"tệp đã lưu của hồ sơ {other}. Kiểm tra có quét trùng hay ghi nhầm dòng."))
+            f"{rec.row.where}: trang quét của hồ sơ {rec.record_id} giống hệt "
+            f"trang đã lưu của hồ sơ {other}. Kiểm tra có quét trùng hay ghi nhầm dòng."))
     return None
 
 
@@ -340,38 +386,83 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
+def _kept_as_issued(settings: Settings, task: RecordTask, source: Path, page_in_file: int,
+                    notes: list[str]) -> bool:
+    """Whether the page is archived as it is: a PDF page with its own visible text (born digital)
+    under the profile's ``ocr.born_digital: keep``.
+
+    Such a page whose fonts are not embedded cannot be PDF/A-2b as it is (PDF/A embeds every
+    font, and a substitute would change the page): it is taken as a scan, with a note in
+    ``notes`` for the archivist.
+    """
+    if settings.scanner_profile.ocr.born_digital != "keep" or source.suffix.lower() != ".pdf":
+        return False
+    layer = pages.pdf_text_layer(source, page_in_file)
+    if not layer.born_digital:
+        return False
+    rec = task.record
+    if not layer.fonts_embedded:
+        notes.append(
+            f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): trang {page_in_file} của tệp "
+            f"'{source.name}' là văn bản điện tử nhưng không nhúng phông chữ, nên không lưu "
+            "nguyên dạng theo PDF/A-2b được: trang đã được chuyển thành ảnh và nhận dạng chữ như "
+            "bản quét. Nếu cần giữ đúng chữ gốc, xin cơ quan ban hành bản PDF có nhúng phông chữ "
+            "(hoặc PDF/A) rồi Clear để chạy lại.")
+        return False
+    log.info("record %s: page %d of %s is born digital, archived as issued with its own text",
+             rec.record_id, page_in_file, source.name)
+    return True
+
+
 def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[RecordResult, str]:
     rec, profile = task.record, settings.scanner_profile
     batch_dir = Path(task.batch_dir)
     parts: list[Path] = []
     page_results: list[PageResult] = []
     timings: dict[str, float] = {}
+    kept: dict[int, str] = {}  # born-digital pages archived as issued -> their file
+    notes: list[str] = []  # warnings found while reading the pages
     for n, ref in enumerate(rec.pages, start=1):
+        source = batch_dir / ref.file
+        part = work / f"page-{n:04d}.pdf"
         with _timed(timings, "cleanup"):
             try:
-                image, dpi = pages.load_page(batch_dir / ref.file, ref.page_in_file,
-                                             profile.fallback_dpi)
+                keep = _kept_as_issued(settings, task, source, ref.page_in_file, notes)
+                if keep:
+                    dpi = profile.fallback_dpi
+                    image = pages.render_pdf_page(source, ref.page_in_file, dpi)
+                else:
+                    image, dpi = pages.load_page(source, ref.page_in_file, profile.fallback_dpi)
             except pages.PageReadError as exc:
                 raise UnreadableImageError(rec.record_id, (
-                    f"Dòng {rec.row.line} của manifest.csv: không đọc được trang {ref.page_in_file} "
+                    f"{rec.row.where}: không đọc được trang {ref.page_in_file} "
                     f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
-            cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
-            fingerprint = duplicates.phash(cleaned.image)
-            flags = cleanup.assess(cleaned.image, dpi)
-        part = work / f"page-{n:04d}.pdf"
+            if keep:
+                # Nothing to turn or straighten; and the quality flags judge how a page was
+                # captured (blur, darkness, dpi), which a page issued electronically never was.
+                # The rendering serves the page's fingerprint for probable duplicates.
+                rotation, skew, flags = 0, 0.0, []
+            else:
+                cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
+                image, rotation, skew = cleaned.image, cleaned.rotation, cleaned.skew
+                flags = cleanup.assess(image, dpi)
+            fingerprint = duplicates.phash(image)
         with _timed(timings, "compose"):
-            kind = compose.page_pdf(cleaned.image, dpi, part)
+            if keep:
+                kind = compose.original_page_pdf(source, ref.page_in_file, part)
+                kept[n] = ref.file
+            else:
+                kind = compose.page_pdf(image, dpi, part)
         parts.append(part)
-        h, w = cleaned.image.shape[:2]
+        h, w = image.shape[:2]
         page_results.append(PageResult(
             page_no=n, file=ref.file, page_in_file=ref.page_in_file,
             source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
-            rotation=cleaned.rotation, skew=cleaned.skew, encoding=kind.value,
-            flags=flags, phash=fingerprint))
+            rotation=rotation, skew=skew, encoding=kind.value, flags=flags, phash=fingerprint))
     text_pages = [p.page_no for p in page_results if Flag.blank not in p.flags]
     if not text_pages:
         raise BlankRecordError(rec.record_id, (
-            f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): mọi trang đều trắng. Kiểm tra tệp "
+            f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): mọi trang đều trắng. Kiểm tra tệp "
             f"{', '.join(sorted(task.sources))} có đúng là bản quét của hồ sơ không, quét lại rồi "
             "Clear để chạy lại."))
     year = rec.row.issued_on.year if rec.row.issued_on else None
@@ -380,7 +471,7 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
         image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
         output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row,
                                 task.agency_code, task.batch_id, profile, settings.jobs, work,
-                                ocr_pages=text_pages)
+                                ocr_pages=text_pages, kept=kept)
     for page, stats in zip(page_results, output.pages, strict=True):
         if stats is None:
             continue
@@ -392,7 +483,7 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
     with _timed(timings, "checks"):
         _gate_on_ocr_quality(settings, task, page_results, output.pdf)
         _hold_probable_duplicate(settings, task, page_results[0].phash, output.text, output.pdf)
-        warnings = crosscheck.check_first_page(rec.row, output.text.split("\f", 1)[0])
+        warnings = notes + crosscheck.check_first_page(rec.row, output.text.split("\f", 1)[0])
     known = [p.confidence for p in page_results if p.confidence is not None]
     with _timed(timings, "archive"):
         try:
@@ -401,7 +492,7 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise ArchiveStorageError(rec.record_id, (
-                f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): ổ lưu trữ đã đầy, không ghi được "
+                f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): ổ lưu trữ đã đầy, không ghi được "
                 f"{target} ({exc.strerror}). Chưa lưu trữ, bản quét vẫn ở nguyên chỗ. Giải phóng "
                 f"dung lượng hoặc mở rộng ổ chứa {settings.dir('archive')} (free space on "
                 f"{target.parent}), rồi Clear để chạy lại.")) from exc
@@ -446,7 +537,7 @@ def _gate_on_ocr_quality(settings: Settings, task: RecordTask, page_results: lis
            if len(p.flags) > 1 else "")
         for p in poor)
     raise OcrQualityError(rec.record_id, (
-        f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): chữ đọc được kém, chưa lưu trữ — {details}. "
+        f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): chữ đọc được kém, chưa lưu trữ — {details}. "
         "Xem bản PDF trong thư mục cách ly; nếu trang mờ, nhạt hoặc dưới 200 dpi thì quét lại ở "
         "300 dpi rồi Clear để chạy lại."))
 
@@ -478,7 +569,7 @@ def _hold_probable_duplicate(settings: Settings, task: RecordTask, first_page_ha
     archive.atomic_copy(pdf, archive.quarantine_folder(settings.dir("quarantine"), task.agency_code,
                                                        task.batch_id) / f"{rec.record_id}.pdf")
     raise ProbableDuplicateError(rec.record_id, (
-        f"Hồ sơ {rec.record_id} (dòng {rec.row.line}): có thể là bản quét lại của hồ sơ "
+        f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): có thể là bản quét lại của hồ sơ "
         f"{other.record_id} (cơ quan {other.agency_code}) đã lưu trữ tại {other.pdf_path} — văn "
         f"bản giống {found.text_similarity:.0f}%, {found.shared_numbers:.0%} số liệu trùng. Chưa "
         "lưu trữ. So sánh hai bản PDF: nếu trùng, bỏ dòng này khỏi lô; nếu là giấy tờ khác, ghi "
@@ -530,9 +621,12 @@ def _warehouse_outage(url: str) -> Iterator[None]:
     for it, raise the transient error that Airflow retries and ``digitize run`` exits 4 on."""
     try:
         yield
-    except (OperationalError, InterfaceError) as exc:
+    except (OperationalError, InterfaceError, WarehouseUnreachableError) as exc:
+        # the migration check's error is the first contact failing: the same outage
+        cause = exc.__cause__ if isinstance(exc, WarehouseUnreachableError) else exc
         raise WarehouseUnavailableError(
-            f"Không kết nối được kho dữ liệu {make_url(url).render_as_string()} ({exc.orig}). "
+            f"Không kết nối được kho dữ liệu {make_url(url).render_as_string()} "
+            f"({getattr(cause, 'orig', cause)}). "
             "Không hồ sơ nào bị cách ly vì lỗi này: khi máy chủ cơ sở dữ liệu hoạt động trở lại, "
             "chạy lại lệnh (Airflow tự thử lại); các hồ sơ đã lưu trữ không bị làm lại.") from exc
 
@@ -674,7 +768,10 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
             # Workers start (interpreter, OpenCV, OCRmyPDF imports) while the batch registers.
             for _ in range(settings.jobs):
                 pool.submit(int)
-        plan, batch_pk, docs = register_batch(settings, batch_dir, agency_code, batch_id)
+        # a run killed while moving the finished batch to done/: rerun it where it is now
+        batch_dir = archive.batch_location(batch_dir, settings.dir("inbox"), settings.dir("done"))
+        with _warehouse_outage(settings.warehouse_url):
+            plan, batch_pk, docs = register_batch(settings, batch_dir, agency_code, batch_id)
         tasks = record_tasks(plan, batch_pk, docs)
         if on_start:
             on_start(len(tasks))
@@ -694,8 +791,9 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
                 results.append(process_record(settings, task))
                 if on_record:
                     on_record(results[-1])
-    outcome = finalize_batch(settings, plan.batch_dir, plan.agency_code, plan.batch_id, batch_pk,
-                             [t.record.record_id for t in tasks])
+    with _warehouse_outage(settings.warehouse_url):
+        outcome = finalize_batch(settings, plan.batch_dir, plan.agency_code, plan.batch_id,
+                                 batch_pk, [t.record.record_id for t in tasks])
     progress.write_summary(settings)
     return BatchSummary(agency_code=plan.agency_code, batch_id=plan.batch_id, records=results,
                         moved_to=outcome.moved_to)

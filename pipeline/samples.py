@@ -228,7 +228,7 @@ def _row_extent(row: Row) -> tuple[float, float, float]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _wrap(
+def wrap_words(
     text: str, width_pt: float, *, style: str, size: float, bold: bool = False,
     italic: bool = False, first_indent_pt: float = 0.0,
 ) -> tuple[str, ...]:
@@ -266,7 +266,7 @@ def _para(
         space_before *= 0.5
     width = (col[1] - col[0]) * TEXT_W_PT
     indent_pt = indent_mm * PT_PER_MM if align in ("left", "justify") else 0.0
-    wrapped = _wrap(text, width, style=style, size=size, bold=bold, italic=italic,
+    wrapped = wrap_words(text, width, style=style, size=size, bold=bold, italic=italic,
                     first_indent_pt=indent_pt)
     rows: list[Row] = []
     for i, line in enumerate(wrapped):
@@ -1141,7 +1141,7 @@ def _balanced_wrap(text: str, width_pt: float, *, style: str, size: float, bold:
                    ) -> list[str]:
     """Two lines of about equal width, as clerks break a long agency name ("PHÒNG TÀI CHÍNH -"
     / "KẾ HOẠCH"), rather than a greedy break that strands one word."""
-    lines = _wrap(text, width_pt, style=style, size=size, bold=bold)
+    lines = wrap_words(text, width_pt, style=style, size=size, bold=bold)
     if len(lines) != 2:
         return list(lines)
     words = text.split()

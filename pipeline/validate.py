@@ -91,7 +91,7 @@ def _frame_rows(rows: list[ManifestRow], reference: Reference, pages_found: Mapp
     for r in rows:
         proc = reference.procedures.get(r.procedure_code)
         out.append({
-            "line": r.line, "record_id": r.record_id or None,
+            "line": r.line, "where": r.where, "record_id": r.record_id or None,
             "procedure_code": r.procedure_code or None, "issued_on_raw": r.issued_on_raw or None,
             # the rule checks the id's length and digits only; the result (unexpected values) is
             # kept as JSON and rendered as Data Docs under reports/, so it never sees the id whole

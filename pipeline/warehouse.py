@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from pipeline.config import PROJECT_DIR
-from pipeline.errors import ConfigError
+from pipeline.errors import WarehouseUnreachableError
 
 metadata = MetaData()
 
@@ -301,7 +301,7 @@ def migrate(url: str) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except OperationalError as exc:
-        raise ConfigError(
+        raise WarehouseUnreachableError(
             f"Cannot reach the warehouse {engine_for(url).url.render_as_string()}: {exc.orig}. "
             "Check DIGITIZE_DB_URL and that the database server is running."
         ) from exc

@@ -13,6 +13,7 @@ import codecs
 import io
 import json
 import os
+import shutil
 import sqlite3
 import struct
 import subprocess
@@ -27,12 +28,15 @@ import numpy as np
 import pikepdf
 import pytest
 from conftest import import_reference
+from fontTools import subset
+from fontTools.ttLib import TTFont
 from PIL import Image
 from sqlalchemy import select
 
 from pipeline import ingest, pages, samples, warehouse
 from pipeline.cli import airflow_env
-from pipeline.config import Settings, load_settings
+from pipeline.config import PROJECT_DIR, Settings, load_settings
+from pipeline.quality import cer
 
 AGENCY = "000.00.12.H12"
 SQL_NAME = "Robert'); DROP TABLE records;--"
@@ -106,6 +110,93 @@ def write_poster_pdf(path: Path) -> None:
         pdf.save(path)
 
 
+def _to_unicode_cmap(codes: dict[str, int]) -> bytes:
+    """The ToUnicode map of a two-byte font: what a reader's search and copy-paste go by."""
+    pairs = "\n".join(f"<{code:04X}> <{ord(char):04X}>" for char, code in codes.items())
+    return (
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+        "/CMapName /Adobe-Identity-UCS def /CMapType 2 def\n"
+        "1 begincodespacerange <0000> <FFFF> endcodespacerange\n"
+        f"{len(codes)} beginbfchar\n{pairs}\nendbfchar\n"
+        "endcmap CMapName currentdict /CMap defineresource pop end end\n").encode()
+
+
+def write_born_digital_pdf(path: Path, lines: list[str]) -> None:
+    """A PDF as an office program exports it: Vietnamese text drawn in an embedded TrueType font
+    (a subset, Identity-H, with a ToUnicode map) and no image at all."""
+    font = TTFont(samples.font_path("serif"))
+    glyph_of = font.getBestCmap()
+    chars = sorted(set("".join(lines)))
+    codes = {c: font.getGlyphID(glyph_of[ord(c)]) for c in chars}  # code = glyph id
+    scale = 1000 / font["head"].unitsPerEm
+    widths = [v for c in chars for v in (codes[c], [round(font["hmtx"][glyph_of[ord(c)]][0] * scale)])]
+    options = subset.Options()
+    options.retain_gids = True
+    options.drop_tables.append("FFTM")
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=[ord(c) for c in chars])
+    subsetter.subset(font)
+    program = io.BytesIO()
+    font.save(program)
+    with pikepdf.new() as pdf:
+        name = pikepdf.Name("/AAAAAB+FreeSerif")
+        descriptor = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.FontDescriptor, FontName=name, Flags=4, ItalicAngle=0,
+            FontBBox=[-1000, -300, 2000, 1000], Ascent=900, Descent=-300, CapHeight=700, StemV=80,
+            FontFile2=pdf.make_stream(program.getvalue())))
+        glyphs = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.CIDFontType2, BaseFont=name,
+            CIDSystemInfo=pikepdf.Dictionary(Registry=pikepdf.String("Adobe"),
+                                             Ordering=pikepdf.String("Identity"), Supplement=0),
+            FontDescriptor=descriptor, CIDToGIDMap=pikepdf.Name.Identity, W=widths))
+        type0 = pdf.make_indirect(pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type0, BaseFont=name,
+            Encoding=pikepdf.Name("/Identity-H"), DescendantFonts=[glyphs],
+            ToUnicode=pdf.make_stream(_to_unicode_cmap(codes))))
+        shown = " T*\n".join("<" + "".join(f"{codes[c]:04X}" for c in line) + "> Tj" for line in lines)
+        pdf.add_blank_page(page_size=(595, 842))
+        page = pdf.pages[0]
+        page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=type0))
+        page.Contents = pdf.make_stream(f"BT /F1 12 Tf 17 TL 60 770 Td\n{shown}\nET".encode())
+        pdf.save(path)
+
+
+def write_standard_font_pdf(path: Path, lines: list[str], render_mode: int = 0,
+                            font: str = "/Helvetica") -> None:
+    """A text PDF in a font it does not embed (one of the 14 every reader has), drawn in
+    ``render_mode`` (3: invisible, as the OCR text layer of a searchable scan)."""
+    with _one_page_pdf() as pdf:
+        page = pdf.pages[0]
+        page.Resources = pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name(font),
+            Encoding=pikepdf.Name.WinAnsiEncoding)))
+        shown = " T*\n".join(f"({line}) Tj" for line in lines)
+        page.Contents = pdf.make_stream(
+            f"BT {render_mode} Tr /F1 12 Tf 17 TL 60 770 Td\n{shown}\nET".encode("cp1252"))
+        pdf.save(path)
+
+
+def born_digital_lines(rec: samples.SampleRecord) -> list[str]:
+    """The first page of ``rec`` issued electronically: its number and date as the cross-check
+    looks for them."""
+    day = rec.issued_on
+    return ["ỦY BAN NHÂN DÂN HUYỆN ĐÔNG HẢI",
+            "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM - Độc lập - Tự do - Hạnh phúc",
+            f"Số: {rec.result_number}",
+            f"Đông Hải, ngày {day:%d} tháng {day:%m} năm {day:%Y}",
+            "GIẤY CHỨNG NHẬN",
+            f"Chứng nhận {rec.holder_name} đã được giải quyết thủ tục {rec.procedure_code}.",
+            "Văn bản này được ký số và phát hành điện tử; bản giấy không có giá trị thay thế."]
+
+
+def appendix_lines(rec: samples.SampleRecord) -> list[str]:
+    return ["PHỤ LỤC",
+            f"Kèm theo văn bản số {rec.result_number}",
+            "Danh mục giấy tờ đã nộp: đơn đề nghị, bản sao thẻ căn cước, sơ đồ vị trí thửa đất.",
+            "Phụ lục này được lập và phát hành điện tử cùng văn bản."]
+
+
 def _truncated(data: bytes, keep: float) -> bytes:
     return data[: int(len(data) * keep)]
 
@@ -148,7 +239,7 @@ def write_corpus(batch_dir: Path, work: Path) -> list[Case]:
     """
     batch_dir.mkdir(parents=True)
     work.mkdir(parents=True, exist_ok=True)
-    good = good_pages(work / "source", 6)
+    good = good_pages(work / "source", 9)
     template = good[0][0]
     dpi = {"dpi": (300, 300)}
     cases: list[Case] = []
@@ -158,7 +249,8 @@ def write_corpus(batch_dir: Path, work: Path) -> list[Case]:
 
     # valid input, archived
     (rec16, rgb16), (rec_cmyk, rgb_cmyk), (rec_pal, rgb_pal), (rec_1bit, rgb_1bit), \
-        (rec_nfd, rgb_nfd), (rec_long, rgb_long) = good
+        (rec_nfd, rgb_nfd), (rec_long, rgb_long), (rec_digital, _), (rec_mixed, rgb_mixed), \
+        (rec_nofont, _) = good
     grey16 = np.asarray(Image.fromarray(rgb16).convert("L")).astype(np.uint16) * 257
     Image.fromarray(grey16).save(batch_dir / "xam-16bit.png", **dpi)
     Image.fromarray(rgb_cmyk).convert("CMYK").save(batch_dir / "cmyk.tif", compression="tiff_lzw", **dpi)
@@ -168,11 +260,24 @@ def write_corpus(batch_dir: Path, work: Path) -> list[Case]:
                                                       compression="group4")
     Image.fromarray(rgb_nfd).save(batch_dir / NFD_NAME, quality=90, **dpi)
     Image.fromarray(rgb_long).save(batch_dir / LONG_NAME, **dpi)
+    # issued electronically (the profile's ocr.born_digital decides): alone, after a scanned page,
+    # and in a font the file does not embed (so it cannot be PDF/A as it is: taken as a scan)
+    write_born_digital_pdf(batch_dir / "ban-dien-tu.pdf", born_digital_lines(rec_digital))
+    Image.fromarray(rgb_mixed).save(batch_dir / "trang-quet.png", **dpi)
+    write_born_digital_pdf(batch_dir / "phu-luc-dien-tu.pdf", appendix_lines(rec_mixed))
+    day = rec_nofont.issued_on
+    write_standard_font_pdf(batch_dir / "khong-nhung-phong.pdf", [
+        # the 14 standard fonts have no Đ: the cross-check reads đ and d alike
+        "UY BAN NHAN DAN HUYEN DONG HAI", f"So: {rec_nofont.result_number.replace('Đ', 'D')}",
+        f"Dong Hai, ngay {day:%d/%m/%Y}", "GIAY CHUNG NHAN - van ban dien tu, phong chu khong nhung"])
     goods = {rec16: ("xam-16bit.png", SQL_NAME), rec_cmyk: ("cmyk.tif", FORMULA_NAME),
              rec_pal: ("bang-mau-trong-suot.png", rec_pal.holder_name),
              rec_1bit: ("den-trang-khong-dpi.tif", rec_1bit.holder_name),
              rec_nfd: (unicodedata.normalize("NFC", NFD_NAME), rec_nfd.holder_name),
-             rec_long: (LONG_NAME, rec_long.holder_name)}
+             rec_long: (LONG_NAME, rec_long.holder_name),
+             rec_digital: ("ban-dien-tu.pdf", rec_digital.holder_name),
+             rec_mixed: ("trang-quet.png;phu-luc-dien-tu.pdf", rec_mixed.holder_name),
+             rec_nofont: ("khong-nhung-phong.pdf", rec_nofont.holder_name)}
 
     # broken files, quarantined
     (batch_dir / "rong.tif").write_bytes(b"")
@@ -280,6 +385,37 @@ def test_huge_image_is_refused_from_its_header(corpus: tuple[Path, list[Case]]) 
         pages.load_page(batch / "khong-lo.png", 1, 300)
 
 
+def test_born_digital_pages_are_told_from_scans(tmp_path: Path) -> None:
+    """Visible text in the file's own fonts is a document issued electronically; an OCR text
+    layer over a scan (invisible, or in a glyphless font) is not, nor is a short stamp."""
+    sentence = "Chứng nhận hộ kinh doanh đã đăng ký theo Giấy chứng nhận số 12/GCN-UBND."
+    ascii_sentence = "Chung nhan ho kinh doanh da dang ky theo Giay chung nhan so 12/GCN-UBND."
+    write_born_digital_pdf(tmp_path / "embedded.pdf", [sentence])
+    write_standard_font_pdf(tmp_path / "standard.pdf", [ascii_sentence])
+    write_standard_font_pdf(tmp_path / "ocr-layer.pdf", [ascii_sentence], render_mode=3)
+    write_standard_font_pdf(tmp_path / "glyphless.pdf", [ascii_sentence], font="/GlyphLessFont")
+    write_standard_font_pdf(tmp_path / "stamp.pdf", ["Trang 1/3"])
+    with _one_page_pdf() as pdf:  # the text drawn by a form, as PDF stampers and imposers do
+        font = pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
+                                  BaseFont=pikepdf.Name.Helvetica)
+        form = pdf.make_stream(f"BT /F1 12 Tf 60 770 Td ({ascii_sentence}) Tj ET".encode(),
+                               Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Form,
+                               BBox=[0, 0, 595, 842],
+                               Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font)))
+        pdf.pages[0].Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Fm1=form))
+        pdf.pages[0].Contents = pdf.make_stream(b"q /Fm1 Do Q")
+        pdf.save(tmp_path / "form.pdf")
+    with _one_page_pdf() as pdf:
+        pdf.save(tmp_path / "blank.pdf")
+    layers = {p.stem: pages.pdf_text_layer(p, 1) for p in tmp_path.glob("*.pdf")}
+    assert layers["embedded"] == pages.TextLayer(len(sentence), fonts_embedded=True)
+    assert layers["standard"] == layers["form"] == pages.TextLayer(len(ascii_sentence), False)
+    assert layers["embedded"].born_digital and layers["form"].born_digital
+    for scan_like in ("ocr-layer", "glyphless", "blank"):
+        assert layers[scan_like].glyphs == 0, scan_like
+    assert layers["stamp"].glyphs == 9 and not layers["stamp"].born_digital
+
+
 def test_path_checks(tmp_path: Path) -> None:
     row = ingest.ManifestRow(line=2, files_raw="../../x.tif;/etc/passwd;C:\\scan\\a.tif;ok.tif[1-2]")
     items, problems = ingest.parse_files_field(row)
@@ -313,6 +449,21 @@ def _check_warehouse(url: str, cases: list[Case]) -> None:
             assert holder == case.holder_name  # SQL-looking and formula text verbatim
         else:
             assert (status, reason) == ("quarantined", case.outcome), case
+    # the default profile keeps born-digital pages as issued; one whose font is not embedded
+    # is read as a scan, and the archivist is told so
+    record_of = {case.files: case.record_id for case in cases}
+    digital, mixed, no_font = (record_of["ban-dien-tu.pdf"],
+                               record_of["trang-quet.png;phu-luc-dien-tu.pdf"],
+                               record_of["khong-nhung-phong.pdf"])
+    r, p = warehouse.records, warehouse.pages
+    with warehouse.engine_for(url).connect() as conn:
+        encoding = {(row.record_id, row.page_no): row.encoding for row in conn.execute(
+            select(r.c.record_id, p.c.page_no, p.c.encoding).join(p, p.c.record_pk == r.c.id)
+            .where(r.c.record_id.in_((digital, mixed, no_font))))}
+        warnings = conn.execute(select(r.c.warnings).where(r.c.record_id == no_font)).scalar()
+    assert encoding[(digital, 1)] == encoding[(mixed, 2)] == "born_digital", encoding
+    assert "born_digital" not in (encoding[(mixed, 1)], encoding[(no_font, 1)]), encoding
+    assert "'khong-nhung-phong.pdf'" in warnings and "không nhúng phông chữ" in warnings, warnings
 
 
 @pytest.mark.slow
@@ -398,6 +549,79 @@ def test_corpus_through_the_batch_dag(reference_settings: Settings, tmp_path: Pa
         assert expected in states[case.record_id], (case, states[case.record_id])
     assert sum(map(len, states.values())) == len(cases)
     _check_warehouse(settings.warehouse_url, cases)
+
+
+def _pdf_text(pdf: Path, page: int) -> str:
+    return subprocess.run(["pdftotext", "-enc", "UTF-8", "-f", str(page), "-l", str(page), str(pdf),
+                           "-"], capture_output=True, text=True, check=True).stdout.removesuffix("\f")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["keep", "redo"])
+def test_born_digital_pdf_is_kept_as_issued_or_ocr_redone(mode: str, tmp_path: Path) -> None:
+    """``ocr.born_digital``: keep archives the page as issued, with its exact text; redo turns it
+    into an image and OCRs it like a scan. A record mixing a scan and such a page works either way."""
+    data = tmp_path / "var"
+    batch = data / "inbox" / AGENCY / "B-DIGITAL"
+    batch.mkdir(parents=True)
+    (digital, _), (mixed, scan) = good_pages(tmp_path / "source", 2)
+    write_born_digital_pdf(batch / "ban-dien-tu.pdf", born_digital_lines(digital))
+    Image.fromarray(scan).save(batch / "trang-quet.png", dpi=(300, 300))
+    write_born_digital_pdf(batch / "phu-luc.pdf", appendix_lines(mixed))
+    issued = {"DIGITAL-1": (digital, "ban-dien-tu.pdf"), "MIXED-1": (mixed, "trang-quet.png;phu-luc.pdf")}
+    (batch / "manifest.csv").write_text(
+        "record_id,procedure_code,result_number,issued_on,holder_name,still_valid,files\n" + "".join(
+            f"{rid},{rec.procedure_code},{rec.result_number},{rec.issued_on:%d/%m/%Y},"
+            f"{rec.holder_name},có,{files}\n" for rid, (rec, files) in issued.items()),
+        encoding="utf-8")
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shutil.copy(PROJECT_DIR / "scanner_profiles" / "default.yaml", profiles)
+    (profiles / f"{mode}.yaml").write_text(
+        f"base: default\nname: {mode}\nocr:\n  born_digital: {mode}\n", encoding="utf-8")
+    # (record, page in the record, the text of the born-digital source of that page)
+    born_digital = [("DIGITAL-1", 1, _pdf_text(batch / "ban-dien-tu.pdf", 1)),
+                    ("MIXED-1", 2, _pdf_text(batch / "phu-luc.pdf", 1))]
+    url = import_reference(data)
+    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data), "DIGITIZE_PROFILES_DIR": str(profiles),
+           "DIGITIZE_PROFILE": mode}
+    env.pop("DIGITIZE_DB_URL", None)
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(batch), "--json"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = {o["record_id"]: o for o in map(json.loads, run.stdout.splitlines())}
+    r, p = warehouse.records, warehouse.pages
+    with warehouse.engine_for(url).connect() as conn:
+        stored = {row.record_id: row for row in conn.execute(select(r))}
+        page_rows = {(row.record_id, row.page_no): row for row in conn.execute(
+            select(r.c.record_id, p.c.page_no, p.c.encoding, p.c.confidence)
+            .join(p, p.c.record_pk == r.c.id))}
+    for rid, page_no, original in born_digital:
+        pdf = Path(results[rid]["pdf"])
+        with pikepdf.open(pdf) as doc:
+            meta = doc.open_metadata()
+            assert (meta["pdfaid:part"], meta["pdfaid:conformance"]) == ("2", "B")
+            assert "/OutputIntents" in doc.Root
+            page = doc.pages[page_no - 1]
+            images = list(page.images)
+            fonts = {str(f.get("/BaseFont")) for f in page.Resources.get("/Font", {}).values()}
+        archived = _pdf_text(pdf, page_no)
+        text = stored[rid].text.split("\f")[page_no - 1]
+        row = page_rows[(rid, page_no)]
+        if mode == "keep":
+            # not rasterised: the page is still drawn by its own font, its text exactly as issued
+            assert not images and "/AAAAAB+FreeSerif" in fonts, (images, fonts)
+            assert archived == original == text
+            assert (row.encoding, row.confidence) == ("born_digital", None)
+            # exact text: the cross-check finds the number and the date, where OCR of this very
+            # page can miss them (Tesseract read "ngày 12 tháng 07" as "ngày I2 tháng Ø7")
+            assert stored[rid].warnings is None, stored[rid].warnings
+        else:
+            assert images and "/AAAAAB+FreeSerif" not in fonts, (images, fonts)
+            assert row.encoding != "born_digital" and row.confidence is not None
+            assert cer(original, text) < 0.05 and cer(original, archived) < 0.05
+    scanned = page_rows[("MIXED-1", 1)]
+    assert scanned.encoding != "born_digital" and scanned.confidence is not None
 
 
 def test_sql_looking_text_is_stored_verbatim(warehouse_url: str, tmp_path: Path) -> None:

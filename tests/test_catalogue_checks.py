@@ -124,7 +124,8 @@ def test_a_paper_scanned_again_is_held_as_a_probable_duplicate(
     rescan, other = summary.records
     assert other.status is RecordStatus.archived
     assert (rescan.status, rescan.reason) == (RecordStatus.quarantined, "probable_duplicate")
-    assert rescan.errors[0].startswith("Hồ sơ HS-AR (dòng 2): có thể là bản quét lại của hồ sơ "
+    assert rescan.errors[0].startswith("Hồ sơ HS-AR (dòng 2 của manifest.csv): có thể là bản quét "
+                                       "lại của hồ sơ "
                                        f"HS-A (cơ quan {AGENCY}) đã lưu trữ tại {first.records[0].pdf_path}")
     assert (settings.dir("quarantine") / AGENCY / "B-SECOND" / "HS-AR.pdf").is_file()
     # the archivist confirms it is another paper: named in the manifest, it is archived

@@ -2,47 +2,74 @@
 
 Whatever moment the kill hits (start-up, registration, cleanup, OCR, the archive copy, the
 load), rerunning ends in exactly the state of an uninterrupted run: the same warehouse rows, the
-same archived files byte for byte, no temp files, and the scans untouched.
+same archived files byte for byte, no temp files, and the scans untouched in ``done/``. The batch
+sits in the inbox, as the watcher finds it, so the last step (the move to ``done/``) is at stake
+too: two more kills land right before and right after it, where a random moment hardly ever
+falls. The same run is killed against the embedded SQLite warehouse (20 random moments) and a
+real PostgreSQL one (the first 10 of the same moments, to keep the suite's time in bounds: what is
+at stake there is the server's transactions, which fewer kills already cross).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import import_reference
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
-from pipeline import samples, warehouse
+from pipeline import archive, samples, warehouse
 
 AGENCY = "000.00.12.H12"
-KILLS = 20
+KILLS = {"sqlite": 20, "postgresql": 10}
 # Every run makes its PDFs at this moment (pipeline.ocr._source_date): the archived bytes then
 # depend on the scans alone, and two runs can be compared by SHA-256.
 SOURCE_DATE_EPOCH = "1700000000"
-pytestmark = pytest.mark.slow
+BATCH = Path("inbox") / AGENCY / "B-KILL"
+DONE = Path("done") / AGENCY / "B-KILL"
+# `digitize run` whose batch move is wrapped: SIGKILL (its whole session, as the test's own kills)
+# right before archive.finish_batch, or right after it returns, before the warehouse is updated.
+KILLED_AT_MOVE = """
+import os, signal, sys
+from pipeline import archive, cli
+moment, finish_batch = os.environ["KILL_AT_MOVE"], archive.finish_batch
+def killed(*args):
+    if moment == "before":
+        os.killpg(0, signal.SIGKILL)
+    finish_batch(*args)
+    os.killpg(0, signal.SIGKILL)
+archive.finish_batch = killed
+sys.exit(cli.main())
+"""
 
 
-def start(data: Path, batch_dir: Path) -> subprocess.Popen[bytes]:
-    """``digitize run`` in the background; its log goes beside the data folder (not into it)."""
-    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data), "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-    env.pop("DIGITIZE_DB_URL", None)
+def start(data: Path, url: str, kill_at_move: str = "") -> subprocess.Popen[bytes]:
+    """``digitize run`` of the data folder's inbox batch in the background; its log goes beside
+    the data folder (not into it)."""
+    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data), "DIGITIZE_DB_URL": url,
+           "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "KILL_AT_MOVE": kill_at_move}
+    program = ["-c", KILLED_AT_MOVE] if kill_at_move else ["-m", "pipeline.cli"]
     # a session of its own: the kill takes OCRmyPDF's child and Tesseract with it
     with data.with_suffix(".log").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(batch_dir),
+        return subprocess.Popen([sys.executable, *program, "run", str(data / BATCH),
                                  "--json", "--jobs", "1"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=log, start_new_session=True)
 
 
-def finish(data: Path, batch_dir: Path) -> None:
-    assert start(data, batch_dir).wait(timeout=900) == 0, log_tail(data)
+def finish(data: Path, url: str) -> None:
+    assert start(data, url).wait(timeout=900) == 0, log_tail(data)
 
 
 def log_tail(data: Path) -> str:
@@ -53,10 +80,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def outcome(data: Path) -> dict[str, object]:
+def outcome(data: Path, url: str) -> dict[str, object]:
     """What a run leaves behind, minus what legitimately differs between two data folders
     (surrogate keys, timestamps, the data folder's own path)."""
-    url = f"sqlite:///{(data / 'warehouse.sqlite').resolve()}"
     root = str(data.resolve())
     r, p, f, b = warehouse.records, warehouse.pages, warehouse.files, warehouse.batches
     e, v = warehouse.events, warehouse.validation_results
@@ -71,8 +97,9 @@ def outcome(data: Path) -> dict[str, object]:
             .order_by(r.c.record_id, p.c.page_no)).all()
         files = conn.execute(select(f.c.sha256, f.c.name, f.c.size, f.c.page_count)
                              .order_by(f.c.sha256)).all()
-        batches = conn.execute(select(*(c for c in b.c if c.name not in (
-            "id", "registered_at", "finished_at")))).all()
+        batches = [{**row._asdict(), "source_dir": row.source_dir.replace(root, "DATA")}
+                   for row in conn.execute(select(*(c for c in b.c if c.name not in (
+                       "id", "registered_at", "finished_at"))))]
         events = [(rid, stage, result, detail.replace(root, "DATA")) for rid, stage, result, detail
                   in conn.execute(select(e.c.record_id, e.c.stage, e.c.outcome, e.c.detail)
                                   .order_by(e.c.record_id, e.c.stage))]
@@ -83,9 +110,12 @@ def outcome(data: Path) -> dict[str, object]:
     archived = {str(path.relative_to(data)): sha256(path)
                 for path in sorted(data.glob("archive/**/*")) if path.is_file()}
     held = sorted(str(path.relative_to(data)) for path in data.glob("quarantine/**/*"))
+    # the batch itself, wherever it is: an uninterrupted run leaves it whole in done/
+    scans = {str(path.relative_to(data)): sha256(path) for folder in ("inbox", "done")
+             for path in sorted(data.glob(f"{folder}/**/*")) if path.is_file()}
     return {"records": records, "pages": pages, "files": files, "batches": batches,
             "events": events, "validation": problems, "claims": claims, "archive": archived,
-            "quarantine": held}
+            "quarantine": held, "scans": scans}
 
 
 def leftovers(data: Path) -> list[str]:
@@ -94,27 +124,63 @@ def leftovers(data: Path) -> list[str]:
                   if p.is_file() and (p.name.endswith(".tmp") or "work" in p.relative_to(data).parts))
 
 
-def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_warehouse(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], str]]:
+    """Makes the warehouse of one data folder, the sample reference data imported: the embedded
+    SQLite file, or a fresh PostgreSQL database (dropped afterwards)."""
+    made: list[str] = []
+    server = request.getfixturevalue("pg_server") if request.param == "postgresql" else ""
+
+    def make(data: Path) -> str:
+        if not server:
+            return import_reference(data)
+        name = f"digitize_crash_{uuid.uuid4().hex[:10]}"
+        with create_engine(server, isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return import_reference(
+            data, make_url(server).set(database=name).render_as_string(hide_password=False))
+
+    yield make
+    if made:
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in made:
+                warehouse.dispose(make_url(admin.url).set(database=name).render_as_string(
+                    hide_password=False))
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(
+        tmp_path: Path, new_warehouse: Callable[[Path], str], request: pytest.FixtureRequest) -> None:
+    wanted = KILLS[request.node.callspec.params["new_warehouse"]]
     batch = samples.generate_batch(tmp_path / "scans" / AGENCY / "B-KILL", agency_code=AGENCY,
                                    batch_id="B-KILL", n_records=2, seed=5)
     scans = {p.name: sha256(p) for p in batch.batch_dir.iterdir()}
 
-    reference = tmp_path / "uninterrupted"
-    import_reference(reference)
+    def fresh(name: str) -> tuple[Path, str]:
+        """A data folder with its own warehouse and its own copy of the batch in the inbox."""
+        data = tmp_path / name
+        shutil.copytree(batch.batch_dir, data / BATCH)
+        return data, new_warehouse(data)
+
+    reference, reference_url = fresh("uninterrupted")
     started = time.monotonic()
-    finish(reference, batch.batch_dir)
+    finish(reference, reference_url)
     duration = time.monotonic() - started
-    expected = outcome(reference)
+    expected = outcome(reference, reference_url)
     assert len(expected["archive"]) == len(batch.records) and not expected["quarantine"]
+    assert expected["scans"] == {str(DONE / name): sha for name, sha in scans.items()}
 
     rng = random.Random(20261123)
     kills = completions = 0
-    data = tmp_path / "crashed-0"
-    import_reference(data)
-    for attempt in range(4 * KILLS):
-        if kills == KILLS:
+    data, url = fresh("crashed-0")
+    for attempt in range(4 * wanted):
+        if kills == wanted:
             break
-        run = start(data, batch.batch_dir)
+        run = start(data, url)
         try:
             run.wait(timeout=rng.uniform(0.5, duration))
         except subprocess.TimeoutExpired:
@@ -125,15 +191,88 @@ def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(tmp_p
         # The batch finished before the kill: check it, then crash a fresh data folder again,
         # so that the kills keep landing in the middle of real work.
         assert run.returncode == 0, log_tail(data)
-        assert outcome(data) == expected and not leftovers(data)
+        assert outcome(data, url) == expected and not leftovers(data)
         completions += 1
-        data = tmp_path / f"crashed-{attempt + 1}"
-        import_reference(data)
-    assert kills == KILLS, f"only {kills} runs were killed while running"
+        data, url = fresh(f"crashed-{attempt + 1}")
+    assert kills == wanted, f"only {kills} runs were killed while running"
+    finish(data, url)
+    assert outcome(data, url) == expected
+    assert leftovers(data) == []
 
-    finish(data, batch.batch_dir)
-    assert outcome(data) == expected
+    # A fresh folder, as a random kill may have caught the move itself: killed right before
+    # the move, then right after it (the warehouse still says "running"), then rerun.
+    data, url = fresh("killed-at-move")
+    assert start(data, url, kill_at_move="before").wait(timeout=900) == -signal.SIGKILL
+    assert (data / BATCH / "manifest.csv").is_file() and not (data / DONE).exists()
+    assert start(data, url, kill_at_move="after").wait(timeout=900) == -signal.SIGKILL
+    assert not (data / BATCH).exists() and (data / DONE / "manifest.csv").is_file()
+    b = warehouse.batches
+    with warehouse.engine_for(url).connect() as conn:
+        assert conn.execute(select(b.c.status)).scalar_one() == "running"
+    warehouse.dispose(url)
+    finish(data, url)
+    assert outcome(data, url) == expected
     assert leftovers(data) == []
     assert {p.name: sha256(p) for p in batch.batch_dir.iterdir()} == scans
-    print(f"{kills} SIGKILLs survived, {completions} interim completions checked, "
-          f"uninterrupted run {duration:.1f} s")
+    print(f"{kills} random SIGKILLs + 2 at the batch move survived, {completions} interim "
+          f"completions checked, uninterrupted run {duration:.1f} s")
+
+
+def _inbox_batch(data: Path) -> Path:
+    folder = data / BATCH
+    folder.mkdir(parents=True)
+    for name in ("a.tif", "b.tif", "manifest.csv"):
+        (folder / name).write_bytes(name.encode())
+    return folder
+
+
+def test_the_batch_moves_to_done_in_one_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _inbox_batch(tmp_path)
+    moves: list[tuple[str, str]] = []
+    rename = os.rename
+    monkeypatch.setattr(os, "rename", lambda a, b: (moves.append((a, b)), rename(a, b))[1])
+    moved = archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
+    assert moved == tmp_path / DONE and moves == [(folder, tmp_path / DONE)]
+    assert sorted(p.name for p in moved.iterdir()) == ["a.tif", "b.tif", "manifest.csv"]
+    assert not folder.exists()
+    # a rerun after a kill that came right after the move finds the batch where it is now
+    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == moved
+    assert archive.finish_batch(moved, tmp_path / "inbox", tmp_path / "done") == moved
+
+
+def test_a_merge_into_an_existing_done_folder_cut_short_is_completed_by_the_rerun(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _inbox_batch(tmp_path)
+    (tmp_path / DONE).mkdir(parents=True)
+    (tmp_path / DONE / "old-note.txt").write_bytes(b"left by hand")
+    replace, calls = os.replace, []
+
+    def killed_after_one(a: Path, b: Path) -> None:
+        if calls:
+            raise KeyboardInterrupt  # stands in for the kill: nothing after it runs
+        calls.append(a)
+        replace(a, b)
+
+    monkeypatch.setattr(os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
+    monkeypatch.setattr(os, "replace", replace)
+    # the manifest moves last: the inbox folder still reads as the batch
+    assert (folder / "manifest.csv").is_file() and (tmp_path / DONE / "a.tif").is_file()
+    resumed = archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done")
+    assert resumed == tmp_path / DONE and not folder.exists()
+    assert sorted(p.name for p in resumed.iterdir()) == ["a.tif", "b.tif", "manifest.csv",
+                                                         "old-note.txt"]
+
+
+def test_a_move_across_file_systems_is_refused_not_half_done(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _inbox_batch(tmp_path)
+
+    def cross_device(a: Path, b: Path) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    with pytest.raises(OSError, match="cross-device"):
+        archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif", "manifest.csv"]

@@ -1,12 +1,14 @@
 """Fixity audit: a real archived batch hashed again; damage to the archive and to the source scans
-is reported exactly, through the function, the command and the report files."""
+is reported exactly, through the function, the command, the report files and the monthly DAG."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from pipeline import fixity, runner, samples, warehouse
+from pipeline.cli import airflow_env
 from pipeline.config import Settings
 from pipeline.models import RecordStatus
 
@@ -110,3 +113,59 @@ def test_damage_to_the_archive_and_the_scans_is_reported_exactly(reference_setti
                               .order_by(a.c.id)).all()
     assert [tuple(row[:3]) for row in audits] == [(1, 2, 1), (1, 2, 1)]
     assert audits[0].report_path == str(tmp_path / "audit.json")
+
+
+def _task_log(output: str, task_id: str) -> list[tuple[str, str]]:
+    """(level, message) of each event the task itself logged in ``airflow dags test`` output:
+    what follows the close of Airflow's own "Pre Execute" group, as the UI shows it."""
+    events: list[tuple[str, str]] = []
+    for line in output.splitlines():
+        head = re.match(r"^\d{4}-\d\d-\d\dT\S+ \[(\w+)\s*\] (.*)$", line)
+        if head:
+            events.append((head[1], head[2]))
+        elif events:  # a message of several lines
+            events[-1] = (events[-1][0], f"{events[-1][1]}\n{line}")
+    start = next(i for i, (_, m) in enumerate(events) if f"starting task_id={task_id}" in m)
+    opened = next(i for i in range(start, len(events)) if events[i][1].startswith("::endgroup::"))
+    return events[opened + 1:]
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_the_monthly_dag_fails_at_once_with_the_findings_first_in_its_log(
+        reference_settings: Settings, tmp_path: Path) -> None:
+    settings = reference_settings
+    inbox = settings.dir("inbox") / AGENCY / "B-DAG"
+    samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-DAG", n_records=1, seed=5,
+                           truth_path=tmp_path / "truth.json")
+    (record,) = runner.run_batch(settings, inbox).records
+    pdf = Path(record.pdf_path or "")
+    (scan,) = (p for p in (settings.dir("done") / AGENCY / "B-DAG").iterdir()
+               if p.name != "manifest.csv")
+    _flip_one_byte(pdf)
+    scan.unlink()
+
+    env = airflow_env(settings)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    run = subprocess.run([airflow, "dags", "test", "digitize_fixity", "2024-03-01T02:00:00+00:00"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    with sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db") as conn:
+        (state, tries), = conn.execute("select state, try_number from task_instance "
+                                       "where dag_id = 'digitize_fixity' and task_id = 'audit'")
+    # failed, not up for retry: hashing again cannot bring a file back
+    assert (state, tries) == ("failed", 1), output[-3000:]
+
+    level, summary = _task_log(run.stdout, "audit")[0]
+    assert level == "error", summary
+    lines = summary.splitlines()
+    assert lines[0] == ("Kiểm tra toàn vẹn: 1 bản lưu trữ PDF/A và 1 tệp quét gốc đã được băm lại.")
+    assert lines[1].startswith("PHÁT HIỆN VẤN ĐỀ: 1 mất tệp, 1 bị thay đổi, 0 tệp lạ.")
+    assert sorted(lines[2:4]) == sorted([
+        f"- mất tệp: tệp quét gốc {scan} (lô {AGENCY}/B-DAG)",
+        f"- nội dung bị thay đổi: bản lưu trữ PDF/A {pdf} (hồ sơ {record.record_id})"])
+    (written,) = settings.dir("reports").glob("fixity-*.json")
+    assert lines[4].startswith(f"Báo cáo: {written} ")
+    assert json.loads(written.read_text(encoding="utf-8"))["ok"] is False

@@ -16,15 +16,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import import_reference, skip_or_fail
+from conftest import edit_manifest, import_reference, skip_or_fail
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from pipeline import runner, samples, warehouse
+from pipeline import cli, runner, samples, warehouse
 from pipeline.config import load_settings
 from pipeline.errors import ExitCode, WarehouseUnavailableError
+from pipeline.models import BatchOutcome
 
 AGENCY = "000.00.12.H12"
 pytestmark = pytest.mark.slow
@@ -205,3 +207,48 @@ def test_full_archive_disk_quarantines_the_record_and_keeps_the_scans(
     assert Path(out["pdf"]).is_file() and not batch_dir.exists()
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
             for p in (data / "done" / AGENCY / "B-FULL").iterdir()} == scans
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cut_at", ["register", "finalize"])
+def test_an_outage_before_or_after_the_records_exits_4_and_the_rerun_finishes(
+    tmp_path: Path, pg_url: str, proxy: CuttableProxy, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, cut_at: str,
+) -> None:
+    """The batch's own steps around the records (registration, the final update) meet the
+    outage as the records do: retry later (4), not a usage error (2) or a crash (1)."""
+    via_proxy = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+    data = tmp_path / "var"
+    import_reference(data, via_proxy)
+    batch_dir = data / "inbox" / AGENCY / "B-DOWN"
+    samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="B-DOWN", n_records=1, seed=5,
+                           vietnamese_headers=False)
+    # a code missing from the catalogue: the record is settled (quarantined) without any OCR
+    edit_manifest(batch_dir, {0: {"procedure_code": "9.999999"}})
+    monkeypatch.setenv("DIGITIZE_DATA_DIR", str(data))
+    monkeypatch.setenv("DIGITIZE_DB_URL", via_proxy)
+    if cut_at == "register":
+        proxy.cut()
+    else:
+        finalize = runner.finalize_batch
+
+        def cut_then_finalize(*args: Any, **kwargs: Any) -> BatchOutcome:
+            proxy.cut()
+            return finalize(*args, **kwargs)
+
+        monkeypatch.setattr(runner, "finalize_batch", cut_then_finalize)
+    assert cli.main(["run", str(batch_dir), "--json", "--jobs", "1"]) == ExitCode.retry_later
+    assert "Không kết nối được kho dữ liệu" in caplog.text
+    b = warehouse.batches
+    with warehouse.engine_for(pg_url).connect() as conn:
+        assert conn.execute(select(b.c.status)).scalars().all() == (
+            [] if cut_at == "register" else ["running"])
+
+    monkeypatch.undo()
+    proxy.restore()
+    warehouse.dispose(via_proxy)  # a new run is a new process with new connections
+    monkeypatch.setenv("DIGITIZE_DATA_DIR", str(data))
+    monkeypatch.setenv("DIGITIZE_DB_URL", via_proxy)
+    assert cli.main(["run", str(batch_dir), "--json", "--jobs", "1"]) == ExitCode.some_quarantined
+    with warehouse.engine_for(pg_url).connect() as conn:
+        assert conn.execute(select(b.c.status)).scalars().all() == ["review"]

@@ -91,7 +91,8 @@ def test_poorly_read_record_is_held_for_the_archivist(tmp_path: Path,
     (record,) = summary.records
     assert record.status is RecordStatus.quarantined and record.reason == "ocr_low_confidence"
     (message,) = record.errors
-    assert message.startswith("Hồ sơ HS-0001 (dòng 2): chữ đọc được kém, chưa lưu trữ — trang 1")
+    assert message.startswith("Hồ sơ HS-0001 (dòng 2 của manifest.csv): chữ đọc được kém, chưa lưu "
+                              "trữ — trang 1")
     assert "< 100" in message and "trang 2" not in message
     held = settings.dir("quarantine") / AGENCY / "B-GATE"
     assert (held / "HS-0001.pdf").is_file()

@@ -3,6 +3,7 @@ the task is cleared and runs again (the runner side of Airflow's Clear)."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,29 @@ def test_a_record_id_on_two_rows_stays_a_duplicate_on_every_try(reference_settin
     changed = runner.refresh_task(settings, second)
     assert changed.record.row.line == 3 and changed.record.row.result_number == "99/GPXD"
     assert "duplicate_record_id" in {p.rule for p in changed.record.problems}
+
+
+def test_a_changed_row_finds_its_file_under_a_decomposed_name(reference_settings: Settings) -> None:
+    """A scan copied from a Mac keeps its NFD name on disk; the manifest is NFC. Registration
+    matches the two, and so must the re-check of an edited row."""
+    settings = reference_settings
+    batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-NFD", agency_code=AGENCY,
+                                   batch_id="B-NFD", n_records=1, seed=23,
+                                   vietnamese_headers=False)
+    (scan,) = (p for p in batch.batch_dir.iterdir() if p.name != "manifest.csv")
+    on_disk = unicodedata.normalize("NFD", f"giấy phép{scan.suffix}")
+    scan.rename(batch.batch_dir / on_disk)
+    named = unicodedata.normalize("NFC", on_disk)
+    good_code = batch.records[0].procedure_code
+    edit_manifest(batch.batch_dir, {0: {"files": named, "procedure_code": "9.999999"}})
+    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
+    (task,) = runner.record_tasks(plan, batch_pk, docs)
+    # registration matched the file: the row's only problems are about its procedure code
+    assert task.record.problems and task.record.pages
+    assert all(p.field == "procedure_code" for p in task.record.problems), task.record.problems
+
+    edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})
+    fixed = runner.refresh_task(settings, task)
+    assert fixed.record.problems == []
+    assert [p.file for p in fixed.record.pages] == [on_disk] * len(batch.records[0].pages)
+    assert fixed.sources[on_disk].sha256 == task.sources[on_disk].sha256

@@ -26,7 +26,6 @@ PLUGIN = "pipeline._exec.ocrmypdf_plugin"
 class OcrJob:
     input_pdf: str
     output_pdf: str
-    sidecar: str
     hocr_dir: str
     languages: list[str]
     jobs: int
@@ -36,6 +35,8 @@ class OcrJob:
     subject: str
     keywords: str
     pages: str | None = None  # OCR only these pages ("1,3"); the others are kept without text
+    # some pages carry their own text (born digital): copy them as they are, OCR the others
+    keep_text: bool = False
 
 
 class OcrmypdfError(Exception):
@@ -103,7 +104,11 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
             job.output_pdf,
             language=job.languages,
             output_type="pdfa-2",
-            sidecar=job.sidecar,
+            mode="skip" if job.keep_text else "default",
+            # Ghostscript would re-render the pages kept as they are, and OCRmyPDF refuses
+            # Debian 12's Ghostscript 10.0 in skip mode; OCRmyPDF's own PDF/A conversion leaves
+            # the page content alone and fails, rather than degrades, what it cannot convert
+            pdfa_backend="internal" if job.keep_text else "auto",
             jobs=job.jobs,
             optimize=1,
             title=job.title,

@@ -2,8 +2,9 @@
 
 - OCR reads the lightest channel of each pixel of a colour page: black print stays black while
   a red seal or a blue signature over it turns light; the page image in the PDF keeps its colours.
-- Tesseract's hOCR of each page is copied to ``DIGITIZE_HOCR_DIR`` so the parent can read the
-  word confidences without a second OCR pass.
+- Tesseract's hOCR and text of each page are copied to ``DIGITIZE_HOCR_DIR`` so the parent can
+  read the word confidences without a second OCR pass, and each page's text by its page number
+  (OCRmyPDF's sidecar runs the pages it skipped together, so its pages cannot be told apart).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class ConfidenceKeepingTesseract(TesseractOcrEngine):
         TesseractOcrEngine.generate_hocr(input_file, output_hocr, output_text, options)
         target = os.environ.get(HOCR_DIR_ENV)
         if target:
-            # output_hocr is named "<page:06d>_ocr_hocr.hocr" by OCRmyPDF's page context
-            shutil.copyfile(output_hocr, Path(target) / Path(output_hocr).name)
+            # named "<page:06d>_ocr_hocr.hocr" and ".txt" by OCRmyPDF's page context
+            for produced in (output_hocr, output_text):
+                shutil.copyfile(produced, Path(target) / Path(produced).name)
 
 
 @hookimpl
