@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.ingest import MANIFEST, sha256_file
+from pipeline.ingest import sha256_file
 
 # mkstemp creates owner-only files; archived records are for every reader of the archive
 ARCHIVE_MODE = 0o644
@@ -153,36 +153,45 @@ def _done_target(batch_dir: Path, inbox_dir: Path) -> Path | None:
         return None
 
 
+# In a done/ folder while an inbox batch is merged into it, file by file; a rerun finding it
+# completes the merge. A marker rather than the manifest: a scanned stack has no manifest.
+MERGING = ".digitize-merging"
+
+
 def _merge_into(batch_dir: Path, target: Path) -> None:
-    """File by file into a ``target`` that already exists, the manifest last: an interrupted
-    merge leaves the manifest in the inbox, and :func:`batch_location` completes it."""
+    """File by file into a ``target`` that already exists, marked as merging until the last file
+    is in: :func:`batch_location` completes an interrupted merge."""
     target.mkdir(parents=True, exist_ok=True)
-    for entry in sorted(batch_dir.iterdir(), key=lambda p: p.name == MANIFEST):
+    (target / MERGING).touch()
+    for entry in sorted(batch_dir.iterdir()):
         # a second run of the same batch finishing at the same moment may have moved it already
         with contextlib.suppress(FileNotFoundError):
             os.replace(entry, target / entry.name)
     with contextlib.suppress(FileNotFoundError):
         batch_dir.rmdir()
+    (target / MERGING).unlink(missing_ok=True)
 
 
 def batch_location(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path:
     """Where an inbox batch is now, for a rerun after a crash at the very end of a run.
 
-    :func:`finish_batch` only starts once every record is archived, so a batch found in
-    ``done/`` (or part-way into a ``done/`` folder that existed before) is finished: the rerun
-    reads it there, with the interrupted merge completed, and only its warehouse row is left to
-    update.
+    :func:`finish_batch` only starts once every record is archived, so a batch gone from the
+    inbox to ``done/`` (or part-way into a ``done/`` folder that existed before) is finished:
+    the rerun reads it there, with the interrupted merge completed, and only its warehouse row
+    is left to update. A ``done/`` folder of the same name from an earlier batch is left alone.
     """
     relative = _done_target(batch_dir, inbox_dir)
     if relative is None:
         return batch_dir
     target = done_dir / relative
-    if not batch_dir.is_dir():
-        return target if (target / MANIFEST).is_file() else batch_dir
-    if target.is_dir() and not (target / MANIFEST).is_file():
-        _merge_into(batch_dir, target)
+    if (target / MERGING).exists():
+        if batch_dir.is_dir():
+            _merge_into(batch_dir, target)
+        (target / MERGING).unlink(missing_ok=True)
         return target
-    return batch_dir
+    if batch_dir.is_dir() or not target.is_dir():
+        return batch_dir
+    return target
 
 
 def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | None:
@@ -197,13 +206,13 @@ def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | Non
     if relative is None:
         return batch_dir if _done_target(batch_dir, done_dir) is not None else None
     target = done_dir / relative
-    if not batch_dir.is_dir() and (target / MANIFEST).is_file():
+    if not batch_dir.is_dir() and target.is_dir() and not (target / MERGING).exists():
         return target  # a second run of the same batch finished it first
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(batch_dir, target)
     except FileNotFoundError:
-        if not (target / MANIFEST).is_file():
+        if not target.is_dir():
             raise
     except OSError as exc:
         if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):

@@ -184,6 +184,8 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     """
     check_tools(settings)
     profile = settings.scanner_profile
+    # a run killed while moving the finished batch to done/ (CLI or DAG): rerun it where it is now
+    batch_dir = archive.batch_location(batch_dir, settings.dir("inbox"), settings.dir("done"))
     plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
     url = settings.warehouse_url
     warehouse.migrate(url)
@@ -647,9 +649,16 @@ def _process_claimed(settings: Settings, task: RecordTask) -> RecordResult:
     rec = task.record
     engine = warehouse.engine_for(settings.warehouse_url)
     try:
-        _raise_first_problem(task)
-        with engine.connect() as conn:
-            done = _already_archived(conn, task)
+        # An archived record stays archived: a row edited afterwards does not undo it. Its own
+        # problem, when it has one, explains a refusal better than the scans' history.
+        try:
+            with engine.connect() as conn:
+                done = _already_archived(conn, task)
+        except DuplicateSourceError:
+            _raise_first_problem(task)
+            raise
+        if not done:
+            _raise_first_problem(task)
         if done:
             with engine.begin() as conn:
                 _event(conn, task, "archive", "archived", f"{done.pdf_path} (already archived)",
@@ -768,8 +777,6 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
             # Workers start (interpreter, OpenCV, OCRmyPDF imports) while the batch registers.
             for _ in range(settings.jobs):
                 pool.submit(int)
-        # a run killed while moving the finished batch to done/: rerun it where it is now
-        batch_dir = archive.batch_location(batch_dir, settings.dir("inbox"), settings.dir("done"))
         with _warehouse_outage(settings.warehouse_url):
             plan, batch_pk, docs = register_batch(settings, batch_dir, agency_code, batch_id)
         tasks = record_tasks(plan, batch_pk, docs)

@@ -257,12 +257,29 @@ def test_a_merge_into_an_existing_done_folder_cut_short_is_completed_by_the_reru
     with pytest.raises(KeyboardInterrupt):
         archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
     monkeypatch.setattr(os, "replace", replace)
-    # the manifest moves last: the inbox folder still reads as the batch
+    # half merged, and marked so: the rerun completes the merge and reads the batch there
     assert (folder / "manifest.csv").is_file() and (tmp_path / DONE / "a.tif").is_file()
+    assert (tmp_path / DONE / archive.MERGING).is_file()
     resumed = archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done")
     assert resumed == tmp_path / DONE and not folder.exists()
     assert sorted(p.name for p in resumed.iterdir()) == ["a.tif", "b.tif", "manifest.csv",
                                                          "old-note.txt"]
+
+
+def test_a_stack_without_manifest_is_found_after_its_move_and_an_old_done_folder_is_left_alone(
+        tmp_path: Path) -> None:
+    folder = _inbox_batch(tmp_path)
+    (folder / "manifest.csv").unlink()  # a scanned stack with cover sheets has none
+    (tmp_path / DONE).mkdir(parents=True)
+    (tmp_path / DONE / "old.tif").write_bytes(b"an earlier batch of the same name")
+    # before the batch is finished, an earlier done/ folder is no reason to move anything
+    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif"]
+    moved = archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
+    assert moved == tmp_path / DONE and not folder.exists()
+    assert sorted(p.name for p in moved.iterdir()) == ["a.tif", "b.tif", "old.tif"]
+    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == moved
+    assert archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done") == moved
 
 
 def test_a_move_across_file_systems_is_refused_not_half_done(
