@@ -46,7 +46,7 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
-def _scaled(gray: np.ndarray, dpi: int, target_dpi: int) -> np.ndarray:
+def scaled(gray: np.ndarray, dpi: int, target_dpi: int) -> np.ndarray:
     factor = min(1.0, target_dpi / dpi)
     if factor >= 1.0:
         return gray
@@ -127,7 +127,7 @@ def despeckle(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
 
 def _ink(gray: np.ndarray, dpi: int, target_dpi: int) -> np.ndarray:
     """The page's ink as 0/1 at ``target_dpi`` (Otsu)."""
-    _, ink = cv2.threshold(_scaled(gray, dpi, target_dpi), 0, 1,
+    _, ink = cv2.threshold(scaled(gray, dpi, target_dpi), 0, 1,
                            cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     return ink
 
@@ -332,7 +332,7 @@ def assess(image: np.ndarray, dpi: int) -> list[str]:
     is measured after stretching the page's contrast, so faint print is not also called blurred.
     """
     flags = [Flag.low_dpi] if dpi < MIN_DPI else []
-    small = _scaled(dropout(image), dpi, QUALITY_DPI)
+    small = scaled(dropout(image), dpi, QUALITY_DPI)
     paper = float(np.median(small))
     ink = small < paper - INK_CONTRAST
     if ink.mean() < BLANK_INK_SHARE:
@@ -351,7 +351,7 @@ def assess(image: np.ndarray, dpi: int) -> list[str]:
 
 
 def orientation_by_osd(gray: np.ndarray, dpi: int) -> tesseract.Orientation:
-    return tesseract.detect_orientation(_scaled(gray, dpi, OSD_DPI))
+    return tesseract.detect_orientation(scaled(gray, dpi, OSD_DPI))
 
 
 def _orientation(image: np.ndarray, dpi: int, profile: CleanupProfile) -> tuple[int, str]:

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Collection
 from pathlib import Path, PureWindowsPath
 
-from pipeline import pages
+from pipeline import pages, separator
 from pipeline.errors import BatchError
 from pipeline.models import BatchPlan, ManifestRow, PageRef, Problem, RecordPlan, SourceFile
 
@@ -293,7 +293,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
 
 def _unreadable_in_stack(source: SourceFile) -> RecordPlan:
     """A stack file that cannot be read: its pages cannot be split, so it is a record of its own."""
-    row = ManifestRow(line=0, record_id=f"tep-loi-{re.sub(r'[^0-9A-Za-z]+', '-', source.name)}",
+    row = ManifestRow(line=0, record_id=separator.placeholder_id("tep-loi", source.name),
                       files_raw=source.name, source=f"Xấp quét, tệp {source.name}")
     rule = source.error_rule or "file_readable"
     return RecordPlan(row=row, unsplit=True, problems=[Problem(
@@ -316,8 +316,6 @@ def plan_batch(batch_dir: Path, agency_code: str | None = None, batch_id: str | 
     files = fingerprint_files(batch_dir)
     has_manifest = (batch_dir / MANIFEST).is_file()
     if layout == "separator_sheets":
-        from pipeline import separator  # decodes QR codes: only stacks need it
-
         manifest = read_manifest(batch_dir, STACK_REQUIRED_COLUMNS) if has_manifest else None
         records = separator.split(separator.read_stack(batch_dir, files, fallback_dpi),
                                   agency_code, manifest)

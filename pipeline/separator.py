@@ -81,7 +81,7 @@ def classify(image: np.ndarray, dpi: int) -> tuple[Kind, str, str]:
     """What one scanned page is: (kind, QR text of a sheet, error of a bad sheet)."""
     grey = cleanup.to_gray(image)
     if dpi > READ_DPI:
-        grey = cleanup._scaled(grey, dpi, READ_DPI)
+        grey = cleanup.scaled(grey, dpi, READ_DPI)
     found = zxingcpp.read_barcodes(grey, formats=zxingcpp.BarcodeFormat.QRCode,
                                    return_errors=True)
     readable = [b.text for b in found if b.valid and sheetcode.is_sheet_code(b.text)]
@@ -171,11 +171,17 @@ def _problem(rule: str, message: str) -> Problem:
     return Problem(rule=rule, field="files", message=message)
 
 
+def placeholder_id(prefix: str, name: str, page: int | None = None) -> str:
+    """The record id under which pages no sheet names are held: ``chua-ro-xap-01-5``."""
+    stem = re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-") or "tep"
+    return f"{prefix}-{stem}" + (f"-{page}" if page is not None else "")
+
+
 def _unsplit(group: _Group, rule: str, message: str) -> RecordPlan:
     """Pages no sheet ties to a record: quarantined under a name that says where they are."""
     first = group.head or group.pages[0]
-    stem = re.sub(r"[^0-9A-Za-z]+", "-", Path(first.file).stem).strip("-") or "tep"
-    row = ManifestRow(line=group.position, record_id=f"chua-ro-{stem}-{first.page_in_file}",
+    row = ManifestRow(line=group.position,
+                      record_id=placeholder_id("chua-ro", Path(first.file).stem, first.page_in_file),
                       files_raw=files_field(p.ref for p in group.pages),
                       source=f"Xấp quét, {first.label}")
     return RecordPlan(row=row, pages=[p.ref for p in group.pages], unsplit=True,
@@ -222,8 +228,7 @@ def row_of_sheet(code: str, sheet: PageRef, line: int, refs: Sequence[PageRef],
     problems = []
     for name, header in _MISMATCHED:
         written, printed = getattr(extra, name), getattr(row, name)
-        if written in ("", None) or written == printed \
-                or (name == "issued_on" and not extra.issued_on_raw):
+        if written in ("", None) or written == printed:
             continue
         shown = [v.strftime("%d/%m/%Y") if hasattr(v, "strftime") else v for v in (written, printed)]
         problems.append(Problem(

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -117,3 +118,25 @@ def edit_manifest(batch_dir: Path, changes: dict[int, dict[str, str]]) -> None:
         writer = csv.DictWriter(fh, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def qr_page(text: str, dpi: int, *, stained: bool = False, module_mm: float = 0.6) -> Any:
+    """A white A4 page (RGB array) at ``dpi`` with one QR code of ``text``, as printed; with
+    ``stained``, a band of ink across the middle of the code: its finder patterns are still
+    found, its data no longer decodes."""
+    import cv2
+    import numpy as np
+    import zxingcpp
+
+    code = np.array(zxingcpp.write_barcode_to_image(
+        zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="Q")))
+    scale = module_mm / 25.4 * dpi
+    code = cv2.resize(code, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    width, height = round(210 / 25.4 * dpi), round(297 / 25.4 * dpi)
+    page = np.full((height, width), 255, np.uint8)
+    top, right = dpi // 2, width - dpi // 2
+    page[top:top + code.shape[0], right - code.shape[1]:right] = code
+    if stained:
+        middle, half = top + code.shape[0] // 2, code.shape[0] // 8
+        page[middle - half:middle + half, :] = 0
+    return np.stack([page] * 3, axis=-1)

@@ -7,10 +7,9 @@ import datetime as dt
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-import zxingcpp
+from conftest import qr_page
 
 from pipeline import samples, sheetcode
 from pipeline.errors import ConfigError
@@ -123,31 +122,15 @@ def test_files_field_reads_back_as_the_same_pages() -> None:
     assert not problems and items == [("xap.pdf", 3, 5), ("xap.pdf", 7, 7), ("b.tif", 1, 1)]
 
 
-def _qr_page(text: str, dpi: int, module_mm: float = 0.6) -> np.ndarray:
-    """A white A4 page at ``dpi`` with one QR code of ``module_mm`` modules, as printed."""
-    code = np.array(zxingcpp.write_barcode_to_image(
-        zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level="Q")))
-    scale = module_mm / 25.4 * dpi
-    code = cv2.resize(code, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-    width, height = round(210 / 25.4 * dpi), round(297 / 25.4 * dpi)
-    page = np.full((height, width), 255, np.uint8)
-    page[dpi // 2:dpi // 2 + code.shape[0], width - dpi // 2 - code.shape[1]:width - dpi // 2] = code
-    return np.stack([page] * 3, axis=-1)
-
-
 @pytest.mark.parametrize("dpi", [200, 300])
 def test_classify_reads_sheets_blanks_and_pages(dpi: int) -> None:
     text = sheetcode.encode(_facts("HS-2019-000123"))
-    sheet = _qr_page(text, dpi)
+    sheet = qr_page(text, dpi)
     assert classify(sheet, dpi) == (Kind.sheet, text, "")
-    damaged = sheet.copy()
-    rows = np.flatnonzero((sheet[:, :, 0] < 128).any(axis=1))  # the code's first and last rows
-    middle = (rows[0] + rows[-1]) // 2
-    # a stain across the middle of the code: its finder patterns are found, its data is not
-    damaged[middle - (rows[-1] - rows[0]) // 8:middle + (rows[-1] - rows[0]) // 8, :] = 0
-    assert classify(damaged, dpi) == (Kind.bad_sheet, "", "mã QR bị hỏng hoặc bị che, không giải mã được")
+    assert classify(qr_page(text, dpi, stained=True), dpi) == (
+        Kind.bad_sheet, "", "mã QR bị hỏng hoặc bị che, không giải mã được")
     # a result's own QR code (e.g. a verification link) makes a page, not a sheet
-    foreign = _qr_page("https://dichvucong.gov.vn/tra-cuu?ma=123", dpi)
+    foreign = qr_page("https://dichvucong.gov.vn/tra-cuu?ma=123", dpi)
     assert classify(foreign, dpi) == (Kind.page, "", "")
     assert classify(np.full_like(sheet, 250), dpi)[0] == Kind.blank
     (lines,) = samples.record_page_lines(seed=3, agency_code=AGENCY)
@@ -183,3 +166,24 @@ def test_a_stack_is_ready_without_a_manifest_and_is_one_run(tmp_path: Path) -> N
     assert inbox.ready_batches(tmp_path / "inbox", 60, time.time(), layout="separator_sheets") == []
     (run,) = inbox.batch_runs(batch, layout="separator_sheets")
     assert run.run_id == f"inbox__{AGENCY}__XAP-1" and run.conf["parts"] == 1
+
+
+def test_an_unreadable_file_in_a_stack_is_held_under_its_name(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from pipeline.ingest import plan_batch
+
+    batch = tmp_path / "inbox" / AGENCY / "XAP-1"
+    batch.mkdir(parents=True)
+    code = sheetcode.encode(_facts("HS-01"))
+    Image.fromarray(qr_page(code, 200)).save(batch / "xap_1.png", dpi=(200, 200))
+    (lines,) = samples.record_page_lines(seed=3, agency_code=AGENCY)
+    samples.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
+    (batch / "xap_3.tif").write_bytes(b"")  # the scanner died while writing it
+    plan = plan_batch(batch, layout="separator_sheets", fallback_dpi=200)
+    good, bad = plan.records
+    assert (good.record_id, good.row.files_raw, good.problems) == ("HS-01", "xap_2.png[1]", [])
+    assert bad.unsplit and bad.record_id == "tep-loi-xap-3-tif"
+    assert [p.rule for p in bad.problems] == ["file_readable"]
+    assert bad.problems[0].message.startswith("Xấp quét, tệp xap_3.tif: tệp 'xap_3.tif' không đọc được")
+    assert plan.manifest_sha256 == ""

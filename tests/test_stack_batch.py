@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import qr_page
 from PIL import Image, TiffImagePlugin
 from sqlalchemy import select
 
@@ -180,19 +181,12 @@ def test_a_stack_with_cover_sheets_becomes_its_twenty_records(stack_settings: Se
         f"'{first.record_id}' đã được lưu trữ trong lô XAP-1")
 
 
-def _code_page(record: samples.SampleRecord, agency: str = AGENCY, damaged: bool = False
+def _code_page(record: samples.SampleRecord, agency: str = AGENCY, stained: bool = False
                ) -> Image.Image:
     """A bare page with the record's sheet code (the printed sheet is tested above)."""
-    from test_separator import _qr_page
-
     facts = sheetcode.SheetFacts(agency, record.record_id, record.procedure_code,
                                  record.result_number, record.issued_on)
-    page = _qr_page(sheetcode.encode(facts), 200)[:, :, 0]
-    if damaged:
-        rows = np.flatnonzero((page < 128).any(axis=1))
-        middle, half = (rows[0] + rows[-1]) // 2, (rows[-1] - rows[0]) // 8
-        page[middle - half:middle + half, :] = 0
-    return Image.fromarray(page, "L")
+    return Image.fromarray(qr_page(sheetcode.encode(facts), 200, stained=stained)[:, :, 0], "L")
 
 
 @pytest.mark.slow
@@ -209,7 +203,7 @@ def test_what_a_stack_cannot_tie_to_a_record_is_held_and_the_rest_archived(
         yield from ((page, dpi, True) for page, dpi in _record_pages(source, e))  # no sheet yet
         yield _code_page(a), 200, True
         yield from ((page, dpi, True) for page, dpi in _record_pages(source, a))
-        yield _code_page(b, damaged=True), 200, True
+        yield _code_page(b, stained=True), 200, True
         yield from ((page, dpi, True) for page, dpi in _record_pages(source, b))
         yield _code_page(c), 200, True  # two sheets in a row
         yield _code_page(d), 200, True
