@@ -8,18 +8,22 @@ outputs are written, verified and recorded.
 from __future__ import annotations
 
 import contextlib
-import errno
 import glob
+import hashlib
 import json
 import os
 import shutil
 import socket
 import tempfile
 import time
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from pipeline.errors import BatchError
 from pipeline.ingest import sha256_file
+from pipeline.reference import fold
 
 # mkstemp creates owner-only files; archived records are for every reader of the archive
 ARCHIVE_MODE = 0o644
@@ -62,74 +66,167 @@ def sweep_stale_temps(path: Path) -> None:
                 leftover.unlink()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new name in ``folder`` durable: without it a power cut can lose the
+    entry although the file's data were synced."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(folder: Path) -> None:
+    """``mkdir -p`` whose new folders survive a power cut: each one's entry in its parent is
+    synced, or a synced file inside could vanish with the folder that held it."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            new.mkdir()
+        fsync_dir(new.parent)
+
+
+def _synced_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """A temp file beside ``path`` with ``write``'s content, synced to disk, world-readable."""
+    make_dirs(path.parent)
     sweep_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, ARCHIVE_MODE)
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, durably (notes, reports: these may be replaced)."""
+    _replace(_synced_temp(path, lambda fh: fh.write(data)), path)
+
+
+def _copy_of(src: Path) -> Callable[[BinaryIO], None]:
+    def copy(fh: BinaryIO) -> None:
+        with src.open("rb") as source:
+            shutil.copyfileobj(source, fh, 1 << 20)
+
+    return copy
 
 
 def atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(dst)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=_temp_prefix(dst), suffix=".tmp")
-    os.close(fd)
+    _replace(_synced_temp(dst, _copy_of(src)), dst)
+
+
+# --- names ---------------------------------------------------------------------------------------
+# A record id is outside text: never a path. Files are named by a key over the exact agency code
+# and record id (80 bits of SHA-256: no two records of a province meet, and a clash would still
+# be refused by place_new, not overwrite), lower case so that a case-insensitive share (SMB) keeps
+# them apart too, plus a short readable slug for the person browsing the folder.
+_KEY_HEX = 20
+_SLUG_CHARS = 40
+
+
+def record_name(agency_code: str, record_id: str) -> str:
+    """``<slug>_<key>``: ``HS/001`` -> ``hs-001_3f9c…``; unique per (agency, record id), at most
+    61 ASCII characters whatever the id's length."""
+    key = hashlib.sha256(f"{agency_code}\0{record_id}".encode()).hexdigest()[:_KEY_HEX]
+    slug = "-".join(fold(record_id).split())[:_SLUG_CHARS].strip("-") or "hs"
+    return f"{slug}_{key}"
+
+
+def check_component(value: str, what: str) -> str:
+    """``value`` (an agency code or batch id from an operator or a folder name) as one path
+    component, or BatchError: no separators, no ``..``, no control characters, at most 120
+    characters (room for a "~n" suffix; a file name is at most 255 bytes)."""
+    bad = (not value or value in (".", "..") or any(c in value for c in "/\\")
+           or any(unicodedata.category(c).startswith("C") for c in value)
+           or len(value) > 120 or value != value.strip())
+    if bad:
+        raise BatchError(
+            f"{what} {value!r} không dùng được làm tên thư mục (rỗng, có '/', '\\', '..', ký tự "
+            "điều khiển, dấu cách ở đầu/cuối hoặc dài quá 120 ký tự). Đặt lại tên thư mục lô hoặc "
+            f"giá trị --batch-id/--agency rồi chạy lại. ({what} is not a safe folder name.)")
+    return value
+
+
+def archive_path(archive_dir: Path, agency_code: str, year: int | None, record_id: str,
+                 version: int = 1) -> Path:
+    """Where version ``version`` of a record's PDF is archived; versions sit side by side."""
+    folder = archive_dir / check_component(agency_code, "Mã cơ quan") / (
+        str(year) if year else "khong-ro-nam")
+    return folder / f"{record_name(agency_code, record_id)}_v{version}.pdf"
+
+
+def work_folder(work_dir: Path, agency_code: str, record_id: str) -> Path:
+    return work_dir / check_component(agency_code, "Mã cơ quan") / record_name(agency_code, record_id)
+
+
+def place_new(pdf: Path, target: Path) -> str:
+    """Put a copy of ``pdf`` at ``target``, which must not exist yet; return its SHA-256.
+
+    Never replaces a file: the synced temp file is hard-linked to the final name (``link`` fails
+    where ``rename`` would overwrite), then the directory is synced, so the name survives a power
+    cut before the warehouse is told. A ``target`` that exists with the same content (a run
+    killed after this step) is taken as placed; one with other content raises FileExistsError.
+    """
+    tmp = _synced_temp(target, _copy_of(pdf))
     try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, ARCHIVE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def archive_path(archive_dir: Path, agency_code: str, year: int | None, record_id: str) -> Path:
-    return archive_dir / agency_code / (str(year) if year else "khong-ro-nam") / f"{_safe(record_id)}.pdf"
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def safe_name(record_id: str) -> str:
-    """The record id as a file name, as its archived PDF is called (work folders use it too)."""
-    return _safe(record_id)
-
-
-def archive_pdf(pdf: Path, target: Path) -> str:
-    """Place the verified PDF at its archive path; return its SHA-256 as stored."""
-    atomic_copy(pdf, target)
-    digest = sha256_file(target)
-    if digest != sha256_file(pdf):
-        target.unlink(missing_ok=True)
-        raise OSError(f"{target}: copy differs from {pdf}; storage may be failing")
+        digest = sha256_file(tmp)
+        if digest != sha256_file(pdf):
+            raise OSError(f"{target}: copy differs from {pdf}; storage may be failing")
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            if sha256_file(target) != digest:
+                raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
     return digest
 
 
 def quarantine_folder(quarantine_dir: Path, agency_code: str, batch_id: str) -> Path:
-    return quarantine_dir / agency_code / batch_id
+    return (quarantine_dir / check_component(agency_code, "Mã cơ quan")
+            / check_component(batch_id, "Mã lô"))
+
+
+def quarantine_pdf(quarantine_dir: Path, agency_code: str, batch_id: str, record_id: str,
+                   pdf: Path) -> Path:
+    """The PDF made for a held record, beside its note, for the archivist to judge."""
+    target = (quarantine_folder(quarantine_dir, agency_code, batch_id)
+              / f"{record_name(agency_code, record_id)}.pdf")
+    atomic_copy(pdf, target)
+    return target
 
 
 def quarantine_record(
     quarantine_dir: Path, agency_code: str, batch_id: str, record_id: str, reason: str,
     messages: list[str], batch_dir: Path, source_files: list[str], row: dict[str, Any],
 ) -> Path:
-    """Write ``<record_id>.json`` (for machines) and ``<record_id>.txt`` (for people).
+    """Write ``<name>.json`` (for machines) and ``<name>.txt`` (for people), named by
+    :func:`record_name`; the note replaces an earlier note of the same record (its history is in
+    the warehouse's events).
 
     Copies of the record's source files go beside them so the archivist sees what was scanned;
     the originals stay in the inbox until the record is fixed and archived.
     """
     folder = quarantine_folder(quarantine_dir, agency_code, batch_id)
-    name = _safe(record_id)
+    name = record_name(agency_code, record_id)
     info = {"record_id": record_id, "batch_id": batch_id, "agency_code": agency_code,
             "reason": reason, "messages": messages, "manifest_row": row,
             "source_files": source_files}
@@ -145,77 +242,121 @@ def quarantine_record(
     return folder / f"{name}.json"
 
 
-def _done_target(batch_dir: Path, inbox_dir: Path) -> Path | None:
-    """The batch's path relative to the inbox, or None for a folder outside the inbox."""
+def _move_aside(src: Path, folder: Path) -> None:
+    """Move ``src`` into ``folder`` under its name, or with a time suffix when a file of that name
+    is there already: a resolved note is kept, never replaced."""
+    make_dirs(folder)
+    target = folder / src.name
+    if target.exists():
+        target = folder / f"{src.stem}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}{src.suffix}"
+    os.rename(src, target)
+
+
+def _noted_files(folder: Path) -> set[str]:
+    """The source files that the notes still in ``folder`` refer to."""
+    names: set[str] = set()
+    for note in folder.glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            names.update(json.loads(note.read_text(encoding="utf-8")).get("source_files", []))
+    return names
+
+
+def resolve_notes(quarantine_dir: Path, resolved_dir: Path, agency_code: str, batch_id: str,
+                  record_id: str | None = None) -> int:
+    """Move a record's quarantine note (all notes of the batch with ``record_id=None``) from
+    ``quarantine/<agency>/<batch>/`` to ``resolved/<agency>/<batch>/`` once it is archived: the
+    quarantine folder lists only what still needs work, and the story of a fix is kept. Scan
+    copies go with the last note that refers to them. Returns the number of files moved."""
+    folder = quarantine_folder(quarantine_dir, agency_code, batch_id)
+    if not folder.is_dir():
+        return 0
+    target = quarantine_folder(resolved_dir, agency_code, batch_id)
+    prefix = record_name(agency_code, record_id) if record_id is not None else ""
+    moved = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+             and (record_id is None or p.stem == prefix)]
+    for path in moved:
+        _move_aside(path, target)
+    copies = folder / "files"
+    if copies.is_dir():
+        still_needed = _noted_files(folder)
+        for path in [p for p in copies.iterdir() if p.name not in still_needed]:
+            _move_aside(path, target / "files")
+            moved.append(path)
+        with contextlib.suppress(OSError):
+            copies.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    if moved:
+        fsync_dir(target)
+    return len(moved)
+
+
+# --- finished batches ----------------------------------------------------------------------------
+# Written into a batch folder right before it moves to done/: which batch it is. A rerun after a
+# kill during the move finds its batch by this mark, and a done/ folder without it (or with
+# another batch's) is never entered: nothing in done/ is ever replaced.
+BATCH_MARK = ".digitize-batch.json"
+
+
+def batch_mark(folder: Path) -> dict[str, Any] | None:
     try:
-        return batch_dir.resolve().relative_to(inbox_dir.resolve())
-    except ValueError:
+        return json.loads((folder / BATCH_MARK).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 
-# In a done/ folder while an inbox batch is merged into it, file by file; a rerun finding it
-# completes the merge. A marker rather than the manifest: a scanned stack has no manifest.
-MERGING = ".digitize-merging"
+def _is_batch(folder: Path, batch_pk: int) -> bool:
+    mark = batch_mark(folder)
+    return mark is not None and mark.get("batch_pk") == batch_pk
 
 
-def _merge_into(batch_dir: Path, target: Path) -> None:
-    """File by file into a ``target`` that already exists, marked as merging until the last file
-    is in: :func:`batch_location` completes an interrupted merge."""
-    target.mkdir(parents=True, exist_ok=True)
-    (target / MERGING).touch()
-    for entry in sorted(batch_dir.iterdir()):
-        # a second run of the same batch finishing at the same moment may have moved it already
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(entry, target / entry.name)
-    with contextlib.suppress(FileNotFoundError):
-        batch_dir.rmdir()
-    (target / MERGING).unlink(missing_ok=True)
+def _done_targets(done_dir: Path, agency_code: str, batch_id: str, batch_pk: int) -> list[Path]:
+    """Where the batch may go in ``done/``: its id, else (a folder of that name is there, made by
+    hand or by a batch from before versioned names) its id with its warehouse key."""
+    agency = done_dir / check_component(agency_code, "Mã cơ quan")
+    return [agency / check_component(batch_id, "Mã lô"), agency / f"{batch_id}~{batch_pk}"]
 
 
-def batch_location(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path:
-    """Where an inbox batch is now, for a rerun after a crash at the very end of a run.
-
-    :func:`finish_batch` only starts once every record is archived, so a batch gone from the
-    inbox to ``done/`` (or part-way into a ``done/`` folder that existed before) is finished:
-    the rerun reads it there, with the interrupted merge completed, and only its warehouse row
-    is left to update. A ``done/`` folder of the same name from an earlier batch is left alone.
-    """
-    relative = _done_target(batch_dir, inbox_dir)
-    if relative is None:
-        return batch_dir
-    target = done_dir / relative
-    if (target / MERGING).exists():
-        if batch_dir.is_dir():
-            _merge_into(batch_dir, target)
-        (target / MERGING).unlink(missing_ok=True)
-        return target
-    if batch_dir.is_dir() or not target.is_dir():
-        return batch_dir
-    return target
+def moved_batch(done_dir: Path, agency_code: str, batch_id: str, batch_pk: int) -> Path | None:
+    """The batch's folder in ``done/``, if it has been moved there."""
+    return next((t for t in _done_targets(done_dir, agency_code, batch_id, batch_pk)
+                 if _is_batch(t, batch_pk)), None)
 
 
-def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path) -> Path | None:
-    """Move a fully archived batch out of the inbox to ``done/<agency>/<batch>``.
+def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path, agency_code: str,
+                 batch_id: str, batch_pk: int) -> Path | None:
+    """Move a fully archived batch out of the inbox to ``done/<agency>/<batch id>``.
 
     Folders outside the inbox (``digitize run`` on any path) are the user's and stay where they
-    are; a batch already in ``done/`` (a rerun after a crash during the move) stays there. The
-    folder is renamed in one step, so a kill leaves it wholly in the inbox or wholly in
-    ``done/``; only into an existing ``done/`` folder is it merged file by file.
+    are; a batch already in ``done/`` stays there. The folder is renamed in one step, so a kill
+    leaves it wholly in the inbox or wholly in ``done/``, and only onto a name that is free:
+    an existing ``done/`` folder (an earlier batch with the same folder name) is never entered.
     """
-    relative = _done_target(batch_dir, inbox_dir)
-    if relative is None:
-        return batch_dir if _done_target(batch_dir, done_dir) is not None else None
-    target = done_dir / relative
-    if not batch_dir.is_dir() and target.is_dir() and not (target / MERGING).exists():
-        return target  # a second run of the same batch finished it first
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not batch_dir.resolve().is_relative_to(inbox_dir.resolve()):
+        return batch_dir if batch_dir.resolve().is_relative_to(done_dir.resolve()) else None
+    already = moved_batch(done_dir, agency_code, batch_id, batch_pk)
+    if already is not None and not batch_dir.is_dir():
+        return already  # a second run of the same batch, or a rerun after a kill, moved it
+    target = next((t for t in _done_targets(done_dir, agency_code, batch_id, batch_pk)
+                   if not t.exists()), None)
+    if target is None:
+        raise BatchError(
+            f"{batch_dir}: không chuyển được lô sang done/ vì đã có thư mục "
+            f"{done_dir / agency_code / batch_id} của lô khác. Báo quản trị hệ thống kiểm tra thư "
+            "mục done/ (lô không bị thay đổi, vẫn nằm trong inbox).")
+    atomic_write_bytes(batch_dir / BATCH_MARK, json.dumps(
+        {"agency_code": agency_code, "batch_id": batch_id, "batch_pk": batch_pk},
+        ensure_ascii=False).encode("utf-8"))
+    make_dirs(target.parent)
     try:
+        # onto a free name only: rename would replace an empty folder (nothing lost) but fails on
+        # a folder with files (ENOTEMPTY), which is left as it is
         os.rename(batch_dir, target)
     except FileNotFoundError:
-        if not target.is_dir():
+        moved = moved_batch(done_dir, agency_code, batch_id, batch_pk)
+        if moved is None:
             raise
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise  # e.g. EXDEV: inbox and done/ must share a file system
-        _merge_into(batch_dir, target)
+        return moved  # a second run of the same batch finishing at the same moment
+    fsync_dir(target.parent)
+    fsync_dir(batch_dir.parent)
     return target

@@ -33,6 +33,7 @@ def _record_json(result: RecordResult) -> dict[str, object]:
         "record_id": result.record_id,
         "status": result.status.value,
         "pdf": result.pdf_path,
+        "version": result.version,
         "pages": result.page_count,
         "rotation": [p.rotation for p in result.pages],
         "skew": [p.skew for p in result.pages],
@@ -323,6 +324,41 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.ok
 
 
+STATUS_NAMES = {"archived": "đã lưu trữ", "quarantined": "đang cách ly", None: "chưa có kết quả"}
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipeline.history import record_history
+
+    stories = record_history(settings.warehouse_url, args.record_id, args.agency)
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in stories], ensure_ascii=False, indent=2))
+        return ExitCode.ok if stories else ExitCode.bad_usage
+    if not stories:
+        log.error("Không có hồ sơ %s trong kho dữ liệu%s (no such record).", args.record_id,
+                  f" của cơ quan {args.agency}" if args.agency else "")
+        return ExitCode.bad_usage
+    # piped into a file or another program, lines are not cut at 80 columns
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for story in stories:
+        state = STATUS_NAMES.get(story.status, story.status)
+        console.print(f"[bold]Hồ sơ {story.record_id}[/bold] — cơ quan {story.agency_code}: "
+                      f"{state}" + (f" ({story.reason})" if story.reason else "")
+                      + (f", phiên bản {story.version}: {story.pdf_path}" if story.version else ""))
+        for v in story.versions:
+            console.print(f"  phiên bản {v.version} ({v.reason}, lô {v.batch_id}, "
+                          f"{v.created_at:%Y-%m-%d %H:%M:%S}): {v.pdf_path} sha256={v.pdf_sha256}")
+        table = Table("Thời điểm (UTC)", "Lô", "Bước", "Kết quả", "Giây", "Chi tiết")
+        for e in story.events:
+            table.add_row(f"{e.at:%Y-%m-%d %H:%M:%S}", e.batch_id, e.stage, e.outcome,
+                          f"{e.duration_s:.1f}" if e.duration_s is not None else "", e.detail)
+        console.print(table)
+    return ExitCode.ok
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitize",
@@ -453,6 +489,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--agency", help="only one agency (its code, e.g. 000.00.12.H12)")
     rep.add_argument("--phase", help="only one phase of the plan (its id, e.g. GD2)")
     rep.set_defaults(func=cmd_report)
+
+    hist = sub.add_parser(
+        "history", help="a record's whole story: every attempt, every archived version",
+        description="Prints every event of the record (one row per attempt of a stage, oldest "
+                    "first: registration problems, quarantines with their reasons, archiving) "
+                    "and every archived version of its PDF with its SHA-256.",
+        epilog="Exit codes: 0 found, 2 no such record.")
+    hist.add_argument("record_id", help="the record id (mã hồ sơ) as in the manifest")
+    hist.add_argument("--agency", metavar="CODE", help="only this agency's record of that id")
+    hist.add_argument("--json", action="store_true", help="print the story as JSON")
+    hist.set_defaults(func=cmd_history)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
     migrate.set_defaults(func=cmd_migrate)

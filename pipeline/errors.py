@@ -193,3 +193,16 @@ class ArchiveStorageError(RecordError):
     """The archive's file system is full (or over quota): the PDF could not be written."""
 
     reason = "archive_storage_full"
+
+
+class ArchiveConflictError(RecordError):
+    """The archive already holds other files where the record's PDF would go; none is replaced."""
+
+    reason = "archive_conflict"
+
+
+class UnexpectedRecordError(RecordError):
+    """Anything the pipeline did not foresee while working on one record (a library's crash on an
+    odd page, a bug): the record is held with the exception text, the batch goes on."""
+
+    reason = "unexpected_error"

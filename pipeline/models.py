@@ -121,8 +121,9 @@ class RecordResult(BaseModel):
     record_id: str
     line: int
     status: RecordStatus
-    pdf_path: str | None = None
+    pdf_path: str | None = None  # the current version's file
     pdf_sha256: str | None = None
+    version: int | None = None  # of the archived PDF: 1, then one more per re-archiving
     page_count: int = 0
     pages: list[PageResult] = Field(default_factory=list)
     mean_confidence: float | None = None

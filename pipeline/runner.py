@@ -19,12 +19,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, func, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from pipeline import (
     archive,
+    batches,
     claims,
     cleanup,
     compose,
@@ -42,6 +43,7 @@ from pipeline._exec import tesseract
 from pipeline.cleanup import Flag
 from pipeline.config import Settings
 from pipeline.errors import (
+    ArchiveConflictError,
     ArchiveStorageError,
     BatchError,
     BlankRecordError,
@@ -61,6 +63,8 @@ from pipeline.errors import (
     SheetMismatchError,
     SheetWithoutPagesError,
     StackPagesUnassignedError,
+    TransientError,
+    UnexpectedRecordError,
     UnreadableImageError,
     WarehouseUnavailableError,
     WarehouseUnreachableError,
@@ -79,6 +83,7 @@ from pipeline.models import (
     BatchOutcome,
     BatchPlan,
     BatchSummary,
+    PageRef,
     PageResult,
     Problem,
     RecordPlan,
@@ -184,13 +189,23 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     """
     check_tools(settings)
     profile = settings.scanner_profile
-    # a run killed while moving the finished batch to done/ (CLI or DAG): rerun it where it is now
-    batch_dir = archive.batch_location(batch_dir, settings.dir("inbox"), settings.dir("done"))
-    plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
+    # operator arguments are checked before anything is read or written under their names
+    for value, what in ((agency_code, "Mã cơ quan"), (batch_id, "Mã lô")):
+        if value is not None:
+            archive.check_component(value, what)
     url = settings.warehouse_url
     warehouse.migrate(url)
     engine = warehouse.engine_for(url)
     with engine.connect() as conn:
+        # a run killed while moving the finished batch to done/ (CLI or DAG): rerun it there
+        batch_dir = batches.located(conn, batch_dir, settings.dir("done"))
+    plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
+    folder_name = archive.check_component(plan.batch_id, "Mã lô")
+    archive.check_component(plan.agency_code, "Mã cơ quan")
+    content = batches.content_sha256(plan)
+    with engine.connect() as conn:
+        plan.batch_id = batches.resolve_batch_id(conn, plan.agency_code, folder_name,
+                                                 plan.batch_dir, content)
         reference = _reference(conn, plan.agency_code, plan.batch_id, plan.batch_dir,
                                [rec.row.record_id for rec in plan.records if rec.row.record_id])
     checked_records = [r for r in plan.records if not r.unsplit]
@@ -205,7 +220,8 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     with engine.begin() as conn:
         warehouse.upsert(conn, warehouse.batches, [{
             "agency_code": plan.agency_code, "batch_id": plan.batch_id,
-            "source_dir": str(plan.batch_dir), "manifest_sha256": plan.manifest_sha256,
+            "folder_name": folder_name, "source_dir": str(plan.batch_dir),
+            "manifest_sha256": plan.manifest_sha256, "content_sha256": content,
             "status": "running", "record_count": len(plan.records),
         }], ("agency_code", "batch_id"))
         batch_pk = warehouse.pk_of(conn, warehouse.batches, agency_code=plan.agency_code,
@@ -416,59 +432,78 @@ def _kept_as_issued(settings: Settings, task: RecordTask, source: Path, page_in_
     return True
 
 
-def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[RecordResult, str]:
+@contextlib.contextmanager
+def _noted(where: str) -> Iterator[None]:
+    """Tell an unexpected failure inside the block where it happened (the page and file), for
+    the quarantine note that the record guard writes."""
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(where)
+        raise
+
+
+def _clean_page(settings: Settings, task: RecordTask, work: Path, n: int, ref: PageRef,
+                timings: dict[str, float], notes: list[str], kept: dict[int, str]
+                ) -> tuple[Path, PageResult]:
+    """Page ``n`` of the record read, cleaned and composed into its one-page PDF."""
     rec, profile = task.record, settings.scanner_profile
-    batch_dir = Path(task.batch_dir)
+    source = Path(task.batch_dir) / ref.file
+    part = work / f"page-{n:04d}.pdf"
+    with _timed(timings, "cleanup"):
+        try:
+            keep = _kept_as_issued(settings, task, source, ref.page_in_file, notes)
+            if keep:
+                dpi = profile.fallback_dpi
+                image = pages.render_pdf_page(source, ref.page_in_file, dpi)
+            else:
+                image, dpi = pages.load_page(source, ref.page_in_file, profile.fallback_dpi)
+        except pages.PageReadError as exc:
+            raise UnreadableImageError(rec.record_id, (
+                f"{rec.row.where}: không đọc được trang {ref.page_in_file} "
+                f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
+        if keep:
+            # Nothing to turn or straighten; and the quality flags judge how a page was
+            # captured (blur, darkness, dpi), which a page issued electronically never was.
+            # The rendering serves the page's fingerprint for probable duplicates.
+            rotation, skew, flags = 0, 0.0, []
+        else:
+            cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
+            image, rotation, skew = cleaned.image, cleaned.rotation, cleaned.skew
+            flags = cleanup.assess(image, dpi)
+        fingerprint = duplicates.phash(image)
+    with _timed(timings, "compose"):
+        if keep:
+            kind = compose.original_page_pdf(source, ref.page_in_file, part)
+            kept[n] = ref.file
+        else:
+            kind = compose.page_pdf(image, dpi, part)
+    h, w = image.shape[:2]
+    return part, PageResult(
+        page_no=n, file=ref.file, page_in_file=ref.page_in_file,
+        source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
+        rotation=rotation, skew=skew, encoding=kind.value, flags=flags, phash=fingerprint)
+
+
+def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path, version: int
+                   ) -> tuple[RecordResult, str]:
+    rec, profile = task.record, settings.scanner_profile
     parts: list[Path] = []
     page_results: list[PageResult] = []
     timings: dict[str, float] = {}
     kept: dict[int, str] = {}  # born-digital pages archived as issued -> their file
     notes: list[str] = []  # warnings found while reading the pages
     for n, ref in enumerate(rec.pages, start=1):
-        source = batch_dir / ref.file
-        part = work / f"page-{n:04d}.pdf"
-        with _timed(timings, "cleanup"):
-            try:
-                keep = _kept_as_issued(settings, task, source, ref.page_in_file, notes)
-                if keep:
-                    dpi = profile.fallback_dpi
-                    image = pages.render_pdf_page(source, ref.page_in_file, dpi)
-                else:
-                    image, dpi = pages.load_page(source, ref.page_in_file, profile.fallback_dpi)
-            except pages.PageReadError as exc:
-                raise UnreadableImageError(rec.record_id, (
-                    f"{rec.row.where}: không đọc được trang {ref.page_in_file} "
-                    f"của tệp '{ref.file}' ({exc}). Quét lại trang rồi Clear để chạy lại.")) from exc
-            if keep:
-                # Nothing to turn or straighten; and the quality flags judge how a page was
-                # captured (blur, darkness, dpi), which a page issued electronically never was.
-                # The rendering serves the page's fingerprint for probable duplicates.
-                rotation, skew, flags = 0, 0.0, []
-            else:
-                cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
-                image, rotation, skew = cleaned.image, cleaned.rotation, cleaned.skew
-                flags = cleanup.assess(image, dpi)
-            fingerprint = duplicates.phash(image)
-        with _timed(timings, "compose"):
-            if keep:
-                kind = compose.original_page_pdf(source, ref.page_in_file, part)
-                kept[n] = ref.file
-            else:
-                kind = compose.page_pdf(image, dpi, part)
+        with _noted(f"trang {ref.page_in_file} của tệp '{ref.file}'"):
+            part, page = _clean_page(settings, task, work, n, ref, timings, notes, kept)
         parts.append(part)
-        h, w = image.shape[:2]
-        page_results.append(PageResult(
-            page_no=n, file=ref.file, page_in_file=ref.page_in_file,
-            source_sha256=task.sources[ref.file].sha256, width=w, height=h, dpi=dpi,
-            rotation=rotation, skew=skew, encoding=kind.value, flags=flags, phash=fingerprint))
+        page_results.append(page)
     text_pages = [p.page_no for p in page_results if Flag.blank not in p.flags]
     if not text_pages:
         raise BlankRecordError(rec.record_id, (
             f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): mọi trang đều trắng. Kiểm tra tệp "
             f"{', '.join(sorted(task.sources))} có đúng là bản quét của hồ sơ không, quét lại rồi "
             "Clear để chạy lại."))
-    year = rec.row.issued_on.year if rec.row.issued_on else None
-    target = archive.archive_path(settings.dir("archive"), task.agency_code, year, rec.record_id)
     with _timed(timings, "ocr"):
         image_pdf = compose.join_pdfs(parts, work / "pages.pdf")
         output = ocr.ocr_record(image_pdf, len(parts), work / "record.pdf", rec.row,
@@ -488,8 +523,40 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
         warnings = notes + crosscheck.check_first_page(rec.row, output.text.split("\f", 1)[0])
     known = [p.confidence for p in page_results if p.confidence is not None]
     with _timed(timings, "archive"):
+        target, digest, version = _place(settings, task, output.pdf, version, warnings)
+    return RecordResult(
+        record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
+        pdf_path=str(target), pdf_sha256=digest, version=version, page_count=len(page_results),
+        pages=page_results,
+        mean_confidence=round(sum(known) / len(known), 1) if known else None, warnings=warnings,
+        timings={stage: round(seconds, 3) for stage, seconds in timings.items()},
+    ), output.text
+
+
+# Versions tried past the first free-looking one before the record is held: each is a file left
+# by an interrupted run with other content, which is never replaced.
+_MAX_VERSION_TRIES = 20
+
+
+def _place(settings: Settings, task: RecordTask, pdf: Path, version: int, warnings: list[str]
+           ) -> tuple[Path, str, int]:
+    """Archive ``pdf`` as ``version`` of the record, or the next version whose name is free;
+    returns where, its SHA-256 and the version. A file found in the way, which only an
+    interrupted attempt at this very record can have left (the name holds the record's key), is
+    kept as it is and named in ``warnings``."""
+    rec = task.record
+    year = rec.row.issued_on.year if rec.row.issued_on else None
+    for candidate in range(version, version + _MAX_VERSION_TRIES):
+        target = archive.archive_path(settings.dir("archive"), task.agency_code, year,
+                                      rec.record_id, candidate)
         try:
-            digest = archive.archive_pdf(output.pdf, target)
+            return target, archive.place_new(pdf, target), candidate
+        except FileExistsError:
+            warnings.append(
+                f"Hồ sơ {rec.record_id}: tệp {target} do một lần chạy bị gián đoạn để lại (chưa "
+                "được ghi vào kho dữ liệu) được giữ nguyên, không ghi đè; bản lưu trữ hiện hành là "
+                f"phiên bản sau nó. Kiểm tra rồi có thể chuyển tệp đó ra khỏi kho lưu trữ "
+                "('digitize fixity' báo nó là tệp lạ).")
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -498,12 +565,11 @@ def _clean_and_ocr(settings: Settings, task: RecordTask, work: Path) -> tuple[Re
                 f"{target} ({exc.strerror}). Chưa lưu trữ, bản quét vẫn ở nguyên chỗ. Giải phóng "
                 f"dung lượng hoặc mở rộng ổ chứa {settings.dir('archive')} (free space on "
                 f"{target.parent}), rồi Clear để chạy lại.")) from exc
-    return RecordResult(
-        record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
-        pdf_path=str(target), pdf_sha256=digest, page_count=len(page_results), pages=page_results,
-        mean_confidence=round(sum(known) / len(known), 1) if known else None, warnings=warnings,
-        timings={stage: round(seconds, 3) for stage, seconds in timings.items()},
-    ), output.text
+    raise ArchiveConflictError(rec.record_id, (
+        f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): đã có {_MAX_VERSION_TRIES} tệp khác nằm "
+        f"ở chỗ các phiên bản {version}..{version + _MAX_VERSION_TRIES - 1} của hồ sơ trong kho lưu "
+        "trữ; không ghi đè tệp nào nên chưa lưu trữ. Báo quản trị hệ thống kiểm tra thư mục "
+        f"{target.parent} bằng 'digitize fixity', rồi Clear để chạy lại."))
 
 
 def _record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
@@ -529,8 +595,8 @@ def _gate_on_ocr_quality(settings: Settings, task: RecordTask, page_results: lis
     if not poor:
         return
     rec = task.record
-    archive.atomic_copy(pdf, archive.quarantine_folder(settings.dir("quarantine"), task.agency_code,
-                                                       task.batch_id) / f"{rec.record_id}.pdf")
+    archive.quarantine_pdf(settings.dir("quarantine"), task.agency_code, task.batch_id,
+                           rec.record_id, pdf)
     minimum = settings.scanner_profile.ocr.min_mean_confidence
     details = "; ".join(
         f"trang {p.page_no} ({p.file}): độ tin cậy {p.confidence or 0:.0f} < {minimum:.0f}, "
@@ -568,8 +634,8 @@ def _hold_probable_duplicate(settings: Settings, task: RecordTask, first_page_ha
     if found is None:
         return
     other = found.candidate
-    archive.atomic_copy(pdf, archive.quarantine_folder(settings.dir("quarantine"), task.agency_code,
-                                                       task.batch_id) / f"{rec.record_id}.pdf")
+    archive.quarantine_pdf(settings.dir("quarantine"), task.agency_code, task.batch_id,
+                           rec.record_id, pdf)
     raise ProbableDuplicateError(rec.record_id, (
         f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): có thể là bản quét lại của hồ sơ "
         f"{other.record_id} (cơ quan {other.agency_code}) đã lưu trữ tại {other.pdf_path} — văn "
@@ -581,12 +647,18 @@ def _hold_probable_duplicate(settings: Settings, task: RecordTask, first_page_ha
 def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
     warehouse.upsert(conn, warehouse.records, [_record_row(
         task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
-        pdf_sha256=result.pdf_sha256, page_count=result.page_count,
+        pdf_sha256=result.pdf_sha256, version=result.version, page_count=result.page_count,
         mean_confidence=result.mean_confidence, text=text,
         warnings="\n".join(result.warnings) or None,
     )], ("agency_code", "record_id"))
     record_pk = warehouse.pk_of(conn, warehouse.records, agency_code=task.agency_code,
                                 record_id=result.record_id)
+    warehouse.upsert(conn, warehouse.record_versions, [{
+        "record_pk": record_pk, "version": result.version, "batch_pk": task.batch_pk,
+        "pdf_path": result.pdf_path, "pdf_sha256": result.pdf_sha256,
+        "reason": "archived" if result.version == 1 else "rearchived",
+        "created_at": warehouse.now(),
+    }], ("record_pk", "version"), update=False)
     conn.execute(warehouse.pages.delete().where(warehouse.pages.c.record_pk == record_pk))
     warehouse.upsert(conn, warehouse.pages, [{
         "record_pk": record_pk, "page_no": p.page_no, "file_sha256": p.source_sha256,
@@ -610,11 +682,30 @@ def _load_quarantined(conn: Connection, task: RecordTask, error: RecordError) ->
 
 
 def _event(conn: Connection, task: RecordTask, stage: str, outcome: str, detail: str,
-           first_only: bool = False) -> None:
-    warehouse.upsert(conn, warehouse.events, [{
-        "batch_pk": task.batch_pk, "record_id": task.record.record_id, "stage": stage,
-        "outcome": outcome, "detail": detail, "at": warehouse.now(),
-    }], ("batch_pk", "record_id", "stage"), update=not first_only)
+           started: float | None = None) -> None:
+    """One more row of the record's history (never an update): this attempt of ``stage``."""
+    conn.execute(warehouse.events.insert().values(
+        batch_pk=task.batch_pk, record_id=task.record.record_id, stage=stage, outcome=outcome,
+        detail=detail, at=warehouse.now(),
+        duration_s=round(time.perf_counter() - started, 3) if started is not None else None))
+
+
+def _next_version(conn: Connection, task: RecordTask) -> int:
+    r, v = warehouse.records, warehouse.record_versions
+    latest = conn.execute(select(func.max(v.c.version)).join(r, r.c.id == v.c.record_pk).where(
+        r.c.agency_code == task.agency_code, r.c.record_id == task.record.record_id)).scalar()
+    return (latest or 0) + 1
+
+
+def _resolve_notes(settings: Settings, conn: Connection, task: RecordTask) -> None:
+    """An archived record's quarantine notes, from any batch it was held in, go to resolved/."""
+    e, b = warehouse.events, warehouse.batches
+    held_in = conn.execute(select(b.c.batch_id).join(e, e.c.batch_pk == b.c.id).where(
+        e.c.record_id == task.record.record_id, b.c.agency_code == task.agency_code,
+        e.c.stage == "quarantine").distinct()).scalars().all()
+    for batch_id in held_in:
+        archive.resolve_notes(settings.dir("quarantine"), settings.dir("resolved"),
+                              task.agency_code, batch_id, task.record.record_id)
 
 
 @contextlib.contextmanager
@@ -646,49 +737,76 @@ def process_record(settings: Settings, task: RecordTask) -> RecordResult:
 
 
 def _process_claimed(settings: Settings, task: RecordTask) -> RecordResult:
+    """The record guard: whatever goes wrong with this record holds it, never the batch."""
+    started = time.perf_counter()
+    try:
+        return _archive_record(settings, task, started)
+    except RecordError as error:
+        return quarantine(settings, task, error, started)
+    except (TransientError, OperationalError, InterfaceError):
+        raise  # the warehouse's outage, not the record's fault: retried (_warehouse_outage)
+    except Exception as exc:
+        log.exception("record %s: unexpected error", task.record.record_id)
+        return quarantine(settings, task, _unexpected(task, exc), started)
+
+
+def _unexpected(task: RecordTask, exc: Exception) -> UnexpectedRecordError:
+    rec = task.record
+    where = "".join(f" ở {note}" for note in getattr(exc, "__notes__", []))
+    text = " ".join(str(exc).split())[:500]  # one line of the note, however the library wrote it
+    return UnexpectedRecordError(rec.record_id, (
+        f"Hồ sơ {rec.record_id} ({rec.row.where_inline}): lỗi không lường trước{where} — "
+        f"{type(exc).__name__}: {text}. Hồ sơ chưa được lưu trữ; các hồ sơ khác của lô vẫn được "
+        "xử lý. Kiểm tra tệp quét (mở được không, khổ trang bình thường không), quét lại nếu cần "
+        "rồi Clear để chạy lại; nếu lỗi lặp lại, gửi nhật ký cho bộ phận kỹ thuật."))
+
+
+def _archive_record(settings: Settings, task: RecordTask, started: float) -> RecordResult:
     rec = task.record
     engine = warehouse.engine_for(settings.warehouse_url)
+    # An archived record stays archived: a row edited afterwards does not undo it. Its own
+    # problem, when it has one, explains a refusal better than the scans' history.
     try:
-        # An archived record stays archived: a row edited afterwards does not undo it. Its own
-        # problem, when it has one, explains a refusal better than the scans' history.
-        try:
-            with engine.connect() as conn:
-                done = _already_archived(conn, task)
-        except DuplicateSourceError:
-            _raise_first_problem(task)
-            raise
-        if not done:
-            _raise_first_problem(task)
-        if done:
-            with engine.begin() as conn:
-                _event(conn, task, "archive", "archived", f"{done.pdf_path} (already archived)",
-                       first_only=True)
-            log.info("record %s already archived at %s; nothing to do", rec.record_id, done.pdf_path)
-            return done
-        # One folder per record, not a random one: under the claim nobody else uses it, so what
-        # is there is a killed run's leftover, removed now rather than kept forever.
-        work = settings.dir("work") / task.agency_code / archive.safe_name(rec.record_id)
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        try:
-            result, text = _clean_and_ocr(settings, task, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        with engine.connect() as conn:
+            done = _already_archived(conn, task)
+    except DuplicateSourceError:
+        _raise_first_problem(task)
+        raise
+    if done:
         with engine.begin() as conn:
-            _load_archived(conn, task, result, text)
-            _event(conn, task, "archive", "archived", f"{result.pdf_path} sha256={result.pdf_sha256}")
-            if result.warnings:
-                _event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
-        for warning in result.warnings:
-            log.warning("record %s: %s", rec.record_id, warning)
-        log.info("record %s archived: %d pages, mean confidence %s -> %s", rec.record_id,
-                 result.page_count, result.mean_confidence, result.pdf_path)
-        return result
-    except RecordError as error:
-        return quarantine(settings, task, error)
+            _event(conn, task, "archive", "already_archived", f"{done.pdf_path}", started)
+            _resolve_notes(settings, conn, task)
+        log.info("record %s already archived at %s; nothing to do", rec.record_id, done.pdf_path)
+        return done
+    _raise_first_problem(task)
+    with engine.connect() as conn:
+        version = _next_version(conn, task)
+    # One folder per record, not a random one: under the claim nobody else uses it, so what
+    # is there is a killed run's leftover, removed now rather than kept forever.
+    work = archive.work_folder(settings.dir("work"), task.agency_code, rec.record_id)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        result, text = _clean_and_ocr(settings, task, work, version)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    # the PDF and its folder are synced (archive.place_new) before the warehouse says archived
+    with engine.begin() as conn:
+        _load_archived(conn, task, result, text)
+        _event(conn, task, "archive", "archived",
+               f"{result.pdf_path} sha256={result.pdf_sha256} v{result.version}", started)
+        if result.warnings:
+            _event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
+        _resolve_notes(settings, conn, task)
+    for warning in result.warnings:
+        log.warning("record %s: %s", rec.record_id, warning)
+    log.info("record %s archived: %d pages, mean confidence %s -> %s", rec.record_id,
+             result.page_count, result.mean_confidence, result.pdf_path)
+    return result
 
 
-def quarantine(settings: Settings, task: RecordTask, error: RecordError) -> RecordResult:
+def quarantine(settings: Settings, task: RecordTask, error: RecordError,
+               started: float | None = None) -> RecordResult:
     rec = task.record
     messages = error.message.splitlines()
     row = rec.row.model_dump(mode="json")
@@ -698,7 +816,7 @@ def quarantine(settings: Settings, task: RecordTask, error: RecordError) -> Reco
         messages, Path(task.batch_dir), sorted({p.file for p in rec.pages}), row)
     with warehouse.engine_for(settings.warehouse_url).begin() as conn:
         _load_quarantined(conn, task, error)
-        _event(conn, task, "quarantine", error.reason, error.message)
+        _event(conn, task, "quarantine", error.reason, error.message, started)
     log.warning("record %s quarantined (%s): %s", rec.record_id, error.reason, " | ".join(messages))
     return RecordResult(record_id=rec.record_id, line=rec.row.line,
                         status=RecordStatus.quarantined, page_count=len(rec.pages),
@@ -712,14 +830,15 @@ def batch_outcome(conn: Connection, batch_pk: int, record_ids: list[str]) -> dic
     returns nothing, and a record cleared and re-run later must count as archived.
     """
     e = warehouse.events
-    latest: dict[str, tuple[object, str, str]] = {}
-    for rid, stage, outcome, at in conn.execute(
-        select(e.c.record_id, e.c.stage, e.c.outcome, e.c.at)
+    latest: dict[str, tuple[str, str]] = {}
+    # in the order written: the last attempt of a record says where it stands
+    for rid, stage, outcome in conn.execute(
+        select(e.c.record_id, e.c.stage, e.c.outcome)
         .where(e.c.batch_pk == batch_pk, e.c.stage.in_(("archive", "quarantine")))
+        .order_by(e.c.id)
     ):
-        if rid not in latest or at >= latest[rid][0]:
-            latest[rid] = (at, stage, outcome)
-    return {rid: ("archived" if latest[rid][1] == "archive" else latest[rid][2])
+        latest[rid] = (stage, outcome)
+    return {rid: ("archived" if latest[rid][0] == "archive" else latest[rid][1])
             if rid in latest else "pending" for rid in record_ids}
 
 
@@ -738,8 +857,13 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
     mine = [outcomes[rid] for rid in (part_ids or record_ids)]
     archived = sum(o == "archived" for o in mine)
     complete = all(o == "archived" for o in outcomes.values())
-    moved = (archive.finish_batch(batch_dir, settings.dir("inbox"), settings.dir("done"))
-             if complete else None)
+    moved = None
+    if complete:
+        moved = archive.finish_batch(batch_dir, settings.dir("inbox"), settings.dir("done"),
+                                     agency_code, batch_id, batch_pk)
+        # what is left of the batch's quarantine folder (scan copies) goes with its notes
+        archive.resolve_notes(settings.dir("quarantine"), settings.dir("resolved"), agency_code,
+                              batch_id)
     held = sum(o not in ("archived", "pending") for o in outcomes.values())
     b = warehouse.batches
     with engine.begin() as conn:

@@ -86,9 +86,16 @@ batches = Table(
     "batches", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("agency_code", String(32), ForeignKey("agencies.code"), nullable=False),
+    # unique per agency: the folder name, or for a folder name used again ``<name>~<n>``
     Column("batch_id", String(128), nullable=False),
+    # the batch folder's name as dropped; NULL (rows loaded in bulk) reads as batch_id
+    Column("folder_name", String(128),
+           default=lambda ctx: ctx.get_current_parameters().get("batch_id")),
     Column("source_dir", Text, nullable=False),
     Column("manifest_sha256", String(64), nullable=False),
+    # SHA-256 over the manifest's and every scan's name and hash: tells a folder re-run from a
+    # new batch put in the same folder (pipeline.batches)
+    Column("content_sha256", String(64)),
     Column("status", String(16), nullable=False),
     Column("record_count", Integer, nullable=False, default=0),
     Column("archived_count", Integer, nullable=False, default=0),
@@ -113,8 +120,10 @@ records = Table(
     Column("still_valid", Boolean),
     Column("status", String(16), nullable=False),
     Column("reason", String(64)),
+    # the current version (record_versions); every earlier one stays beside it on disk
     Column("pdf_path", Text),
     Column("pdf_sha256", String(64)),
+    Column("version", Integer),
     Column("page_count", Integer, nullable=False, default=0),
     Column("mean_confidence", Float),
     Column("text", Text),
@@ -128,6 +137,21 @@ records = Table(
 # (an index-only scan on PostgreSQL), which holds the OCR text.
 Index("ix_records_progress", records.c.status, records.c.updated_at, records.c.agency_code,
       records.c.issued_on, records.c.page_count)
+
+# Every archived PDF of a record, oldest first: a re-scan or, later, a signature adds a version
+# beside the earlier ones, which are never overwritten (pipeline.archive.place_new).
+record_versions = Table(
+    "record_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_pk", Integer, ForeignKey("records.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("pdf_path", Text, nullable=False),
+    Column("pdf_sha256", String(64), nullable=False),
+    Column("reason", String(32), nullable=False),  # archived | rescan | migrated
+    Column("created_at", DateTime, nullable=False, default=now),
+    UniqueConstraint("record_pk", "version", name="uq_record_versions_key"),
+)
 
 files = Table(
     "files", metadata,
@@ -183,6 +207,8 @@ validation_runs = Table(
     UniqueConstraint("batch_pk", name="uq_validation_runs_batch"),
 )
 
+# Append-only: one row per attempt of a stage, never updated; a record's story is its rows in
+# order (``digitize history``), its current state the ``records`` row written beside them.
 events = Table(
     "events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -192,8 +218,9 @@ events = Table(
     Column("outcome", String(32), nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Column("at", DateTime, nullable=False, default=now),
-    UniqueConstraint("batch_pk", "record_id", "stage", name="uq_events_key"),
+    Column("duration_s", Float),
 )
+Index("ix_events_record", events.c.record_id, events.c.batch_pk)
 
 # Who is working on a record right now (pipeline.claims), on SQLite: its primary key is the lock.
 # PostgreSQL uses advisory locks instead, which die with the holder's connection.

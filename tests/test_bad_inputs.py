@@ -33,7 +33,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image
 from sqlalchemy import select
 
-from pipeline import ingest, pages, samples, warehouse
+from pipeline import archive, ingest, pages, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.quality import cer
@@ -495,7 +495,8 @@ def test_corpus_through_digitize_run(tmp_path: Path) -> None:
         else:
             assert (out["status"], out["reason"]) == ("quarantined", case.outcome), (case, out)
             assert any(case.names in m for m in out["errors"]), (case, out["errors"])
-            note = data / "quarantine" / AGENCY / "B-CORPUS" / f"{case.record_id}.txt"
+            note = (data / "quarantine" / AGENCY / "B-CORPUS"
+                    / f"{archive.record_name(AGENCY, case.record_id)}.txt")
             assert case.outcome in note.read_text(encoding="utf-8")
     url = f"sqlite:///{(data / 'warehouse.sqlite').resolve()}"
     _check_warehouse(url, cases)

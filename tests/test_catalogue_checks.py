@@ -14,7 +14,7 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import crosscheck, duplicates, runner, samples, warehouse
+from pipeline import archive, crosscheck, duplicates, runner, samples, warehouse
 from pipeline.config import Settings
 from pipeline.errors import BatchError
 from pipeline.models import ManifestRow, RecordStatus
@@ -75,8 +75,8 @@ def test_catalogue_rules_quarantine_with_reasons_and_the_rest_is_archived(
     assert (by_id[expired].status, by_id[expired].reason) == (RecordStatus.quarantined,
                                                               "result_expired")
     # the quarantine note links the batch's Data Docs, which exist
-    note = json.loads((settings.dir("quarantine") / AGENCY / "B-CAT" / f"{unknown}.json")
-                      .read_text(encoding="utf-8"))
+    held = settings.dir("quarantine") / AGENCY / "B-CAT"
+    note = json.loads((held / f"{archive.record_name(AGENCY, unknown)}.json").read_text(encoding="utf-8"))
     link = note["messages"][-1]
     assert link.startswith("Chi tiết kết quả kiểm tra dữ liệu của lô: file://")
     page = Path(urlparse(link.split(": ", 1)[1]).path)
@@ -127,7 +127,8 @@ def test_a_paper_scanned_again_is_held_as_a_probable_duplicate(
     assert rescan.errors[0].startswith("Hồ sơ HS-AR (dòng 2 của manifest.csv): có thể là bản quét "
                                        "lại của hồ sơ "
                                        f"HS-A (cơ quan {AGENCY}) đã lưu trữ tại {first.records[0].pdf_path}")
-    assert (settings.dir("quarantine") / AGENCY / "B-SECOND" / "HS-AR.pdf").is_file()
+    assert (settings.dir("quarantine") / AGENCY / "B-SECOND"
+            / f"{archive.record_name(AGENCY, 'HS-AR')}.pdf").is_file()
     # the archivist confirms it is another paper: named in the manifest, it is archived
     edit_manifest(second, {0: {"not_duplicate_of": "HS-A"}})
     again = runner.run_batch(settings, second)

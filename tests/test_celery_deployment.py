@@ -38,7 +38,7 @@ from conftest import import_reference, skip_or_fail
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline import inbox, samples, warehouse
+from pipeline import archive, inbox, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, load_settings
 
@@ -398,7 +398,8 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
                 row = records[record.record_id]
                 assert row.status == "archived", (record.record_id, row.status)
                 year = str(record.issued_on.year)
-                pdf = settings.dir("archive") / AGENCY / year / f"{record.record_id}.pdf"
+                pdf = archive.archive_path(settings.dir("archive"), AGENCY, int(year),
+                                           record.record_id)
                 assert pdf.is_file() and Path(row.pdf_path).resolve() == pdf.resolve()
             assert not batch.batch_dir.exists()
             assert (settings.dir("done") / AGENCY / batch_id / "manifest.csv").is_file()

@@ -31,6 +31,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from pipeline import archive, samples, warehouse
+from pipeline.errors import BatchError
 
 AGENCY = "000.00.12.H12"
 KILLS = {"sqlite": 20, "postgresql": 10}
@@ -39,28 +40,43 @@ KILLS = {"sqlite": 20, "postgresql": 10}
 SOURCE_DATE_EPOCH = "1700000000"
 BATCH = Path("inbox") / AGENCY / "B-KILL"
 DONE = Path("done") / AGENCY / "B-KILL"
-# `digitize run` whose batch move is wrapped: SIGKILL (its whole session, as the test's own kills)
-# right before archive.finish_batch, or right after it returns, before the warehouse is updated.
-KILLED_AT_MOVE = """
+# `digitize run` killed (SIGKILL of its whole session, as the test's own kills) at a moment a random
+# kill hardly ever hits: right before archive.finish_batch or right after it returns, before the
+# warehouse is updated ("move-before", "move-after"); between the link of the first archived PDF
+# to its name and the sync of its folder ("archive-linked"); after that sync, before the
+# warehouse commits "archived" ("archive-synced").
+KILLED_AT = """
 import os, signal, sys
 from pipeline import archive, cli
-moment, finish_batch = os.environ["KILL_AT_MOVE"], archive.finish_batch
-def killed(*args):
-    if moment == "before":
-        os.killpg(0, signal.SIGKILL)
-    finish_batch(*args)
+moment = os.environ["KILL_AT"]
+finish_batch, fsync_dir, place_new = archive.finish_batch, archive.fsync_dir, archive.place_new
+def kill():
     os.killpg(0, signal.SIGKILL)
-archive.finish_batch = killed
+def finish(*args):
+    if moment == "move-before":
+        kill()
+    finish_batch(*args)
+    kill()
+def synced(folder):
+    if moment == "archive-linked" and "archive" in folder.parts:
+        kill()
+    fsync_dir(folder)
+def placed(*args):
+    digest = place_new(*args)
+    if moment == "archive-synced":
+        kill()
+    return digest
+archive.finish_batch, archive.fsync_dir, archive.place_new = finish, synced, placed
 sys.exit(cli.main())
 """
 
 
-def start(data: Path, url: str, kill_at_move: str = "") -> subprocess.Popen[bytes]:
+def start(data: Path, url: str, kill_at: str = "") -> subprocess.Popen[bytes]:
     """``digitize run`` of the data folder's inbox batch in the background; its log goes beside
     the data folder (not into it)."""
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data), "DIGITIZE_DB_URL": url,
-           "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "KILL_AT_MOVE": kill_at_move}
-    program = ["-c", KILLED_AT_MOVE] if kill_at_move else ["-m", "pipeline.cli"]
+           "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "KILL_AT": kill_at}
+    program = ["-c", KILLED_AT] if kill_at else ["-m", "pipeline.cli"]
     # a session of its own: the kill takes OCRmyPDF's child and Tesseract with it
     with data.with_suffix(".log").open("ab") as log:
         return subprocess.Popen([sys.executable, *program, "run", str(data / BATCH),
@@ -82,10 +98,11 @@ def sha256(path: Path) -> str:
 
 def outcome(data: Path, url: str) -> dict[str, object]:
     """What a run leaves behind, minus what legitimately differs between two data folders
-    (surrogate keys, timestamps, the data folder's own path)."""
+    (surrogate keys, timestamps, the data folder's own path) and the history of attempts (events
+    are append-only: a killed run's attempts stay in it): the current state."""
     root = str(data.resolve())
     r, p, f, b = warehouse.records, warehouse.pages, warehouse.files, warehouse.batches
-    e, v = warehouse.events, warehouse.validation_results
+    rv, v = warehouse.record_versions, warehouse.validation_results
     with warehouse.engine_for(url).connect() as conn:
         records = [
             {**row._asdict(), "pdf_path": (row.pdf_path or "").replace(root, "DATA")}
@@ -100,9 +117,10 @@ def outcome(data: Path, url: str) -> dict[str, object]:
         batches = [{**row._asdict(), "source_dir": row.source_dir.replace(root, "DATA")}
                    for row in conn.execute(select(*(c for c in b.c if c.name not in (
                        "id", "registered_at", "finished_at"))))]
-        events = [(rid, stage, result, detail.replace(root, "DATA")) for rid, stage, result, detail
-                  in conn.execute(select(e.c.record_id, e.c.stage, e.c.outcome, e.c.detail)
-                                  .order_by(e.c.record_id, e.c.stage))]
+        versions = [(rid, version, path.replace(root, "DATA"), sha) for rid, version, path, sha
+                    in conn.execute(select(r.c.record_id, rv.c.version, rv.c.pdf_path,
+                                           rv.c.pdf_sha256).join(r, r.c.id == rv.c.record_pk)
+                                    .order_by(r.c.record_id, rv.c.version))]
         problems = conn.execute(select(v.c.record_id, v.c.rule, v.c.field, v.c.message)
                                 .order_by(v.c.record_id, v.c.rule)).all()
         claims = conn.execute(select(warehouse.record_claims)).all()
@@ -112,9 +130,10 @@ def outcome(data: Path, url: str) -> dict[str, object]:
     held = sorted(str(path.relative_to(data)) for path in data.glob("quarantine/**/*"))
     # the batch itself, wherever it is: an uninterrupted run leaves it whole in done/
     scans = {str(path.relative_to(data)): sha256(path) for folder in ("inbox", "done")
-             for path in sorted(data.glob(f"{folder}/**/*")) if path.is_file()}
+             for path in sorted(data.glob(f"{folder}/**/*"))
+             if path.is_file() and path.name != archive.BATCH_MARK}
     return {"records": records, "pages": pages, "files": files, "batches": batches,
-            "events": events, "validation": problems, "claims": claims, "archive": archived,
+            "versions": versions, "validation": problems, "claims": claims, "archive": archived,
             "quarantine": held, "scans": scans}
 
 
@@ -199,12 +218,20 @@ def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(
     assert outcome(data, url) == expected
     assert leftovers(data) == []
 
-    # A fresh folder, as a random kill may have caught the move itself: killed right before
-    # the move, then right after it (the warehouse still says "running"), then rerun.
-    data, url = fresh("killed-at-move")
-    assert start(data, url, kill_at_move="before").wait(timeout=900) == -signal.SIGKILL
+    # A fresh folder, as a random kill hardly ever catches these moments: killed between the
+    # link of an archived PDF and the sync of its folder, after the sync before the warehouse's
+    # commit, right before the move, then right after it (the warehouse still says "running").
+    data, url = fresh("killed-at-moments")
+    for moment in ("archive-linked", "archive-synced"):
+        assert start(data, url, kill_at=moment).wait(timeout=900) == -signal.SIGKILL
+        r = warehouse.records
+        with warehouse.engine_for(url).connect() as conn:
+            assert conn.execute(select(r.c.id).where(r.c.status == "archived")).first() is None
+        warehouse.dispose(url)
+    assert list(data.glob("archive/**/*.pdf")), "the kills came after a PDF was placed"
+    assert start(data, url, kill_at="move-before").wait(timeout=900) == -signal.SIGKILL
     assert (data / BATCH / "manifest.csv").is_file() and not (data / DONE).exists()
-    assert start(data, url, kill_at_move="after").wait(timeout=900) == -signal.SIGKILL
+    assert start(data, url, kill_at="move-after").wait(timeout=900) == -signal.SIGKILL
     assert not (data / BATCH).exists() and (data / DONE / "manifest.csv").is_file()
     b = warehouse.batches
     with warehouse.engine_for(url).connect() as conn:
@@ -214,8 +241,8 @@ def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(
     assert outcome(data, url) == expected
     assert leftovers(data) == []
     assert {p.name: sha256(p) for p in batch.batch_dir.iterdir()} == scans
-    print(f"{kills} random SIGKILLs + 2 at the batch move survived, {completions} interim "
-          f"completions checked, uninterrupted run {duration:.1f} s")
+    print(f"{kills} random SIGKILLs + 2 around the archived PDF + 2 at the batch move survived, "
+          f"{completions} interim completions checked, uninterrupted run {duration:.1f} s")
 
 
 def _inbox_batch(data: Path) -> Path:
@@ -226,60 +253,52 @@ def _inbox_batch(data: Path) -> Path:
     return folder
 
 
+def _finish(folder: Path, data: Path, batch_pk: int = 7) -> Path | None:
+    return archive.finish_batch(folder, data / "inbox", data / "done", AGENCY, "B-KILL", batch_pk)
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != archive.BATCH_MARK)
+
+
 def test_the_batch_moves_to_done_in_one_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _inbox_batch(tmp_path)
     moves: list[tuple[str, str]] = []
     rename = os.rename
     monkeypatch.setattr(os, "rename", lambda a, b: (moves.append((a, b)), rename(a, b))[1])
-    moved = archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
+    moved = _finish(folder, tmp_path)
     assert moved == tmp_path / DONE and moves == [(folder, tmp_path / DONE)]
-    assert sorted(p.name for p in moved.iterdir()) == ["a.tif", "b.tif", "manifest.csv"]
+    assert _visible(moved) == ["a.tif", "b.tif", "manifest.csv"]
     assert not folder.exists()
     # a rerun after a kill that came right after the move finds the batch where it is now
-    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == moved
-    assert archive.finish_batch(moved, tmp_path / "inbox", tmp_path / "done") == moved
+    assert archive.moved_batch(tmp_path / "done", AGENCY, "B-KILL", 7) == moved
+    assert _finish(folder, tmp_path) == moved
+    assert _finish(moved, tmp_path) == moved
 
 
-def test_a_merge_into_an_existing_done_folder_cut_short_is_completed_by_the_rerun(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_existing_done_folder_of_the_same_name_is_never_entered(tmp_path: Path) -> None:
+    """Before versioned batches, a batch was merged into a done/ folder of its name, replacing
+    the earlier batch's scans and manifest of the same names."""
     folder = _inbox_batch(tmp_path)
     (tmp_path / DONE).mkdir(parents=True)
-    (tmp_path / DONE / "old-note.txt").write_bytes(b"left by hand")
-    replace, calls = os.replace, []
-
-    def killed_after_one(a: Path, b: Path) -> None:
-        if calls:
-            raise KeyboardInterrupt  # stands in for the kill: nothing after it runs
-        calls.append(a)
-        replace(a, b)
-
-    monkeypatch.setattr(os, "replace", killed_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
-    monkeypatch.setattr(os, "replace", replace)
-    # half merged, and marked so: the rerun completes the merge and reads the batch there
-    assert (folder / "manifest.csv").is_file() and (tmp_path / DONE / "a.tif").is_file()
-    assert (tmp_path / DONE / archive.MERGING).is_file()
-    resumed = archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done")
-    assert resumed == tmp_path / DONE and not folder.exists()
-    assert sorted(p.name for p in resumed.iterdir()) == ["a.tif", "b.tif", "manifest.csv",
-                                                         "old-note.txt"]
-
-
-def test_a_stack_without_manifest_is_found_after_its_move_and_an_old_done_folder_is_left_alone(
-        tmp_path: Path) -> None:
-    folder = _inbox_batch(tmp_path)
-    (folder / "manifest.csv").unlink()  # a scanned stack with cover sheets has none
-    (tmp_path / DONE).mkdir(parents=True)
-    (tmp_path / DONE / "old.tif").write_bytes(b"an earlier batch of the same name")
-    # before the batch is finished, an earlier done/ folder is no reason to move anything
-    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == folder
-    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif"]
-    moved = archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
-    assert moved == tmp_path / DONE and not folder.exists()
-    assert sorted(p.name for p in moved.iterdir()) == ["a.tif", "b.tif", "old.tif"]
-    assert archive.batch_location(folder, tmp_path / "inbox", tmp_path / "done") == moved
-    assert archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done") == moved
+    for name in ("a.tif", "manifest.csv"):
+        (tmp_path / DONE / name).write_bytes(b"an earlier batch of the same name")
+    moved = _finish(folder, tmp_path)
+    assert moved == tmp_path / DONE.parent / "B-KILL~7" and not folder.exists()
+    assert _visible(moved) == ["a.tif", "b.tif", "manifest.csv"]
+    assert (tmp_path / DONE / "a.tif").read_bytes() == b"an earlier batch of the same name"
+    assert sorted(p.name for p in (tmp_path / DONE).iterdir()) == ["a.tif", "manifest.csv"]
+    assert archive.moved_batch(tmp_path / "done", AGENCY, "B-KILL", 7) == moved
+    assert _finish(folder, tmp_path) == moved
+    # both names taken by others: refused, the batch stays in the inbox whole
+    other = _inbox_batch(tmp_path / "second")
+    (tmp_path / "second" / DONE).mkdir(parents=True)
+    (tmp_path / "second" / DONE / "x.tif").write_bytes(b"x")
+    (tmp_path / "second" / DONE.parent / "B-KILL~7").mkdir()
+    (tmp_path / "second" / DONE.parent / "B-KILL~7" / "y.tif").write_bytes(b"y")
+    with pytest.raises(BatchError, match="không chuyển được lô sang done/"):
+        _finish(other, tmp_path / "second")
+    assert _visible(other) == ["a.tif", "b.tif", "manifest.csv"]
 
 
 def test_a_move_across_file_systems_is_refused_not_half_done(
@@ -291,5 +310,5 @@ def test_a_move_across_file_systems_is_refused_not_half_done(
 
     monkeypatch.setattr(os, "rename", cross_device)
     with pytest.raises(OSError, match="cross-device"):
-        archive.finish_batch(folder, tmp_path / "inbox", tmp_path / "done")
-    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "b.tif", "manifest.csv"]
+        _finish(folder, tmp_path)
+    assert _visible(folder) == ["a.tif", "b.tif", "manifest.csv"]

@@ -17,7 +17,7 @@ import pytest
 from pikepdf import Pdf
 from sqlalchemy import select
 
-from pipeline import samples, warehouse
+from pipeline import archive, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings
 
@@ -130,7 +130,7 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings,
     assert stored == {rec.record_id: rec.holder_id or None for rec in batch.records}
     for record in batch.records:
         year = record.issued_on.year
-        pdf = settings.dir("archive") / "000.00.12.H12" / str(year) / f"{record.record_id}.pdf"
+        pdf = archive.archive_path(settings.dir("archive"), "000.00.12.H12", year, record.record_id)
         with Pdf.open(pdf) as doc:
             assert len(doc.pages) == len(record.pages)
 

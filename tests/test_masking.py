@@ -16,7 +16,7 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import samples, validate, warehouse
+from pipeline import archive, samples, validate, warehouse
 from pipeline.config import Settings
 from pipeline.models import ManifestRow
 from pipeline.privacy import mask_personal_id, mask_shape
@@ -68,7 +68,8 @@ def test_no_holder_id_leaves_the_warehouse(reference_settings: Settings, tmp_pat
 
     secrets = [INVALID_ID, printed]
     quarantine = settings.dir("quarantine") / AGENCY / "B-MASK"
-    note = json.loads((quarantine / f"{batch.records[1].record_id}.json").read_text(encoding="utf-8"))
+    name = archive.record_name(AGENCY, batch.records[1].record_id)
+    note = json.loads((quarantine / f"{name}.json").read_text(encoding="utf-8"))
     assert note["manifest_row"]["holder_id"] == mask_personal_id(INVALID_ID)
     assert list(settings.dir("reports").rglob("*.html")), "the Data Docs are part of the check"
     for where, seen in (("stdout", run.stdout), ("stderr", run.stderr),

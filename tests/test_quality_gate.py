@@ -15,7 +15,7 @@ import yaml
 from conftest import import_reference
 from PIL import Image
 
-from pipeline import cleanup, runner, samples
+from pipeline import archive, cleanup, runner, samples
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.models import RecordStatus
 
@@ -95,8 +95,9 @@ def test_poorly_read_record_is_held_for_the_archivist(tmp_path: Path,
                               "trữ — trang 1")
     assert "< 100" in message and "trang 2" not in message
     held = settings.dir("quarantine") / AGENCY / "B-GATE"
-    assert (held / "HS-0001.pdf").is_file()
-    assert json.loads((held / "HS-0001.json").read_text())["reason"] == "ocr_low_confidence"
+    name = archive.record_name(AGENCY, "HS-0001")
+    assert (held / f"{name}.pdf").is_file()
+    assert json.loads((held / f"{name}.json").read_text())["reason"] == "ocr_low_confidence"
     assert not list(settings.dir("archive").rglob("*.pdf"))
 
 

@@ -19,7 +19,7 @@ from conftest import qr_page
 from PIL import Image, TiffImagePlugin
 from sqlalchemy import select
 
-from pipeline import coversheets, ingest, pages, runner, samples, sheetcode, warehouse
+from pipeline import archive, coversheets, ingest, pages, runner, samples, sheetcode, warehouse
 from pipeline.config import Settings
 from pipeline.models import ManifestRow, RecordStatus
 
@@ -229,11 +229,13 @@ def test_what_a_stack_cannot_tie_to_a_record_is_held_and_the_rest_archived(
     }, [r.errors for r in summary.records]
     assert summary.moved_to is None  # left in the inbox for review
     held = settings.dir("quarantine") / AGENCY / "XAP-LOI"
-    note = json.loads((held / "chua-ro-xap-01-1.json").read_text(encoding="utf-8"))
+    note = json.loads((held / f"{archive.record_name(AGENCY, 'chua-ro-xap-01-1')}.json")
+                      .read_text(encoding="utf-8"))
     assert note["messages"][0].startswith(f"Xấp quét có {e_pages} trang" if e_pages > 1 else
                                           "Xấp quét có 1 trang (trang 1 của tệp xap_01.tif) nằm trước")
     bad_sheet = e_pages + 2 + len(list(_record_pages(source, a)))
-    note = json.loads((held / f"chua-ro-xap-01-{bad_sheet}.json").read_text(encoding="utf-8"))
+    note = json.loads((held / f"{archive.record_name(AGENCY, f'chua-ro-xap-01-{bad_sheet}')}.json")
+                      .read_text(encoding="utf-8"))
     assert note["messages"][0].startswith(
         f"Không đọc được mã QR của tờ bìa ở trang {bad_sheet} của tệp xap_01.tif (mã QR bị hỏng "
         "hoặc bị che, không giải mã được)")
