@@ -1,6 +1,7 @@
-"""Monthly fixity audit: every archived PDF/A and every registered source scan is hashed again and
-compared with the SHA-256 in the warehouse; files missing, changed or unknown to the warehouse
-are reported in ``DATA/reports/fixity-<date>.{json,csv}``.
+"""Monthly fixity audit: every archived version of a PDF/A and every source scan an archived record
+was made from is hashed again and compared with the SHA-256 in the warehouse; files missing,
+changed or unknown to the warehouse, and files (or batch folders) claimed by several records (or
+batches), are reported in ``DATA/reports/fixity-<date>.{json,csv}``.
 
 Wiring only: the audit is ``pipeline.fixity``, imported inside the task so that parsing this file
 stays cheap. The task log starts with a Vietnamese summary; when the audit finds a problem the

@@ -203,8 +203,7 @@ def _print_fixity(report: FixityReport, paths: dict[str, str]) -> None:
         for column in ("Vấn đề", "Loại", "Đường dẫn", "Hồ sơ / lô"):
             table.add_column(column, overflow="fold")
         for e in report.entries:
-            table.add_row(PROBLEM_NAMES[e.problem], KIND_NAMES[e.kind], e.path,
-                          e.record_id or (f"{e.agency_code}/{e.batch_id}" if e.batch_id else e.agency_code))
+            table.add_row(PROBLEM_NAMES[e.problem], KIND_NAMES[e.kind], e.path, e.owner)
         console.print(table)
     console.print(verdict, markup=False, highlight=False)
     console.print(f"Báo cáo: {paths['json']} và {paths['csv']}", markup=False, highlight=False)
