@@ -398,5 +398,6 @@ def write_report(settings: Settings, report: FixityReport, out: Path | None = No
             started_at=report.started_at, finished_at=report.finished_at or warehouse.now(),
             archived_checked=report.archived_checked, sources_checked=report.sources_checked,
             missing=len(report.missing), changed=len(report.changed),
-            unexpected=len(report.unexpected), report_path=str(json_path)))
+            unexpected=len(report.unexpected), shared=len(report.shared),
+            report_path=str(json_path)))
     return {"json": str(json_path), "csv": str(csv_path)}

@@ -243,6 +243,7 @@ fixity_audits = Table(
     Column("missing", Integer, nullable=False),
     Column("changed", Integer, nullable=False),
     Column("unexpected", Integer, nullable=False),
+    Column("shared", Integer),  # files or batch folders two warehouse rows point at (0008)
     Column("report_path", Text, nullable=False),
 )
 

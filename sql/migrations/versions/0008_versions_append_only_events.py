@@ -82,6 +82,8 @@ def upgrade() -> None:
     op.execute("UPDATE batches SET folder_name = batch_id")
     with op.batch_alter_table("records") as batch:
         batch.add_column(sa.Column("version", sa.Integer(), nullable=True))
+    with op.batch_alter_table("fixity_audits") as batch:
+        batch.add_column(sa.Column("shared", sa.Integer(), nullable=True))
     op.create_table(
         "record_versions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -106,6 +108,8 @@ def downgrade() -> None:
     conn = op.get_bind()
     warehouse.drop_views(conn)
     op.drop_table("record_versions")
+    with op.batch_alter_table("fixity_audits") as batch:
+        batch.drop_column("shared")
     with op.batch_alter_table("records") as batch:
         batch.drop_column("version")
     with op.batch_alter_table("batches") as batch:
