@@ -48,12 +48,28 @@ RECORDS_PER_RUN = 500  # pipeline.inbox.RECORDS_PER_RUN, not imported: parsing s
 def digitize_batch() -> None:
     @task(multiple_outputs=True, show_return_value_in_logs=False)
     def register(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        import logging
         from pathlib import Path
 
         from pipeline import inbox, runner
+        from pipeline.errors import BatchError, ConfigError, WarehouseUnreachableError
 
         assert params is not None
-        plan, batch_pk, docs = runner.register_batch(task_settings(), Path(params["batch_dir"]))
+        try:
+            plan, batch_pk, docs = runner.register_batch(task_settings(), Path(params["batch_dir"]))
+        except WarehouseUnreachableError:
+            raise  # a ConfigError, but the server may be back at the next try: an outage
+        except (BatchError, ConfigError) as exc:
+            # the folder or the settings need a person: retries would only delay the message
+            explanation = "\n".join([
+                f"Lô {params['batch_dir']} chưa đăng ký được (the batch cannot be registered):",
+                str(exc),
+                "Sửa lỗi trên (thường là manifest.csv của lô), rồi bấm Clear ô register này "
+                "(kèm các ô phía sau) để chạy lại lô. (Fix it, usually in the batch's "
+                "manifest.csv, then Clear this register task with its downstream tasks.)",
+            ])
+            logging.getLogger("digitize").error("%s", explanation)
+            raise AirflowFailException(explanation) from exc
         tasks = inbox.part_of(runner.record_tasks(plan, batch_pk, docs), params["part"],
                               params["records_per_run"])
         return {
@@ -99,8 +115,10 @@ def digitize_batch() -> None:
             raise AirflowFailException(explanation)
         return result.model_dump(mode="json", exclude={"pages"})
 
-    # retried like the others when the warehouse is away; a batch left for review fails at once
-    @task(trigger_rule="all_done", multiple_outputs=False)
+    # retried like the others when the warehouse is away; a batch left for review fails at once.
+    # Not after a failed register (nothing to finalize, its arguments do not exist): it needs one
+    # upstream success, which register is whenever it ran.
+    @task(trigger_rule="all_done_min_one_success", multiple_outputs=False)
     def finalize(batch: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
         from pathlib import Path
 

@@ -1,6 +1,8 @@
 """Watch the inboxes: start one run of ``digitize_batch`` per ready batch (one per part of a big
 batch). A batch is never started twice: the run names come from the batch alone, and a run that
 already exists is skipped, whether the watcher overlapped itself or the scheduler restarted.
+A batch whose manifest.csv cannot be read still gets its one run, whose ``register`` task fails
+with the reason for the archivist; the batches beside it start all the same.
 
 Wiring only: readiness and run names are ``pipeline.inbox``'s.
 """
@@ -30,13 +32,8 @@ def digitize_watch() -> None:
     def find_ready_batches() -> list[dict[str, Any]]:
         from pipeline import inbox
 
-        settings = task_settings()
-        profile = settings.scanner_profile
-        ready = inbox.ready_batches(settings.dir("inbox"), profile.settle_seconds,
-                                    layout=profile.batch_layout)
-        runs = [run for batch in ready
-                for run in inbox.batch_runs(batch, layout=profile.batch_layout)]
-        return [{"trigger_run_id": r.run_id, "conf": r.conf} for r in runs]
+        return [{"trigger_run_id": r.run_id, "conf": r.conf}
+                for r in inbox.ready_runs(task_settings())]
 
     TriggerDagRunOperator.partial(
         task_id="start_batch_run", trigger_dag_id="digitize_batch",

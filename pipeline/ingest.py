@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import logging
 import re
 import unicodedata
 from collections.abc import Collection
@@ -15,6 +16,8 @@ from pathlib import Path, PureWindowsPath
 from pipeline import pages, separator
 from pipeline.errors import BatchError
 from pipeline.models import BatchPlan, ManifestRow, PageRef, Problem, RecordPlan, SourceFile
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
 
@@ -128,9 +131,44 @@ def _canonical_header(header: str) -> str | None:
     return HEADER_ALIASES.get(key)
 
 
+# Excel separates "CSV" cells by the locale's list separator: ``,``, or ``;`` where the comma is
+# the decimal mark (Vietnamese Windows); its "Unicode text" uses tabs
+_DELIMITERS = ",;\t"
+# a column as the clerk knows it, for the messages
+_COLUMN_NAMES = {"record_id": "record_id/Mã hồ sơ", "procedure_code": "procedure_code/Mã TTHC",
+                 "issued_on_raw": "issued_on/Ngày ban hành", "files_raw": "files/Tệp"}
+_HEADER_HINT = ("The first line must name the columns as in the template: record_id/Mã hồ sơ, "
+                "procedure_code/Mã TTHC, issued_on/Ngày ban hành, files/Tệp, ...")
+
+
+def _delimiter(header_line: str) -> str:
+    """The manifest's delimiter: the candidate that splits the header line into the most
+    known column names, then the commonest.
+
+    Not csv.Sniffer: on one line it prefers ``,`` whenever present, and Excel on a Vietnamese
+    Windows writes ``Mã hồ sơ;Số, ký hiệu;...`` (``;``-separated, the comma unquoted); and it
+    refuses a header without any candidate, which is one column (a stack's manifest may list
+    record ids only).
+    """
+    present = [d for d in _DELIMITERS if d in header_line]
+    if not present:
+        return ","
+
+    def fit(delimiter: str) -> tuple[int, int]:
+        cells = next(csv.reader([header_line], delimiter=delimiter), [])
+        return sum(_canonical_header(c) is not None for c in cells), header_line.count(delimiter)
+
+    return max(present, key=fit)
+
+
 def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> list[ManifestRow]:
-    """Parse manifest.csv (UTF-8, UTF-16 or Windows-1258, BOM tolerated, ``,`` or ``;``
-    separated) into rows."""
+    """Parse manifest.csv (UTF-8, UTF-16 or Windows-1258, BOM tolerated, ``,`` ``;`` or tab
+    separated, or a single column) into rows.
+
+    Only a manifest that cannot be read row by row is a BatchError: no file, undecodable, empty,
+    no ``record_id`` column. A missing ``required`` column leaves that field empty in every row,
+    so each row is quarantined by validation with the usual message while the batch goes on.
+    """
     path = batch_dir / MANIFEST
     try:
         text = _decode_manifest(path, path.read_bytes())
@@ -139,30 +177,43 @@ def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS)
             f"{path}: no manifest.csv in the batch folder. Add the manifest (one row per record) "
             "and drop the folder again."
         ) from exc
-    # Only the delimiter is sniffed (from the header line): the rest is Excel's CSV, where a quote
-    # inside a quoted cell is doubled; the sniffer cannot tell that from a header without quotes.
-    sniffed = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;\t")
-    reader = csv.reader(io.StringIO(text), delimiter=sniffed.delimiter)
-    header = next(reader, None)
-    if not header:
+    if not text.strip():
         raise BatchError(f"{path}: manifest.csv is empty. Add a header row and one row per record.")
-    fields = [_canonical_header(h) for h in header]
-    missing = [c for c in required if c not in fields]
-    if missing:
+    # The rest is Excel's CSV dialect (a quote inside a quoted cell is doubled), not guessed.
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.splitlines()[0]))
+    try:
+        header = next(reader, None)
+        records = list(reader)
+    except csv.Error as exc:  # e.g. a binary file decoded as Windows-1258: a "cell" over the limit
         raise BatchError(
-            f"{path}: manifest.csv lacks the column(s) {missing}; found {header}. Use the "
-            "template's headers (record_id/Mã hồ sơ, procedure_code/Mã TTHC, issued_on/Ngày ban "
-            "hành, files/Tệp, ...)."
-        )
+            f"{path}: manifest.csv cannot be read as CSV ({exc}). Save it from Excel as "
+            "'CSV UTF-8 (Comma delimited)' and drop the folder again.") from exc
+    if not header or not any(h.strip() for h in header):
+        raise BatchError(f"{path}: the first line of manifest.csv is empty, so it has no header "
+                         f"row. {_HEADER_HINT}")
+    fields = [_canonical_header(h) for h in header]
+    if "record_id" not in fields:
+        # without record ids no row can be named, quarantined or archived: the batch stops here
+        raise BatchError(
+            f"{path}: manifest.csv has no record_id (Mã hồ sơ) column; its first line reads "
+            f"{header}. {_HEADER_HINT}")
+    missing = [_COLUMN_NAMES.get(c, c) for c in required if c not in fields]
+    if missing:
+        # validation's per-row message ("thiếu Mã TTHC") cannot tell an empty cell from a
+        # missing column; this line in the log can
+        log.warning("%s: manifest.csv lacks the column(s) %s (found %s): every row lacks them "
+                    "and will be quarantined until the column is added.", path, missing, header)
     rows = []
-    for line_no, values in enumerate(reader, start=2):
+    for line_no, values in enumerate(records, start=2):
         if not any(v.strip() for v in values):
             continue
         data = {f: nfc(v) for f, v in zip(fields, values, strict=False) if f}
         row = ManifestRow(line=line_no, **data)
         row.issued_on = parse_date(row.issued_on_raw)
         row.still_valid = parse_bool(row.still_valid_raw) if row.still_valid_raw else True
-        row.page_count = int(row.page_count_raw) if row.page_count_raw.isdigit() else None
+        # ASCII digits only: str.isdigit() is also true of "²", which int() refuses
+        raw_count = row.page_count_raw
+        row.page_count = int(raw_count) if raw_count.isascii() and raw_count.isdigit() else None
         rows.append(row)
     return rows
 

@@ -4,10 +4,15 @@ split into runs that stay within Airflow's limits."""
 from __future__ import annotations
 
 import configparser
+import hashlib
+import logging
 import os
+import re
 import time
+import unicodedata
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from pipeline import inbox, runner
@@ -48,16 +53,86 @@ def test_a_batch_is_ready_once_its_manifest_is_there_and_nothing_changed(tmp_pat
 
 
 def test_run_names_come_from_the_batch_alone(tmp_path: Path) -> None:
+    # Once "inbox__000.00.12.H12__L--01", which "Lô-01" shared: now folded and hashed (run_name)
     (run,) = inbox.batch_runs(_batch(tmp_path, "Lô 01", 3))
-    assert run.run_id == "inbox__000.00.12.H12__L--01"  # only the characters Airflow allows
+    assert run.run_id == inbox.run_name(AGENCY, "Lô 01")
+    assert run.run_id.startswith("inbox__000.00.12.H12__Lo-01__")
     assert run.conf["parts"] == 1 and run.conf["part"] == 0
+    # the warehouse's id for a reused folder name, when given, names the run instead
+    (reused,) = inbox.batch_runs(tmp_path / AGENCY / "Lô 01", batch_id="Lô 01~2")
+    assert reused.run_id == inbox.run_name(AGENCY, "Lô 01~2") != run.run_id
+
+
+ALIKE = ["Lô 01", "Lô-01", "lô 01", "Lo 01", "Lô  01", unicodedata.normalize("NFD", "Lô 01"),
+         "Lô..01", "Lô/01", "L\udcf4 01", "x" * 300, "x" * 301, "đề án 2019 (bản sao)"]
+
+
+def test_run_names_never_collide_and_stay_valid_airflow_run_ids() -> None:
+    names = [inbox.run_name(AGENCY, batch) for batch in ALIKE]
+    assert len(set(names)) == len(ALIKE)
+    # the exact pair is hashed: moving text between agency and batch is another batch
+    assert inbox.run_name("A_B", "C") != inbox.run_name("A", "B_C")
+    assert names == [inbox.run_name(AGENCY, batch) for batch in ALIKE]  # stable
+    pattern = re.compile(r"^[A-Za-z0-9_.~:+-]+$")  # Airflow's default allowed_run_id_pattern
+    for name in names:
+        longest = f"{name}__part1000of1000"  # well under Airflow's 250 characters
+        assert pattern.match(longest) and len(longest) <= 200, longest
+        assert ".." not in name  # Airflow refuses it (path traversal) despite its pattern
+        readable, digest = name.rsplit("__", 1)
+        assert readable.startswith(f"inbox__{AGENCY}__") and re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert names[0] == f"inbox__{AGENCY}__Lo-01__" + hashlib.sha256(
+        f"{AGENCY}\0Lô 01".encode()).hexdigest()[:16]
+    assert names[2].startswith(f"inbox__{AGENCY}__lo-01__")
+    assert names[-1].startswith(f"inbox__{AGENCY}__de-an-2019-ban-sao-__")
+
+
+def test_airflow_accepts_the_run_names() -> None:
+    from airflow.models.dagrun import DagRun
+
+    for batch in ALIKE:
+        run_id = f"{inbox.run_name(AGENCY, batch)}__part2of6"
+        assert DagRun(dag_id="digitize_batch", run_id=run_id).run_id == run_id
+
+
+def test_a_malformed_manifest_still_gets_its_one_run(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The watcher counts records from the manifest; one it cannot read must not stop the other
+    batches: the batch gets one run, whose register task fails with the reason."""
+    cases = {"B-UTF": b"record_id,files\n\x81\x8a\x9d\n", "B-EMPTY": b"",
+             "B-NOID": "Mã TTHC,Tệp\n1.004227,a.tif\n".encode(), "B-NOHEADER": b"\nR-1,a.tif\n"}
+    for batch_id, data in cases.items():
+        folder = _batch(tmp_path, batch_id, 0, with_manifest=False)
+        (folder / "manifest.csv").write_bytes(data)
+        with caplog.at_level(logging.WARNING, logger="pipeline.inbox"):
+            (run,) = inbox.batch_runs(folder, records_per_run=1)
+        assert run.run_id == inbox.run_name(AGENCY, batch_id)
+        assert run.conf == {"batch_dir": str(folder), "part": 0, "parts": 1, "records_per_run": 1}
+        assert f"Batch {folder}: manifest.csv cannot be read" in caplog.text
+    good = _batch(tmp_path, "B-GOOD", 3)
+    assert [r.conf["parts"] for r in inbox.batch_runs(good, records_per_run=2)] == [2, 2]
+
+
+def test_a_file_vanishing_while_looked_at_is_not_settled(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _batch(tmp_path, "B-TEMP", 1)
+    _age(folder, 600)
+    real_stat = Path.stat
+
+    def renamed_meanwhile(self: Path, **kwargs: object) -> os.stat_result:
+        if self.name == "blank.png":
+            raise FileNotFoundError(self)
+        return real_stat(self, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "stat", renamed_meanwhile)
+    assert inbox.ready_batches(tmp_path, settle_seconds=120) == []
 
 
 def test_a_3000_record_batch_runs_as_parts_within_airflows_limits(
         reference_settings: Settings, tmp_path: Path) -> None:
     folder = _batch(tmp_path, "B-BIG", 3000)
     runs = inbox.batch_runs(folder)
-    assert [r.run_id for r in runs] == [f"inbox__{AGENCY}__B-BIG__part{n}of6" for n in range(1, 7)]
+    name = inbox.run_name(AGENCY, "B-BIG")
+    assert [r.run_id for r in runs] == [f"{name}__part{n}of6" for n in range(1, 7)]
     cfg = configparser.ConfigParser()
     cfg.read(PROJECT_DIR / "airflow.cfg")
     max_map_length = cfg.getint("core", "max_map_length")

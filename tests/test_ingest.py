@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import BatchError
-from pipeline.ingest import plan_batch, read_manifest
+from pipeline.ingest import STACK_REQUIRED_COLUMNS, plan_batch, read_manifest
 
 
 def _page(path: Path, pages: int = 1) -> None:
@@ -54,12 +54,114 @@ def test_unknown_date_format_is_kept_raw(tmp_path: Path) -> None:
     assert row.issued_on is None and row.issued_on_raw == "5.3.2019"
 
 
-def test_missing_manifest_and_columns_are_batch_errors(tmp_path: Path) -> None:
+def test_missing_manifest_and_record_id_column_are_batch_errors(tmp_path: Path) -> None:
     with pytest.raises(BatchError, match="no manifest.csv"):
         read_manifest(tmp_path)
-    _manifest(tmp_path, "record_id,files\nR-1,a.tif\n")
-    with pytest.raises(BatchError, match="procedure_code"):
-        read_manifest(tmp_path)
+    # Without record ids no row can be named or quarantined: the batch as a whole is refused,
+    # with the file, what was found and the template's headers.
+    for text, first_cell in (("procedure_code,issued_on,files\n1.004227,05/03/2019,a.tif\n",
+                              "procedure_code"),
+                             ("Cột A;Cột B\nx;y\n", "Cột A"), ("ghi chú\nR-1\n", "ghi chú")):
+        _manifest(tmp_path, text)
+        with pytest.raises(BatchError, match="no record_id") as caught:
+            read_manifest(tmp_path)
+        message = str(caught.value)
+        assert str(tmp_path / "manifest.csv") in message and first_cell in message
+        assert "record_id/Mã hồ sơ" in message  # the fix: the template's headers
+    for text, message in (("", "empty"), ("\n \n", "empty"),
+                          ("\nrecord_id,files\nR-1,a.tif\n", "first line of manifest.csv is empty")):
+        _manifest(tmp_path, text, bom=False)
+        with pytest.raises(BatchError, match=message):
+            read_manifest(tmp_path)
+
+
+def test_missing_required_columns_leave_the_fields_empty(tmp_path: Path) -> None:
+    """Once a BatchError ("lacks the column(s) ['procedure_code', ...]"): now every row is read
+    so that validation quarantines each one with its usual message and the batch exits 3."""
+    _manifest(tmp_path, "record_id,files\nR-1,a.tif\nR-2,b.tif\n")
+    rows = read_manifest(tmp_path)
+    assert [(r.record_id, r.files_raw, r.procedure_code, r.issued_on_raw, r.issued_on)
+            for r in rows] == [("R-1", "a.tif", "", "", None), ("R-2", "b.tif", "", "", None)]
+
+
+def test_one_column_manifest(tmp_path: Path) -> None:
+    """A header without any delimiter is one column (csv.Sniffer used to give up on it)."""
+    _manifest(tmp_path, "record_id\nHS-1\n\nHS-2\n")
+    rows = read_manifest(tmp_path, STACK_REQUIRED_COLUMNS)
+    assert [(r.record_id, r.line) for r in rows] == [("HS-1", 2), ("HS-2", 4)]
+    _manifest(tmp_path, 'Mã hồ sơ\r\n"HS-3, bản sao"\r\n', bom=False)  # as Excel quotes a comma
+    assert [r.record_id for r in read_manifest(tmp_path, STACK_REQUIRED_COLUMNS)] == ["HS-3, bản sao"]
+    # the manifest layout reads it too: each row then lacks its code, date and files
+    (row,) = read_manifest(tmp_path)
+    assert (row.record_id, row.procedure_code, row.files_raw) == ("HS-3, bản sao", "", "")
+
+
+def test_one_column_manifest_beside_a_scanned_stack(tmp_path: Path) -> None:
+    """The stack's optional manifest lists record ids only; it is read, and checked against
+    the cover sheets."""
+    from conftest import qr_page
+
+    from pipeline import samples, sheetcode
+
+    agency = "000.00.12.H12"
+    batch = tmp_path / "inbox" / agency / "XAP-1"
+    _manifest(batch, "Mã hồ sơ\r\nHS-01\r\nHS-02\r\n")
+    facts = sheetcode.SheetFacts(agency, "HS-01", "1.004227", "01/QĐ-UBND", dt.date(2019, 3, 5))
+    Image.fromarray(qr_page(sheetcode.encode(facts), 200)).save(batch / "xap_1.png", dpi=(200, 200))
+    (lines,) = samples.record_page_lines(seed=3, agency_code=agency)
+    samples.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
+    plan = plan_batch(batch, layout="separator_sheets", fallback_dpi=200)
+    by_id = {r.record_id: r for r in plan.records}
+    assert by_id["HS-01"].problems == [] and by_id["HS-01"].row.procedure_code == "1.004227"
+    assert [p.rule for p in by_id["HS-02"].problems] == ["manifest_row_without_sheet"]
+
+
+def test_rows_without_the_required_columns_are_quarantined_with_exit_3(tmp_path: Path) -> None:
+    """The rows of a manifest with record ids alone go through the usual validation: each is
+    quarantined with the usual message ("thiếu Mã TTHC" ...) and `digitize run` exits 3."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import import_reference
+
+    data = tmp_path / "var"
+    batch = data / "inbox" / "000.00.12.H12" / "B-ONECOL"
+    _manifest(batch, "Mã hồ sơ\nHS-001\nHS-002\n")
+    _page(batch / "a.png")
+    import_reference(data)
+    env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
+    env.pop("DIGITIZE_DB_URL", None)
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(batch), "--json"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 3, run.stderr[-3000:]
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [(r["record_id"], r["status"], r["reason"]) for r in results] == [
+        ("HS-001", "quarantined", "manifest_row_invalid"),
+        ("HS-002", "quarantined", "manifest_row_invalid")]
+    for n, result in enumerate(results, start=2):
+        assert [m for m in result["errors"] if not m.startswith("Chi tiết")] == [
+            f"Dòng {n} của manifest.csv: thiếu Mã TTHC. Ghi mã thủ tục theo Cơ sở dữ liệu quốc gia "
+            "(ví dụ 1.004227).",
+            f"Dòng {n} của manifest.csv: thiếu Ngày ban hành. Ghi ngày theo dạng dd/mm/yyyy.",
+            f"Dòng {n} của manifest.csv: cột Tệp trống. Ghi tên tệp quét của hồ sơ."]
+    assert "lacks the column(s) ['procedure_code/Mã TTHC'" in run.stderr
+
+
+def test_semicolon_manifest_whose_header_holds_a_comma(tmp_path: Path) -> None:
+    """Excel on a Vietnamese Windows separates by ";" and leaves "Số, ký hiệu" unquoted."""
+    _manifest(tmp_path, "Mã hồ sơ;Số, ký hiệu;Mã TTHC;Ngày ban hành;Tệp\n"
+                        "HS-1;12/GCN-UBND;1.004227;05/03/2019;a.tif\n")
+    (row,) = read_manifest(tmp_path)
+    assert (row.record_id, row.result_number, row.files_raw) == ("HS-1", "12/GCN-UBND", "a.tif")
+
+
+def test_page_count_in_other_digits_is_not_a_count(tmp_path: Path) -> None:
+    _manifest(tmp_path, "record_id,procedure_code,issued_on,files,page_count\n"
+                        "R-1,1.004227,05/03/2019,a.tif,²\nR-2,1.004227,05/03/2019,a.tif,3\n")
+    assert [(r.page_count_raw, r.page_count) for r in read_manifest(tmp_path)] == [("²", None),
+                                                                                  ("3", 3)]
 
 
 def test_plan_resolves_page_ranges_and_flags_problems(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from conftest import edit_manifest, import_reference
 from PIL import Image
 from sqlalchemy import select
 
-from pipeline import archive, samples, warehouse
+from pipeline import archive, batches, samples, warehouse
+from pipeline import inbox as watcher
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
 
@@ -131,6 +132,12 @@ def test_a_folder_name_used_again_is_a_new_batch_and_the_first_stays_whole(
     # next month, the clerk drops another batch into a folder of the same name
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="REUSE", n_records=1, seed=34,
                            truth_path=tmp_path / "t2.json", vietnamese_headers=False)
+    # the watcher names its run after the new batch: the first batch's run would skip it forever
+    with warehouse.engine_for(url_of(data, db_url)).connect() as conn:
+        new_id = batches.resolve_batch_id(conn, AGENCY, "REUSE", inbox.resolve())
+    assert new_id == "REUSE~2"
+    (run,) = watcher.batch_runs(inbox.resolve(), batch_id=new_id)
+    assert run.run_id == watcher.run_name(AGENCY, "REUSE~2") != watcher.run_name(AGENCY, "REUSE")
     second = digitize(data, db_url, "run", str(inbox), "--json")
     assert second.returncode == 0, second.stderr[-3000:]
     assert files_under(done) == kept, "the first batch's scans and manifest are untouched"

@@ -165,7 +165,7 @@ def test_a_stack_is_ready_without_a_manifest_and_is_one_run(tmp_path: Path) -> N
     assert inbox.ready_batches(tmp_path / "inbox", 60, later, layout="separator_sheets") == [batch]
     assert inbox.ready_batches(tmp_path / "inbox", 60, time.time(), layout="separator_sheets") == []
     (run,) = inbox.batch_runs(batch, layout="separator_sheets")
-    assert run.run_id == f"inbox__{AGENCY}__XAP-1" and run.conf["parts"] == 1
+    assert run.run_id == inbox.run_name(AGENCY, "XAP-1") and run.conf["parts"] == 1
 
 
 def test_an_unreadable_file_in_a_stack_is_held_under_its_name(tmp_path: Path) -> None:
