@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from digitize_common import emit_record_metrics, task_settings
+from digitize_common import data_problem, emit_record_metrics, summary_first, task_settings
 
 DEFAULT_ARGS = {
     "owner": "digitization",
@@ -94,25 +94,25 @@ def digitize_batch() -> None:
         from pipeline import runner
 
         work = runner.RecordTask.model_validate(record_task)
-        get_current_context()["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
+        context = get_current_context()
+        context["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
         # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded.
         settings = task_settings(ocr_jobs=1)
-        work = runner.refresh_task(settings, work)
-        log = logging.getLogger("digitize")
-        after_fix = "Sau khi sửa, bấm Clear ô này để chạy lại; hồ sơ đã lưu trữ không bị ảnh hưởng."
-        if work.record.problems:
-            # what the archivist must read first: the row, the problem, the fix
-            log.error("%s", "\n".join([f"Hồ sơ {work.record.record_id} chưa thể lưu trữ:",
-                                       *(p.message for p in work.record.problems), after_fix]))
-        result = runner.process_record(settings, work)
+        # the verdict, in Vietnamese, is the first line the archivist reads, and only once
+        with summary_first() as first:
+            work = runner.refresh_task(settings, work)
+            result = runner.process_record(settings, work)
+            if context["ti"].try_number > 1:
+                # run again after the archivist's Clear: the batch and the summary follow it
+                runner.bring_batch_up_to_date(settings, work)
+            archived = result.status == "archived"
+            first.append((logging.INFO if archived else logging.ERROR, runner.verdict(result)))
         emit_record_metrics(result.model_dump(mode="json"))
-        if result.status != "archived":
-            explanation = "\n".join([
-                f"Hồ sơ {result.record_id} chưa được lưu trữ ({result.reason}).", *result.errors,
-                after_fix])
-            log.error("%s", explanation)
+        if not archived:
             # A data problem: retrying cannot help, the archivist must fix the row first.
-            raise AirflowFailException(explanation)
+            raise data_problem(
+                f"Hồ sơ {result.record_id} chưa được lưu trữ ({result.reason}): lý do và cách sửa "
+                "ở dòng đầu nhật ký này. / Record not archived, see the first lines.")
         return result.model_dump(mode="json", exclude={"pages"})
 
     # retried like the others when the warehouse is away; a batch left for review fails at once.

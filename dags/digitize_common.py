@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -23,8 +23,9 @@ def task_settings(**overrides: object) -> Settings:
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from pipeline.config import settings_for_connection
+    from pipeline.config import quiet_libraries, settings_for_connection
 
+    quiet_libraries()
     try:
         conn = Connection.get(WAREHOUSE_CONN_ID)
     except AirflowNotFoundException:
@@ -53,6 +54,38 @@ def emit_record_metrics(result: dict[str, object]) -> None:
         Stats.timing(f"digitize.stage.{stage}", timedelta(seconds=seconds))
     if pages:
         Stats.timing("digitize.seconds_per_page", timedelta(seconds=sum(timings.values()) / pages))
+
+
+def data_problem(message: str) -> Exception:
+    """The exception that fails a record's task for a data problem: no retry, and no traceback in
+    the log (the archivist has nothing to do with Airflow's stack; the reason was logged first).
+
+    Airflow logs a failed task with ``log.exception`` whatever the cause; a structlog processor
+    put in front of its own drops the traceback of exceptions marked so, and shows the message
+    in place of "Task failed with exception".
+    """
+    import structlog
+    from airflow.sdk.exceptions import AirflowFailException
+
+    processors = structlog.get_config()["processors"]
+    # in place: the task runner's logger was bound before the task ran and holds this very list
+    if _drop_data_problem_traceback not in processors:
+        processors.insert(0, _drop_data_problem_traceback)
+    error = AirflowFailException(message)
+    error.digitize_data_problem = True  # type: ignore[attr-defined]
+    return error
+
+
+def _drop_data_problem_traceback(_logger: object, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    import sys
+
+    exc_info = event.get("exc_info")
+    error = (sys.exc_info()[1] if exc_info is True else exc_info[1] if isinstance(exc_info, tuple)
+             else exc_info)
+    if getattr(error, "digitize_data_problem", False):
+        event.pop("exc_info")
+        event["event"] = str(error)
+    return event
 
 
 class _Hold(logging.Handler):

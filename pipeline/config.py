@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # slots of the Airflow "ocr" pool set by `digitize airflow`; 0 means the cores of this
     # machine (one machine); with Celery workers, the OCR cores of all the workers together
     ocr_pool_slots: int = Field(0, ge=0)
+    # Where people reach the Airflow UI / API server (scheme, host, port and any path prefix,
+    # like Airflow's [api] base_url): the Data Docs links in quarantine notes and task logs are
+    # made with it (pipeline.dashboard.docs_url), as a worker's file:// path opens nowhere else
+    ui_base_url: str = Field("http://localhost:8080", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
     @property
     def warehouse_url(self) -> str:
@@ -168,3 +172,18 @@ def settings_for_connection(conn: Any | None, **overrides: object) -> Settings:
     if conn is not None:
         overrides = {"db_url": url_from_connection(conn), **overrides}
     return load_settings(**overrides)
+
+
+# Third-party INFO chatter (schema migration steps, expectation suites, PDF library bridges) that
+# hides the pipeline's own lines: 214 of a retried record's 233 task-log lines were
+# great-expectations'.
+NOISY_LIBRARIES = ("alembic", "pikepdf", "great_expectations", "img2pdf", "ocrmypdf", "PIL",
+                   "fontTools")
+
+
+def quiet_libraries() -> None:
+    """Keep library loggers at WARNING, in the CLI and in every Airflow task."""
+    import logging
+
+    for name in NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)

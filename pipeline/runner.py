@@ -213,7 +213,7 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
         [r.row for r in checked_records], settings.issued_range, reference,
         {r.row.line: len(r.pages) for r in checked_records if r.pages},
         docs_dir=settings.dir("reports") / "validation" / plan.agency_code / plan.batch_id,
-        run_name=plan.batch_id)
+        run_name=plan.batch_id, settings=settings)
     for line, problems in checked.problems.items():
         next(r for r in checked_records if r.row.line == line).problems.extend(problems)
     _mark_duplicate_files(plan)
@@ -313,8 +313,8 @@ def _rechecked(settings: Settings, task: RecordTask, record: RecordPlan,
             {"batch_pk": task.batch_pk, "record_id": record.record_id, "rule": p.rule,
              "field": p.field, "message": p.message} for p in record.problems
         ], ("batch_pk", "record_id", "rule", "field"))
-    log.info("record %s: its manifest row changed since registration; checked again (%d problems)",
-             record.record_id, len(record.problems))
+    log.info("Hồ sơ %s: dòng manifest đã được sửa sau khi đăng ký lô, đã kiểm tra lại (%d lỗi) / "
+             "row changed since registration, checked again", record.record_id, len(record.problems))
     return task.model_copy(update={"record": record, "sources": sources})
 
 
@@ -798,8 +798,6 @@ def _archive_record(settings: Settings, task: RecordTask, started: float) -> Rec
         if result.warnings:
             _event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
         _resolve_notes(settings, conn, task)
-    for warning in result.warnings:
-        log.warning("record %s: %s", rec.record_id, warning)
     log.info("record %s archived: %d pages, mean confidence %s -> %s", rec.record_id,
              result.page_count, result.mean_confidence, result.pdf_path)
     return result
@@ -817,10 +815,47 @@ def quarantine(settings: Settings, task: RecordTask, error: RecordError,
     with warehouse.engine_for(settings.warehouse_url).begin() as conn:
         _load_quarantined(conn, task, error)
         _event(conn, task, "quarantine", error.reason, error.message, started)
-    log.warning("record %s quarantined (%s): %s", rec.record_id, error.reason, " | ".join(messages))
+    # the reason itself is the archivist's to read, once (verdict); operators get the code
+    log.warning("record %s quarantined (%s)", rec.record_id, error.reason)
     return RecordResult(record_id=rec.record_id, line=rec.row.line,
                         status=RecordStatus.quarantined, page_count=len(rec.pages),
                         reason=error.reason, errors=messages)
+
+
+AFTER_FIX = "Sau khi sửa, bấm Clear ô này để chạy lại; hồ sơ đã lưu trữ không bị ảnh hưởng."
+
+
+def verdict(result: RecordResult) -> str:
+    """What the archivist reads first about one record's run, in Vietnamese: archived where, or
+    why not and what to do."""
+    rid = result.record_id
+    if result.status is not RecordStatus.archived:
+        return "\n".join([f"Hồ sơ {rid} chưa được lưu trữ ({result.reason}):", *result.errors,
+                          AFTER_FIX])
+    if result.already_archived:
+        return f"Hồ sơ {rid} đã được lưu trữ từ trước ({result.pdf_path}); không làm lại."
+    return "\n".join([f"Hồ sơ {rid} đã được lưu trữ: {result.page_count} trang, phiên bản "
+                      f"{result.version}, tệp {result.pdf_path}.",
+                      *(f"Cần xem: {w}" for w in result.warnings)])
+
+
+def bring_batch_up_to_date(settings: Settings, task: RecordTask) -> BatchOutcome:
+    """After a record is run again on its own (the archivist's Clear), what depends on it: the
+    batch's counts and status, its move to ``done/`` once every record is archived (with the
+    leftover quarantine notes), and the progress summary."""
+    b = warehouse.batches
+    with warehouse.engine_for(settings.warehouse_url).connect() as conn:
+        expected = conn.execute(select(b.c.record_count).where(b.c.id == task.batch_pk)).scalar() or 0
+        e = warehouse.events
+        seen = list(conn.execute(select(e.c.record_id).where(
+            e.c.batch_pk == task.batch_pk, e.c.stage.in_(("archive", "quarantine"))).distinct()
+        ).scalars())
+    # records never tried yet count as pending: the batch is complete only with all of them
+    record_ids = seen + [f"\0pending-{n}" for n in range(max(0, expected - len(seen)))]
+    outcome = finalize_batch(settings, Path(task.batch_dir), task.agency_code, task.batch_id,
+                             task.batch_pk, record_ids, [task.record.record_id])
+    progress.write_summary(settings)
+    return outcome
 
 
 def batch_outcome(conn: Connection, batch_pk: int, record_ids: list[str]) -> dict[str, str]:
@@ -873,9 +908,9 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
             quarantined_count=held, finished_at=warehouse.now() if complete or held else None,
             source_dir=str(moved or batch_dir)))
     if archived < len(mine):
-        log.warning("batch %s/%s left in the inbox for review: %d of %d records not archived "
-                    "(see %s)", agency_code, batch_id, len(mine) - archived, len(mine),
-                    settings.dir("quarantine") / agency_code / batch_id)
+        log.warning("Lô %s/%s được giữ lại trong inbox để xử lý: %d/%d hồ sơ chưa được lưu trữ "
+                    "(xem %s) / batch left in the inbox for review", agency_code, batch_id,
+                    len(mine) - archived, len(mine), settings.dir("quarantine") / agency_code / batch_id)
     return BatchOutcome(archived=archived, not_archived=len(mine) - archived,
                         moved_to=str(moved) if moved else None)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rapidfuzz import fuzz, process
 
-from pipeline.config import PROJECT_DIR
+from pipeline.config import PROJECT_DIR, Settings
 from pipeline.errors import ConfigError
 from pipeline.models import ManifestRow, Problem
 from pipeline.privacy import mask_shape
@@ -61,7 +61,9 @@ class Reference:
 class Validation:
     problems: dict[int, list[Problem]]  # per manifest line; lines without problems are absent
     result: dict[str, Any]  # great-expectations' validation result, as JSON
-    docs: str | None = None  # file:// address of this run's Data Docs page
+    # this run's Data Docs page as the Airflow API server serves it (pipeline.dashboard.docs_url);
+    # a file:// address only when the site is outside the folder the server serves
+    docs: str | None = None
 
 
 def closest_procedures(code: str, name: str, procedures: Mapping[str, Procedure]) -> str:
@@ -130,15 +132,42 @@ def _message(template: str, row: dict[str, Any], value: object, reference: Refer
     )
 
 
+def _docs_address(site_url: str, docs_dir: Path, settings: Settings | None) -> str:
+    """The address the archivist opens: the page under ``DATA/reports/validation`` as the API
+    server serves it behind the Airflow login (:func:`pipeline.dashboard.docs_url`). A site
+    outside that folder (a benchmark's data folder, say) keeps great-expectations' file:// URL:
+    no server would answer for it.
+    """
+    from urllib.parse import unquote
+
+    from pipeline.config import load_settings
+    from pipeline.dashboard import docs_url, validation_docs_dir
+
+    # great-expectations writes file://<the folder as given>/<the page's path, percent-escaped>
+    prefix = f"file://{docs_dir}/"
+    if not site_url.startswith(prefix):
+        log.warning("Data Docs URL %s is not under %s; kept as it is", site_url, docs_dir)
+        return site_url
+    page = docs_dir / unquote(site_url[len(prefix):])
+    settings = settings or load_settings()
+    try:
+        relative = page.resolve().relative_to(validation_docs_dir(settings).resolve())
+    except ValueError:
+        return site_url
+    return docs_url(settings, relative.as_posix())
+
+
 def validate_manifest(
     rows: list[ManifestRow], issued_range: tuple[dt.date, dt.date], reference: Reference,
     pages_found: Mapping[int, int], suite_path: Path = MANIFEST_SUITE,
-    docs_dir: Path | None = None, run_name: str | None = None,
+    docs_dir: Path | None = None, run_name: str | None = None, settings: Settings | None = None,
 ) -> Validation:
     """Run the suite over the batch's rows; problems per manifest line and the full result.
 
     With ``docs_dir`` the result is also rendered there as great-expectations Data Docs (a static
-    HTML site, one page per run named ``run_name``), which quarantine notes link to.
+    HTML site, one page per run named ``run_name``), which quarantine notes link to: ``docs`` is
+    that page's address on the Airflow API server, made from ``settings`` (default: the
+    environment's, ``DIGITIZE_UI_BASE_URL`` and ``DIGITIZE_DATA_DIR``).
     """
     if not rows:
         return Validation({}, {})
@@ -182,7 +211,7 @@ def validate_manifest(
     if docs_dir is not None:
         (site,) = context.get_docs_sites_urls(resource_identifier=identifier,
                                               site_names=[DOCS_SITE])
-        docs = site["site_url"]
+        docs = _docs_address(site["site_url"], docs_dir, settings)
     by_line = {row["line"]: row for row in data}
     problems: dict[int, list[Problem]] = {}
     for outcome in result.results:

@@ -105,17 +105,20 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # The renamed files keep their new names: a downgrade must not move archived files again.
+    # Columns are dropped natively (SQLite >= 3.35), not by rebuilding the tables, which other
+    # tables' foreign keys refer to.
     conn = op.get_bind()
     warehouse.drop_views(conn)
     op.drop_table("record_versions")
-    with op.batch_alter_table("fixity_audits") as batch:
-        batch.drop_column("shared")
-    with op.batch_alter_table("records") as batch:
-        batch.drop_column("version")
-    with op.batch_alter_table("batches") as batch:
-        batch.drop_column("content_sha256")
-        batch.drop_column("folder_name")
+    op.drop_column("fixity_audits", "shared")
+    op.drop_column("records", "version")
+    op.drop_column("batches", "content_sha256")
+    op.drop_column("batches", "folder_name")
     op.drop_index("ix_events_record", table_name="events")
+    # back to one row per (batch, record, stage): the last attempt, as the old upserts kept
+    op.execute("DELETE FROM events WHERE id NOT IN "
+               "(SELECT MAX(id) FROM events GROUP BY batch_pk, record_id, stage)")
     with op.batch_alter_table("events") as batch:
         batch.drop_column("duration_s")
+        batch.create_unique_constraint("uq_events_key", ["batch_pk", "record_id", "stage"])
     warehouse.create_views(conn)
