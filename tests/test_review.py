@@ -3,13 +3,15 @@ the task is cleared and runs again (the runner side of Airflow's Clear)."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from pathlib import Path
 
 import pytest
 from conftest import edit_manifest
+from sqlalchemy import select
 
-from pipeline import runner, samples, warehouse
+from pipeline import archive, runner, samples, warehouse
 from pipeline.config import Settings
 from pipeline.models import RecordStatus
 
@@ -98,3 +100,41 @@ def test_a_changed_row_finds_its_file_under_a_decomposed_name(reference_settings
     assert fixed.record.problems == []
     assert [p.file for p in fixed.record.pages] == [on_disk] * len(batch.records[0].pages)
     assert fixed.sources[on_disk].sha256 == task.sources[on_disk].sha256
+
+
+@pytest.mark.slow
+def test_a_cleared_record_brings_its_batch_the_summary_and_its_note_up_to_date(
+        reference_settings: Settings) -> None:
+    """What the record task does when the archivist clears it after a fix (try 2 and later):
+    without it, the summary said 1 archived and 1 to review, the batch stayed in the inbox and
+    the note in quarantine/ until someone also cleared finalize and publish_progress."""
+    settings = reference_settings
+    batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-CLEAR", agency_code=AGENCY,
+                                   batch_id="B-CLEAR", n_records=2, seed=24,
+                                   vietnamese_headers=False)
+    good_code = batch.records[0].procedure_code
+    edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
+    first = runner.run_batch(settings, batch.batch_dir)
+    assert (first.archived, first.quarantined) == (1, 1)
+    summary = json.loads((settings.dir("reports") / "progress_summary.json").read_text())
+    assert (summary[0]["archived"], summary[0]["quarantined"]) == (1, 1)
+    held = settings.dir("quarantine") / AGENCY / "B-CLEAR"
+    name = archive.record_name(AGENCY, batch.records[0].record_id)
+    assert (held / f"{name}.txt").is_file()
+
+    edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})  # the archivist's fix
+    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)  # as Airflow held it
+    bad = runner.record_tasks(plan, batch_pk, docs)[0]
+    fixed = runner.refresh_task(settings, bad)
+    assert runner.process_record(settings, fixed).status is RecordStatus.archived
+    outcome = runner.bring_batch_up_to_date(settings, fixed)
+    assert outcome.moved_to == str(settings.dir("done") / AGENCY / "B-CLEAR")
+    summary = json.loads((settings.dir("reports") / "progress_summary.json").read_text())
+    assert (summary[0]["archived"], summary[0]["quarantined"]) == (2, 0)
+    assert not held.exists()  # the note and the scan copies went to resolved/, kept
+    resolved = settings.dir("resolved") / AGENCY / "B-CLEAR"
+    assert (resolved / f"{name}.txt").is_file() and list((resolved / "files").iterdir())
+    b = warehouse.batches
+    with warehouse.engine_for(settings.warehouse_url).connect() as conn:
+        row = conn.execute(select(b.c.status, b.c.archived_count, b.c.quarantined_count)).one()
+    assert tuple(row) == ("done", 2, 0)
