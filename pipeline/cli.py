@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
-from pipeline.config import PROJECT_DIR, Settings, load_settings
+from pipeline.config import PROJECT_DIR, Settings, load_settings, quiet_libraries
 from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
@@ -237,8 +240,129 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.ok
 
 
+# Files under DATA/airflow/ that every Airflow process of this checkout shares (owner-only).
+AIRFLOW_SECRETS_FILE = "secrets.json"
+ADMIN_PASSWORD_FILE = "admin-password.json"
+ADMIN_PASSWORD_ENV = "DIGITIZE_AIRFLOW_ADMIN_PASSWORD"
+# Airflow's own file when no password is given: [core] simple_auth_manager_passwords_file unset
+GENERATED_PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
+ADMIN_USER = "admin"
+# Each [section] key that all processes must share, as its variable, and how to make one. Unset,
+# Airflow invents one per process: the scheduler signs each task's token with its own JWT secret,
+# the API server checks it with another, and every task fails ("Invalid auth token: Signature
+# verification failed"); the API server signs its log requests to the log servers with
+# [api] secret_key, which they then refuse.
+SHARED_SECRETS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(48),
+    "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(48),
+}
+# Set any of these and the deployment signs its tokens itself (asymmetric keys, a secrets
+# backend, a command): a JWT secret of ours would clash with it ("mutually exclusive").
+_OWN_JWT_SETTINGS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API_AUTH__JWT_SECRET_CMD",
+                     "AIRFLOW__API_AUTH__JWT_SECRET_SECRET", "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH")
+_OWN_SETTINGS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": _OWN_JWT_SETTINGS,
+    "AIRFLOW__API__SECRET_KEY": ("AIRFLOW__API__SECRET_KEY", "AIRFLOW__API__SECRET_KEY_CMD",
+                                 "AIRFLOW__API__SECRET_KEY_SECRET"),
+}
+
+
+def _create_private(path: Path, data: bytes) -> None:
+    """Create ``path`` owner-only (0600) with ``data``, whole or not at all, unless it exists.
+
+    Not ``archive.atomic_write_bytes``: that one makes files world-readable and replaces what is
+    there. Here the synced temp file is born 0600 and hard-linked to the name, which fails if
+    another process (two components starting at once, another machine on the share) created it
+    first: then both read and use that one.
+    """
+    from pipeline import archive
+
+    archive.make_dirs(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    archive.fsync_dir(path.parent)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` owner-only (0600), whole or not at all, replacing it (temp file + rename)."""
+    from pipeline import archive
+
+    archive.make_dirs(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    archive.fsync_dir(path.parent)
+
+
+def airflow_secrets(home: Path) -> dict[str, str]:
+    """The secrets every Airflow process of this checkout shares, generated once into
+    ``home/secrets.json`` (0600) and read from there ever after; a key added later is added to
+    the file, the ones there never change (tokens already handed out stay valid)."""
+    path = home / AIRFLOW_SECRETS_FILE
+    for _ in range(3):  # created meanwhile by another process: read again
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            stored = {}
+        missing = {k: make() for k, make in SHARED_SECRETS.items() if not stored.get(k)}
+        if not missing:
+            return {k: str(stored[k]) for k in SHARED_SECRETS}
+        data = json.dumps({**stored, **missing}, indent=1).encode()
+        if stored:
+            _write_private(path, data)  # only keys that were missing: the others are kept
+        else:
+            _create_private(path, data)
+    raise OSError(f"{path}: cannot be written and read back")
+
+
+def _admin_login(env: dict[str, str], home: Path) -> None:
+    """The simple auth manager's account ``admin`` (role admin), whose password is
+    ``DIGITIZE_AIRFLOW_ADMIN_PASSWORD`` when set (kept in DATA/airflow/admin-password.json) or
+    else generated once into Airflow's own DATA/airflow/simple_auth_manager_passwords.json.generated.
+    We write both files, owner-only: Airflow would create its file readable by everyone (and
+    ``airflow standalone`` would print the password only once, among the components' output)."""
+    env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{ADMIN_USER}:admin")
+    if "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in env:
+        return  # the deployment's own file
+    users = {u.split(":")[0].strip() for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(",")}
+    password = env.get(ADMIN_PASSWORD_ENV)
+    if not password:
+        path = home / GENERATED_PASSWORDS_FILE
+        if ADMIN_USER in users:
+            _create_private(path, (json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n").encode())
+        with contextlib.suppress(OSError):  # one Airflow created before: readable by everyone
+            path.chmod(0o600)
+        return
+    path = home / ADMIN_PASSWORD_FILE
+    try:
+        # Airflow adds the generated passwords of any other user named in the setting here
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        stored = {}
+    if stored.get(ADMIN_USER) != password:
+        _write_private(path, (json.dumps({**stored, ADMIN_USER: password}) + "\n").encode())
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(path)
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment for the project's Airflow: its airflow.cfg, dags/ and plugins/, home in DATA."""
+    """Environment for the project's Airflow: its airflow.cfg, dags/ and plugins/, home in DATA,
+    this interpreter's ``bin`` first on PATH (``airflow standalone`` starts its components as
+    ``airflow`` by name: without the virtualenv on PATH they die with FileNotFoundError), the
+    secrets every process must share, and the admin login."""
     home = settings.dir("airflow")
     env = dict(os.environ)
     env.update({
@@ -249,22 +373,51 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "DIGITIZE_DATA_DIR": str(settings.data_dir.resolve()),
         "DIGITIZE_DB_URL": settings.warehouse_url,
     })
+    # not resolved: a virtualenv's python is a symlink to the system's, whose bin has no airflow
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, *(p for p in env.get("PATH", "").split(os.pathsep)
+                                              if p and p != bin_dir)])
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
     # The DAGs' warehouse connection (dags/digitize_common.py), unless the deployment defines it.
     env.setdefault("AIRFLOW_CONN_DIGITIZE_WAREHOUSE", json.dumps(
         {"conn_type": "generic", "extra": {"sqlalchemy_url": settings.warehouse_url}}))
+    wanted = [k for k in SHARED_SECRETS if not any(own in env for own in _OWN_SETTINGS[k])]
+    if wanted:
+        shared = airflow_secrets(home)
+        env.update({k: shared[k] for k in wanted})
+    # Tasks reach the API server at [core] execution_api_server_url, by default port 8080 whatever
+    # [api] port says: another port alone would leave every task unable to start.
+    if ("AIRFLOW__API__PORT" in env and "AIRFLOW__API__BASE_URL" not in env
+            and "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" not in env):
+        host = env.get("AIRFLOW__API__HOST", "").strip("[]")
+        host = "localhost" if host in ("", "0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = \
+            f"http://{host}:{env['AIRFLOW__API__PORT']}/execution/"
+    _admin_login(env, home)
     return env
+
+
+def _airflow_exe() -> str:
+    """This interpreter's ``airflow`` (the one installed with this package), not whichever
+    ``airflow`` comes first on PATH; PATH only when there is none beside it."""
+    beside = Path(sys.executable).with_name("airflow")
+    return str(beside) if beside.exists() else (shutil.which("airflow") or str(beside))
 
 
 def airflow(settings: Settings, *args: str) -> None:
     """Run an ``airflow`` command for this project; its output goes straight to the terminal."""
-    exe = shutil.which("airflow") or str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([exe, *args], env=airflow_env(settings), check=True)
+    subprocess.run([_airflow_exe(), *args], env=airflow_env(settings), check=True)
 
 
 def prepare_airflow(settings: Settings) -> None:
-    """Metadata database at the latest schema and the ``ocr`` pool sized to the cores
-    (``DIGITIZE_OCR_POOL_SLOTS``, default the cores of this machine)."""
+    """Warehouse and metadata database at the latest schema, and the ``ocr`` pool sized to the
+    cores (``DIGITIZE_OCR_POOL_SLOTS``, default the cores of this machine)."""
+    from pipeline import warehouse
+
+    # Once, before any task: at the first start the scheduler runs the watcher, the report and
+    # the fixity audit at once, and each task migrating a new SQLite warehouse on its own
+    # collided ("table agencies already exists", a failed try of the audit).
+    warehouse.migrate(settings.warehouse_url)
     airflow(settings, "db", "migrate")
     airflow(settings, "pools", "set", "ocr", str(settings.ocr_pool_slots or settings.jobs),
             "OCR slots (one per core)")
@@ -275,11 +428,25 @@ def cmd_airflow(args: argparse.Namespace, settings: Settings) -> ExitCode:
         prepare_airflow(settings)
     # The airflow command replaces this process, so that a service manager's signals (stop =
     # SIGTERM: a Celery worker finishes its running tasks first) reach it directly.
-    exe = shutil.which("airflow") or str(Path(sys.executable).with_name("airflow"))
+    exe = _airflow_exe()
+    env = airflow_env(settings)
+    if (args.passthrough[:1] == ["standalone"]
+            and env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == f"{ADMIN_USER}:admin"):
+        _standalone_banner(env)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(exe, [exe, *args.passthrough], airflow_env(settings))
+    os.execve(exe, [exe, *args.passthrough], env)
     return ExitCode.unexpected  # not reached
+
+
+def _standalone_banner(env: dict[str, str]) -> None:
+    """Where the UI is and where its password is: Airflow prints neither plainly."""
+    port = env.get("AIRFLOW__API__PORT", "8080")
+    if env.get(ADMIN_PASSWORD_ENV):
+        where = f"password: the value of {ADMIN_PASSWORD_ENV}"
+    else:
+        where = f"password in {Path(env['AIRFLOW_HOME']) / GENERATED_PASSWORDS_FILE}"
+    print(f"Airflow UI: http://localhost:{port}/  user {ADMIN_USER}, {where}", flush=True)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -540,9 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO if not getattr(args, "json", False)
         else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    # third-party INFO chatter (schema migration steps, PDF library bridges) hides our progress
-    for noisy in ("alembic", "pikepdf", "great_expectations", "img2pdf"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_libraries()
     try:
         settings = load_settings()
         return int(args.func(args, settings))

@@ -39,6 +39,27 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings()
 
 
+@pytest.fixture
+def settled_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scanner profiles with ``settle_seconds: 0`` (DIGITIZE_PROFILES_DIR, which the Airflow
+    commands inherit): the watcher takes a batch at its first look. A batch cannot be made to
+    look settled by backdating its files: their ctimes, and the watcher's memory, tell."""
+    import shutil
+
+    import yaml
+
+    from pipeline.config import PROJECT_DIR
+
+    profiles = tmp_path / "scanner_profiles"
+    shutil.copytree(PROJECT_DIR / "scanner_profiles", profiles)
+    for path in profiles.glob("*.yaml"):
+        profile = yaml.safe_load(path.read_text(encoding="utf-8"))
+        profile["settle_seconds"] = 0
+        path.write_text(yaml.safe_dump(profile, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("DIGITIZE_PROFILES_DIR", str(profiles))
+    return profiles
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     try:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -136,16 +134,14 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings,
 
 
 @pytest.mark.airflow
-def test_the_watcher_starts_each_ready_batch_exactly_once(reference_settings: Settings) -> None:
+def test_the_watcher_starts_each_ready_batch_exactly_once(reference_settings: Settings,
+                                                          settled_at_once: Path) -> None:
     settings = reference_settings
     ready = []
     for n in (1, 2):
         folder = settings.dir("inbox") / "000.00.12.H12" / f"W{n}"
         samples.generate_batch(folder, agency_code="000.00.12.H12", batch_id=f"W{n}",
                                n_records=1, seed=n)
-        then = time.time() - 3600  # settled long ago
-        for path in [folder, *folder.rglob("*")]:
-            os.utime(path, (then, then))
         ready.append(folder)
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import hashlib
+import json
 import logging
 import os
 import re
@@ -41,15 +42,113 @@ def _batch(root: Path, batch_id: str, records: int, with_manifest: bool = True) 
 
 
 def test_a_batch_is_ready_once_its_manifest_is_there_and_nothing_changed(tmp_path: Path) -> None:
-    settled = _batch(tmp_path, "B-SETTLED", 2)
-    busy = _batch(tmp_path, "B-BUSY", 2)
-    no_manifest = _batch(tmp_path, "B-NOMANIFEST", 2, with_manifest=False)
+    looks = tmp_path / "work" / inbox.LOOKS_FILE
+    inbox_dir = tmp_path / "inbox"
+    settled = _batch(inbox_dir, "B-SETTLED", 2)
+    busy = _batch(inbox_dir, "B-BUSY", 2)
+    no_manifest = _batch(inbox_dir, "B-NOMANIFEST", 2, with_manifest=False)
     for folder in (settled, busy, no_manifest):
         _age(folder, 600)
+    t0 = time.time()
+    # the first look remembers the listings: nothing is ready before a second look
+    assert inbox.ready_batches(inbox_dir, settle_seconds=120, now=t0, looks=looks) == []
     (busy / "late.png").write_bytes(b"still copying")  # the scanner is still writing
-    assert inbox.ready_batches(tmp_path, settle_seconds=120) == [settled]
-    assert inbox.ready_batches(tmp_path, settle_seconds=0) == [busy, settled]
-    assert inbox.ready_batches(tmp_path / "nothing", settle_seconds=0) == []
+    assert inbox.ready_batches(inbox_dir, settle_seconds=120, now=t0 + 120, looks=looks) == [settled]
+    assert inbox.ready_batches(inbox_dir, settle_seconds=0, now=t0 + 121, looks=looks) == [busy, settled]
+    assert inbox.ready_batches(tmp_path / "nothing", settle_seconds=0, looks=looks) == []
+    # without a memory: by the latest mtime or ctime (the files were written just now)
+    assert inbox.ready_batches(inbox_dir, settle_seconds=120) == []
+    assert inbox.ready_batches(inbox_dir, settle_seconds=120, now=time.time() + 121) == [busy, settled]
+
+
+def _copy_slowly(source: Path, target: Path, files: list[str] | None = None) -> None:
+    """What ``cp -a`` / ``rsync -a`` do: the files arrive with the source's (old) mtimes."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in files if files is not None else sorted(p.name for p in source.iterdir()):
+        (target / name).write_bytes((source / name).read_bytes())
+        st = (source / name).stat()
+        os.utime(target / name, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st = source.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_copy_keeping_old_mtimes_is_not_ready_until_it_settled(tmp_path: Path) -> None:
+    """A batch copied with its day-old mtimes looks settled by its mtimes alone: the ctimes
+    (set by the copy, not by it) and the watcher's two looks say it is not."""
+    source = _batch(tmp_path / "staging", "B-COPY", 3)
+    for n in range(3):
+        Image.new("L", (40, 56), 255).save(source / f"page{n}.png")
+    _age(source, 86400)
+    inbox_dir, looks = tmp_path / "inbox", tmp_path / "work" / inbox.LOOKS_FILE
+    target = inbox_dir / AGENCY / "B-COPY"
+    names = sorted(p.name for p in source.iterdir())
+    # the manifest is copied first (a file manager's order is anyone's guess)
+    names.remove("manifest.csv")
+    _copy_slowly(source, target, ["manifest.csv", names[0]])
+    t0 = time.time()
+    assert max(p.stat().st_mtime for p in target.rglob("*")) < t0 - 86000  # old mtimes...
+    assert inbox.last_change(target) >= t0 - 5  # ...but the ctimes are the copy's
+    assert inbox.ready_batches(inbox_dir, 60, now=t0, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 60) == []  # without a memory, by the ctimes
+    # the copy goes on: each look sees another listing and starts the wait again
+    _copy_slowly(source, target, names[1:3])
+    assert inbox.ready_batches(inbox_dir, 60, now=t0 + 61, looks=looks) == []
+    _copy_slowly(source, target, names[3:])
+    t_done = t0 + 122
+    assert inbox.ready_batches(inbox_dir, 60, now=t_done, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 60, now=t_done + 59, looks=looks) == []
+    # settle_seconds after the look that saw the finished copy: ready
+    assert inbox.ready_batches(inbox_dir, 60, now=t_done + 60, looks=looks) == [target]
+    assert inbox.ready_batches(inbox_dir, 60, now=time.time() + 60) == [target]
+    # the memory is a small JSON file; a batch gone (moved to done/) is forgotten
+    assert set(json.loads(looks.read_text(encoding="utf-8"))) == {f"{AGENCY}/B-COPY"}
+    target.rename(tmp_path / "done")
+    assert inbox.ready_batches(inbox_dir, 60, now=t_done + 61, looks=looks) == []
+    assert json.loads(looks.read_text(encoding="utf-8")) == {}
+
+
+def test_a_file_growing_between_looks_restarts_the_wait(tmp_path: Path) -> None:
+    inbox_dir, looks = tmp_path / "inbox", tmp_path / "work" / inbox.LOOKS_FILE
+    folder = _batch(inbox_dir, "B-GROW", 1)
+    scan = folder / "big.tif"
+    scan.write_bytes(b"II*\0" + b"\0" * 1000)
+    t0 = time.time()
+    assert inbox.ready_batches(inbox_dir, 30, now=t0, looks=looks) == []
+    first = inbox.fingerprint(folder)
+    with scan.open("ab") as fh:  # the scanner appends the next page
+        fh.write(b"\0" * 1000)
+    # the mtime can stay the same (coarse clocks, a writer resetting it): the size alone tells
+    os.utime(scan, ns=(scan.stat().st_atime_ns, scan.stat().st_mtime_ns))
+    assert inbox.fingerprint(folder) != first
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 30, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 59, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 60, looks=looks) == [folder]
+    # a file rewritten with the same size and mtime (a copy over it): its ctime tells
+    before = inbox.fingerprint(folder)
+    st = scan.stat()
+    scan.write_bytes(scan.read_bytes())
+    os.utime(scan, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert inbox.fingerprint(folder) != before
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 61, looks=looks) == []
+
+
+def test_a_lost_or_broken_memory_only_delays(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inbox_dir, looks = tmp_path / "inbox", tmp_path / "work" / inbox.LOOKS_FILE
+    folder = _batch(inbox_dir, "B-MEM", 1)
+    t0 = time.time()
+    assert inbox.ready_batches(inbox_dir, 30, now=t0, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 30, looks=looks) == [folder]
+    looks.write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="pipeline.inbox"):
+        assert inbox.ready_batches(inbox_dir, 30, now=t0 + 31, looks=looks) == []
+    assert "cannot be read" in caplog.text
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 61, looks=looks) == [folder]
+    # a clock set back: the wait starts again rather than counting negative time
+    assert inbox.ready_batches(inbox_dir, 30, now=t0, looks=looks) == []
+    assert inbox.ready_batches(inbox_dir, 30, now=t0 + 30, looks=looks) == [folder]
+    # settle_seconds 0: ready at the first look
+    looks.unlink()
+    assert inbox.ready_batches(inbox_dir, 0, looks=looks) == [folder]
 
 
 def test_run_names_come_from_the_batch_alone(tmp_path: Path) -> None:
@@ -115,7 +214,9 @@ def test_a_malformed_manifest_still_gets_its_one_run(tmp_path: Path,
 def test_a_file_vanishing_while_looked_at_is_not_settled(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _batch(tmp_path, "B-TEMP", 1)
-    _age(folder, 600)
+    looks = tmp_path / "looks.json"
+    t0 = time.time()
+    assert inbox.ready_batches(tmp_path, settle_seconds=120, now=t0, looks=looks) == []
     real_stat = Path.stat
 
     def renamed_meanwhile(self: Path, **kwargs: object) -> os.stat_result:
@@ -124,7 +225,12 @@ def test_a_file_vanishing_while_looked_at_is_not_settled(tmp_path: Path,
         return real_stat(self, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Path, "stat", renamed_meanwhile)
-    assert inbox.ready_batches(tmp_path, settle_seconds=120) == []
+    assert inbox.ready_batches(tmp_path, settle_seconds=120, now=t0 + 3600) == []
+    assert inbox.ready_batches(tmp_path, settle_seconds=120, now=t0 + 3600, looks=looks) == []
+    monkeypatch.undo()
+    # the wait starts again at the next look that sees the whole folder
+    assert inbox.ready_batches(tmp_path, settle_seconds=120, now=t0 + 3601, looks=looks) == []
+    assert inbox.ready_batches(tmp_path, settle_seconds=120, now=t0 + 3721, looks=looks) == [folder]
 
 
 def test_a_3000_record_batch_runs_as_parts_within_airflows_limits(

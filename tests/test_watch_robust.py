@@ -5,11 +5,9 @@ with the manifest's message instead of being retried."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,13 +21,6 @@ AGENCY = "000.00.12.H12"
 NO_RECORD_ID = "Mã TTHC,Ngày ban hành,Tệp\n1.004227,05/03/2019,a.png\n"
 
 
-def _settled(folder: Path) -> Path:
-    then = time.time() - 3600
-    for path in [folder, *folder.rglob("*")]:
-        os.utime(path, (then, then))
-    return folder
-
-
 def _bad_batches(settings: Settings) -> dict[str, Path]:
     folders = {}
     for batch_id, data in (("W-NOID", NO_RECORD_ID.encode()),
@@ -37,7 +28,7 @@ def _bad_batches(settings: Settings) -> dict[str, Path]:
         folder = settings.dir("inbox") / AGENCY / batch_id
         folder.mkdir(parents=True)
         (folder / "manifest.csv").write_bytes(data)
-        folders[batch_id] = _settled(folder)
+        folders[batch_id] = folder
     return folders
 
 
@@ -49,10 +40,10 @@ def _airflow(settings: Settings) -> tuple[str, dict[str, str]]:
 
 
 @pytest.mark.airflow
-def test_the_watcher_starts_good_batches_beside_malformed_ones(settings: Settings) -> None:
+def test_the_watcher_starts_good_batches_beside_malformed_ones(settings: Settings,
+                                                               settled_at_once: Path) -> None:
     good = settings.dir("inbox") / AGENCY / "W-GOOD"
     samples.generate_batch(good, agency_code=AGENCY, batch_id="W-GOOD", n_records=1, seed=1)
-    _settled(good)
     bad = _bad_batches(settings)
     airflow, env = _airflow(settings)
     run = subprocess.run([airflow, "dags", "test", "digitize_watch"], env=env,

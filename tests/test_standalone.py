@@ -1,0 +1,470 @@
+"""``digitize airflow standalone`` on one machine, as a fresh clone runs it (README "Airflow").
+
+Fast tests check what ``airflow_env`` gives every Airflow process: this interpreter's ``bin``
+first on PATH, one JWT secret (and API secret key) generated once and kept owner-only under
+DATA/airflow/, the admin login, and the execution API on the API server's port.
+
+The slow test starts ``digitize airflow standalone`` by its absolute path from an environment
+without the virtualenv (PATH=/usr/bin:/bin), with a temporary DATA folder, free ports and a
+scanner profile that settles in a few seconds. It logs in through the REST API with the
+generated admin password, sees the watcher's first run succeed, then copies a sample batch into
+the inbox file by file keeping its day-old mtimes (as ``cp -a`` would), with watcher runs
+(triggered through the REST API) looking at it mid-copy and right after: none may start it. Once
+it has settled, the scheduler archives it: the ``digitize_batch`` run succeeds, the records are
+in the warehouse and the batch in done/. Headless Chromium (Debian's chromium and
+chromedriver, through Selenium) then logs in to the UI and takes a screenshot of the run's grid,
+copied to ``docs/screenshots/airflow-batch-run.png``, and of a record task's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import psutil
+import pytest
+import yaml
+from conftest import import_reference, skip_or_fail
+from sqlalchemy import create_engine, text
+
+from pipeline import cli, inbox, samples
+from pipeline.config import PROJECT_DIR, load_settings
+
+DIGITIZE = Path(sys.executable).with_name("digitize")
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+DOCS_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "airflow-batch-run.png"
+AGENCY = "000.00.12.H12"
+BATCH = "STANDALONE-1"
+RECORDS = 2
+SETTLE_SECONDS = 15
+# what a fresh login shell has, without the virtualenv
+CLEAN_PATH = "/usr/bin:/bin"
+
+
+# --- what every Airflow process gets (no server) ----------------------------------------------------
+def _env_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra: str) -> dict[str, str]:
+    for name in [n for n in os.environ if n.startswith("AIRFLOW") or n.startswith("DIGITIZE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PATH", CLEAN_PATH)
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    return cli.airflow_env(load_settings(data_dir=tmp_path / "DATA"))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_every_process_finds_airflow_and_shares_one_jwt_secret(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _env_for(tmp_path, monkeypatch)
+    bin_dir = str(Path(sys.executable).parent)
+    assert env["PATH"] == f"{bin_dir}:{CLEAN_PATH}"
+    assert shutil.which("airflow", path=env["PATH"]) == str(Path(bin_dir) / "airflow")
+    home = Path(env["AIRFLOW_HOME"])
+    secrets_file = home / cli.AIRFLOW_SECRETS_FILE
+    assert _mode(secrets_file) == 0o600 and _mode(home / cli.GENERATED_PASSWORDS_FILE) == 0o600
+    jwt, key = env["AIRFLOW__API_AUTH__JWT_SECRET"], env["AIRFLOW__API__SECRET_KEY"]
+    assert len(jwt) >= 40 and len(key) >= 40 and jwt != key
+    # the next command (another component, a restart) gets the same secrets
+    again = _env_for(tmp_path, monkeypatch)
+    assert (again["AIRFLOW__API_AUTH__JWT_SECRET"], again["AIRFLOW__API__SECRET_KEY"]) == (jwt, key)
+    assert json.loads(secrets_file.read_text(encoding="utf-8")) == {
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt, "AIRFLOW__API__SECRET_KEY": key}
+    # a deployment's own secret (or key pair) wins
+    own = _env_for(tmp_path, monkeypatch, AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH="/etc/k.pem",
+                   AIRFLOW__API__SECRET_KEY="theirs")
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" not in own and own["AIRFLOW__API__SECRET_KEY"] == "theirs"
+    # the login: user admin, its password generated once, owner-only
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin"
+    assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" not in env  # Airflow's own file
+    generated = json.loads((home / cli.GENERATED_PASSWORDS_FILE).read_text(encoding="utf-8"))
+    assert list(generated) == ["admin"] and len(generated["admin"]) >= 16
+    assert json.loads((home / cli.GENERATED_PASSWORDS_FILE).read_text(encoding="utf-8")) == generated
+    # tasks reach the API server on its port, not on Airflow's default 8080
+    assert "AIRFLOW__CORE__EXECUTION_API_SERVER_URL" not in env
+    moved = _env_for(tmp_path, monkeypatch, AIRFLOW__API__PORT="18080", AIRFLOW__API__HOST="127.0.0.1")
+    assert moved["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+
+
+def test_the_admin_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = _env_for(tmp_path, monkeypatch, DIGITIZE_AIRFLOW_ADMIN_PASSWORD="mật khẩu 1")
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    assert path == Path(env["AIRFLOW_HOME"]) / cli.ADMIN_PASSWORD_FILE and _mode(path) == 0o600
+    assert json.loads(path.read_text(encoding="utf-8")) == {"admin": "mật khẩu 1"}
+    # a new password replaces the old one; other users' generated passwords stay
+    path.write_text(json.dumps({"admin": "mật khẩu 1", "bob": "x"}), encoding="utf-8")
+    _env_for(tmp_path, monkeypatch, DIGITIZE_AIRFLOW_ADMIN_PASSWORD="mật khẩu 2")
+    assert json.loads(path.read_text(encoding="utf-8")) == {"admin": "mật khẩu 2", "bob": "x"}
+    assert _mode(path) == 0o600
+
+
+# --- the real thing --------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({exc})"
+
+
+class Standalone:
+    """``digitize airflow standalone`` as a process group of its own, its output in a file."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.env, self.cwd, self.log = env, cwd, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = time.monotonic()
+
+    def start(self) -> None:
+        with self.log.open("wb") as out:
+            # by its absolute path, as a clerk's shortcut or a service unit would start it
+            self.proc = subprocess.Popen([str(DIGITIZE), "airflow", "standalone"], env=self.env,
+                                         cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"digitize airflow standalone exited ({self.proc.returncode}):\n{tail(self.log)}")
+        # standalone outlives its components: one that could not start says so in the output
+        output = self.log.read_text(encoding="utf-8", errors="replace")
+        for death in ("No such file or directory: 'airflow'", "Address already in use"):
+            assert death not in output, tail(self.log)
+
+    def say(self, what: str) -> None:
+        print(f"[{time.monotonic() - self.started:5.0f} s] {what}", flush=True)
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            time.sleep(every)
+
+    def stop(self) -> None:
+        """SIGTERM to the group, SIGKILL to what is left; task processes that left the group
+        (the executor's supervisors) are collected first and killed too."""
+        if self.proc is None:
+            return
+        family: list[psutil.Process] = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(family, timeout=20)
+        for leftover in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                leftover.kill()
+        psutil.wait_procs(alive, timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything still in the group
+
+
+class Api:
+    """Airflow's REST API with the admin's token."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.token = base, ""
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(f"{self.base}{path}", method=method, headers=headers,
+                                         data=None if body is None else json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode("utf-8", "replace")
+
+    def healthy(self) -> bool:
+        try:
+            return self.call("GET", "/api/v2/monitor/health")[0] == 200
+        except OSError:
+            return False
+
+    def log_in(self, user: str, password: str) -> None:
+        status, body = self.call("POST", "/auth/token", {"username": user, "password": password})
+        assert status == 201, (status, body)
+        self.token = body["access_token"]
+
+    def runs(self, dag_id: str) -> dict[str, dict[str, Any]]:
+        status, body = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100")
+        assert status == 200, (status, body)
+        return {r["dag_run_id"]: r for r in body["dag_runs"]}
+
+    def trigger(self, dag_id: str, run_id: str) -> None:
+        status, body = self.call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                                 {"dag_run_id": run_id, "logical_date": None, "conf": {}})
+        assert status == 200, (status, body)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        status, body = self.call(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100")
+        assert status == 200, (status, body)
+        return body["task_instances"]
+
+
+def _copy_keeping_mtimes(source: Path, target: Path, names: list[str]) -> None:
+    """``cp -a`` of some files: the day-old mtimes come along, the ctimes are now."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy2(source / name, target / name)
+    shutil.copystat(source, target)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        skip_or_fail(f"{CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        skip_or_fail("selenium is not installed (pip install -e '.[test]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,900", "--lang=vi-VN", "--no-first-run"):
+        options.add_argument(arg)
+    # started only when the batch is done: Chromium and the OCR would share 2 cores
+    holder: dict[str, Any] = {}
+
+    def start() -> Any:
+        holder["driver"] = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
+                                            options=options)
+        holder["driver"].set_page_load_timeout(60)
+        return holder["driver"]
+
+    try:
+        yield start
+    finally:
+        if "driver" in holder:
+            holder["driver"].quit()
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if result := check():
+                return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: Path,
+                                                                     chromium: Any) -> None:
+    data = tmp_path / "DATA"
+    data.mkdir()
+    # the default scanner profile, settling in seconds instead of 2 minutes
+    profiles = tmp_path / "scanner_profiles"
+    shutil.copytree(PROJECT_DIR / "scanner_profiles", profiles)
+    profile = yaml.safe_load((profiles / "default.yaml").read_text(encoding="utf-8"))
+    profile["settle_seconds"] = SETTLE_SECONDS
+    (profiles / "default.yaml").write_text(yaml.safe_dump(profile, allow_unicode=True), encoding="utf-8")
+    warehouse_url = import_reference(data)
+    settings = load_settings(data_dir=data)
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "PATH": CLEAN_PATH, "HOME": str(home), "LANG": "C.UTF-8",
+        "DIGITIZE_DATA_DIR": str(data),
+        "DIGITIZE_PROFILES_DIR": str(profiles),
+        "DIGITIZE_UI_BASE_URL": base,
+        # every port standalone opens, free ones: other tests and servers may be running
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
+    }
+    standalone = Standalone(env, tmp_path, tmp_path / "standalone.log")
+    api = Api(base)
+    batch = samples.generate_batch(tmp_path / "staging" / BATCH, agency_code=AGENCY, batch_id=BATCH,
+                                   n_records=RECORDS, seed=14, truth_path=tmp_path / "truth.json")
+    source = batch.batch_dir
+    record_ids = sorted(r.record_id for r in batch.records)
+    day_ago = time.time() - 86400
+    for path in [source, *source.iterdir()]:
+        os.utime(path, (day_ago, day_ago))
+    target = settings.dir("inbox") / AGENCY / BATCH
+    batch_run = inbox.run_name(AGENCY, BATCH)
+    try:
+        standalone.start()
+        standalone.wait_for("the API server", api.healthy, timeout=240)
+        # the documented login: user admin, the password Airflow keeps in DATA/airflow/
+        passwords = settings.dir("airflow") / cli.GENERATED_PASSWORDS_FILE
+        api.log_in("admin", json.loads(passwords.read_text(encoding="utf-8"))["admin"])
+        standalone.say(f"API server up on {base}, logged in as admin")
+
+        def watcher_ready() -> bool:
+            status, body = api.call("GET", "/api/v2/dags/digitize_watch")
+            return status == 200 and not body["is_paused"]
+
+        # airflow.cfg: dags_are_paused_at_creation = False; unpaused through the API otherwise
+        standalone.wait_for("the DAG processor to parse digitize_watch",
+                            lambda: api.call("GET", "/api/v2/dags/digitize_watch")[0] == 200, timeout=180)
+        for dag_id in ("digitize_watch", "digitize_batch"):
+            status, body = api.call("GET", f"/api/v2/dags/{dag_id}")
+            if status == 200 and body["is_paused"]:
+                assert api.call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})[0] == 200
+        standalone.wait_for("digitize_watch unpaused", watcher_ready, timeout=60)
+        # the watcher's first (scheduled) run, at start: it succeeds (it failed with "Invalid
+        # auth token" when each component had its own JWT secret)
+        first = standalone.wait_for(
+            "the watcher's first run", lambda: [r for r in api.runs("digitize_watch").values()
+                                                if r["state"] in ("success", "failed")], timeout=180)
+        assert [r["state"] for r in first] == ["success"], first
+        standalone.say(f"watcher's first run: {first[0]['dag_run_id']} success")
+
+        def look(n: int) -> None:
+            """One watcher run, triggered through the API, to its end: it must start nothing."""
+            run_id = f"look-{n}"
+            api.trigger("digitize_watch", run_id)
+            state = standalone.wait_for(f"watcher run {run_id}", lambda: (
+                s if (s := api.runs("digitize_watch")[run_id]["state"]) in ("success", "failed")
+                else None), timeout=120, every=0.5)
+            assert state == "success"
+            assert batch_run not in api.runs("digitize_batch"), f"started by {run_id}"
+
+        # the copy, file by file, manifest first (the worst case: the batch looks complete at
+        # once), with the watcher looking in between: after the first files, in the middle of
+        # the last one (half its bytes there, as a copy in progress leaves it), and at the end
+        names = sorted(p.name for p in source.iterdir() if p.name != "manifest.csv")
+        *first_files, last = names
+        _copy_keeping_mtimes(source, target, ["manifest.csv", *first_files])
+        look(1)
+        standalone.say(f"copied manifest.csv and {', '.join(first_files)} with day-old mtimes: "
+                       "not started")
+        content = (source / last).read_bytes()
+        (target / last).write_bytes(content[:len(content) // 2])
+        shutil.copystat(source / last, target / last)  # cp -a sets the mtime as it goes
+        look(2)
+        with (target / last).open("ab") as rest:
+            rest.write(content[len(content) // 2:])
+        shutil.copystat(source / last, target / last)
+        shutil.copystat(source, target)
+        copied = time.time()
+        assert max(p.stat().st_mtime for p in [target, *target.iterdir()]) < copied - 86000
+        look(3)
+        memory = json.loads((settings.dir("work") / inbox.LOOKS_FILE).read_text(encoding="utf-8"))
+        first_seen = memory[f"{AGENCY}/{BATCH}"]["first_seen"]
+        assert first_seen >= copied  # the wait started with the look after the copy
+        standalone.say(f"copy of {len(names) + 1} files done; 3 looks, not started")
+
+        # settled: the next look starts it (a scheduled one may come first: not before settled)
+        time.sleep(max(0.0, first_seen + SETTLE_SECONDS + 1 - time.time()))
+        api.trigger("digitize_watch", "look-4")
+        run = standalone.wait_for("the batch run to be started",
+                                  lambda: api.runs("digitize_batch").get(batch_run), timeout=120)
+        assert run["conf"]["batch_dir"] == str(target)
+        queued = dt.datetime.fromisoformat(run["queued_at"]).timestamp()
+        assert queued >= copied + SETTLE_SECONDS - 1, (run["queued_at"], copied)
+        standalone.say(f"{batch_run} started {queued - copied:.0f} s after the copy ended")
+        run = standalone.wait_for("the batch run to finish", lambda: (
+            r if (r := api.runs("digitize_batch")[batch_run])["state"] in ("success", "failed")
+            else None), timeout=300, every=2)
+        tis = api.task_instances("digitize_batch", batch_run)
+        assert run["state"] == "success", [(t["task_id"], t["map_index"], t["state"]) for t in tis]
+        assert sorted(t["rendered_map_index"] for t in tis if t["task_id"] == "process_record") == record_ids
+        standalone.say(f"{batch_run}: success, {len(tis)} task instances")
+
+        # the scheduler archived it: records in the warehouse, the batch in done/
+        with create_engine(warehouse_url).connect() as conn:
+            states = dict(conn.execute(text("select record_id, status from records "
+                                            "where agency_code = :a"), {"a": AGENCY}).tuples().all())
+        assert states == dict.fromkeys(record_ids, "archived")
+        assert not target.exists()
+        assert (settings.dir("done") / AGENCY / BATCH / "manifest.csv").is_file()
+        # nothing failed on the way, not even one try: no run of any DAG failed, no task retried
+        status, body = api.call("GET", "/api/v2/dags/~/dagRuns?state=failed")
+        assert status == 200 and body["total_entries"] == 0, body
+        for run_id in api.runs("digitize_watch"):
+            assert all(t["try_number"] <= 1 and t["state"] in ("success", "skipped")
+                       for t in api.task_instances("digitize_watch", run_id)), run_id
+        assert all(t["try_number"] == 1 for t in tis), tis
+
+        # the archivist's view: the run's grid and a record's log, in the UI
+        _screenshots(chromium(), base, batch_run, record_ids, tmp_path)
+        standalone.say("screenshots taken")
+    except BaseException:
+        print(f"\n===== digitize airflow standalone ({standalone.log}) =====\n{tail(standalone.log, 150)}")
+        for task_log in sorted((settings.dir("airflow") / "logs").glob("dag_id=*/**/*.log")):
+            content = task_log.read_text(encoding="utf-8", errors="replace")
+            if '"level":"error"' in content:
+                print(f"\n===== task log {task_log} =====\n{tail(task_log, 30)}")
+        raise
+    finally:
+        standalone.stop()
+
+
+def _screenshots(browser: Any, base: str, run_id: str, record_ids: list[str],
+                 tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    run_page = f"{base}/dags/digitize_batch/runs/{quote(run_id, safe='')}"
+    browser.get(run_page)
+    # not logged in: the simple auth manager's login form, then back to the run
+    user_box = _wait("the login form", lambda: browser.find_element(By.NAME, "username"))
+    user_box.send_keys("admin")
+    passwords = tmp_path / "DATA" / "airflow" / cli.GENERATED_PASSWORDS_FILE
+    browser.find_element(By.NAME, "password").send_keys(
+        json.loads(passwords.read_text(encoding="utf-8"))["admin"])
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    _wait("the run's page after the login", lambda: urlsplit(browser.current_url).path
+          == urlsplit(run_page).path and run_id in browser.find_element(By.TAG_NAME, "body").text)
+    # the record tasks, named by their record ids
+    _wait("the record tasks in the run's page", lambda: all(
+        r in browser.find_element(By.TAG_NAME, "body").text for r in ["process_record", *record_ids]))
+    time.sleep(2)  # the grid's cells are drawn after the data arrives
+    shot = tmp_path / "airflow-batch-run.png"
+    assert browser.save_screenshot(str(shot))
+    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, DOCS_SCREENSHOT)
+    # one record task's log: what the archivist opens for a record
+    browser.get(f"{run_page}/tasks/process_record/mapped/0")
+    _wait("the record task's log", lambda: "process_record" in browser.find_element(By.TAG_NAME, "body").text)
+    time.sleep(2)
+    assert browser.save_screenshot(str(tmp_path / "airflow-record-log.png"))
