@@ -63,6 +63,9 @@ HEADER_ALIASES: dict[str, str] = {
     "số tờ": "page_count_raw",
     "not_duplicate_of": "not_duplicate_of",
     "không trùng với": "not_duplicate_of",
+    "replace_archived": "replace_archived_raw",
+    "thay bản đã lưu": "replace_archived_raw",
+    "thay ban da luu": "replace_archived_raw",
 }
 REQUIRED_COLUMNS = ("record_id", "procedure_code", "issued_on_raw", "files_raw")
 # beside a scanned stack the cover sheets give the pages and the metadata; a manifest is optional
@@ -211,6 +214,7 @@ def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS)
         row = ManifestRow(line=line_no, **data)
         row.issued_on = parse_date(row.issued_on_raw)
         row.still_valid = parse_bool(row.still_valid_raw) if row.still_valid_raw else True
+        row.replace_archived = bool(parse_bool(row.replace_archived_raw))
         # ASCII digits only: str.isdigit() is also true of "²", which int() refuses
         raw_count = row.page_count_raw
         row.page_count = int(raw_count) if raw_count.isascii() and raw_count.isdigit() else None

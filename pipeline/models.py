@@ -34,6 +34,10 @@ class ManifestRow(BaseModel):
     page_count_raw: str = ""  # optional column: the pages the clerk counted
     # optional column: record ids the archivist confirmed are other papers, not this one rescanned
     not_duplicate_of: str = ""
+    # optional column "Thay bản đã lưu", filled by the archivist: this row (a re-scan, a corrected
+    # row) is archived as the next version of the record already archived under its id
+    replace_archived_raw: str = ""
+    replace_archived: bool = False
     page_count: int | None = None
     # where the row came from, for the archivist, when it is not a manifest line: a cover sheet
     # in a scanned stack (pipeline.separator)

@@ -14,9 +14,10 @@ import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, tuple_, update
@@ -344,7 +345,9 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
     """The archived result of this record from these very scans, if it exists and is intact.
 
     Raises DuplicateSourceError when the record id, or one of its scans, already belongs to a
-    different archived record: archiving it again would file the same paper twice.
+    different archived record: archiving it again would file the same paper twice. A row marked
+    "Thay bản đã lưu" whose scans or fields differ from the archived ones is archived again, as
+    the record's next version (None is returned); the same row run again is already archived.
     """
     rec = task.record
     r, p = warehouse.records, warehouse.pages
@@ -357,18 +360,22 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
             select(p.c.file_sha256, p.c.page_in_file).where(p.c.record_pk == existing["id"])
             .order_by(p.c.page_no))]
         pdf = Path(existing["pdf_path"] or "")
-        if stored == wanted and pdf.is_file() and sha256_file(pdf) == existing["pdf_sha256"]:
+        replace = rec.row.replace_archived and not _same_fields(existing, task)
+        if stored == wanted and not replace and pdf.is_file() \
+                and sha256_file(pdf) == existing["pdf_sha256"]:
             return RecordResult(
                 record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
                 pdf_path=str(pdf), pdf_sha256=existing["pdf_sha256"],
                 page_count=existing["page_count"], mean_confidence=existing["mean_confidence"],
                 already_archived=True,
             )
-        if stored != wanted:
+        if stored != wanted and not rec.row.replace_archived:
             raise DuplicateSourceError(rec.record_id, (
                 f"{rec.row.where}: hồ sơ {rec.record_id} đã được lưu trữ "
-                f"từ bản quét khác ({existing['pdf_path']}). Nếu đây là bản quét lại, báo lưu "
-                "trữ viên để thay thế; nếu nhầm mã hồ sơ, sửa mã rồi Clear để chạy lại."))
+                f"từ bản quét khác ({existing['pdf_path']}). Nếu đây là bản quét lại, ghi 'có' "
+                "vào cột 'Thay bản đã lưu' của dòng này rồi Clear để chạy lại: bản mới được lưu "
+                "thành phiên bản tiếp theo, bản cũ vẫn giữ nguyên; nếu nhầm mã hồ sơ, sửa mã rồi "
+                "Clear để chạy lại."))
     other = conn.execute(
         select(r.c.record_id).join(p, p.c.record_pk == r.c.id)
         .where(tuple_(p.c.file_sha256, p.c.page_in_file).in_(wanted),
@@ -380,6 +387,16 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
             f"{rec.row.where}: trang quét của hồ sơ {rec.record_id} giống hệt "
             f"trang đã lưu của hồ sơ {other}. Kiểm tra có quét trùng hay ghi nhầm dòng."))
     return None
+
+
+_FIELDS = ("procedure_code", "result_number", "issued_on", "holder_name", "holder_id",
+           "still_valid")
+
+
+def _same_fields(existing: Mapping[str, Any], task: RecordTask) -> bool:
+    """Whether the archived record's manifest fields are the row's as it reads now."""
+    row = _record_row(task)
+    return all(existing[f] == row[f] for f in _FIELDS)
 
 
 def _raise_first_problem(task: RecordTask) -> None:
@@ -656,7 +673,8 @@ def _load_archived(conn: Connection, task: RecordTask, result: RecordResult, tex
     warehouse.upsert(conn, warehouse.record_versions, [{
         "record_pk": record_pk, "version": result.version, "batch_pk": task.batch_pk,
         "pdf_path": result.pdf_path, "pdf_sha256": result.pdf_sha256,
-        "reason": "archived" if result.version == 1 else "rearchived",
+        "reason": ("archived" if result.version == 1
+                   else "replaced" if task.record.row.replace_archived else "rearchived"),
         "created_at": warehouse.now(),
     }], ("record_pk", "version"), update=False)
     conn.execute(warehouse.pages.delete().where(warehouse.pages.c.record_pk == record_pk))

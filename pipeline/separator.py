@@ -222,6 +222,8 @@ def row_of_sheet(code: str, sheet: PageRef, line: int, refs: Sequence[PageRef],
     row = row.model_copy(update={
         "holder_name": extra.holder_name, "holder_id": extra.holder_id,
         "procedure_name": extra.procedure_name, "not_duplicate_of": extra.not_duplicate_of,
+        "replace_archived_raw": extra.replace_archived_raw,
+        "replace_archived": extra.replace_archived,
         "still_valid_raw": extra.still_valid_raw or row.still_valid_raw,
         "still_valid": extra.still_valid, "page_count_raw": extra.page_count_raw,
         "page_count": extra.page_count, "source": f"{where}, dòng {extra.line} của manifest.csv"})

@@ -105,7 +105,8 @@ def _frame_rows(rows: list[ManifestRow], reference: Reference, pages_found: Mapp
             "procedure_levels": ",".join(sorted(proc.levels)) if proc else None,
             "valid_from": proc.valid_from if proc else None,
             "valid_to": proc.valid_to if proc else None,
-            "archived_in_batch": reference.archived_elsewhere.get(r.record_id),
+            "archived_in_batch": (None if r.replace_archived
+                                  else reference.archived_elsewhere.get(r.record_id)),
             "suggestions": (closest_procedures(r.procedure_code, r.procedure_name,
                                                reference.procedures)
                             if r.procedure_code and not proc and reference.procedures else ""),

@@ -159,6 +159,47 @@ def test_a_folder_name_used_again_is_a_new_batch_and_the_first_stays_whole(
     assert fixity.returncode == 0, fixity.stdout[-2000:] + fixity.stderr[-2000:]
 
 
+def test_a_rescan_marked_to_replace_becomes_the_next_version_beside_the_first(
+        tmp_path: Path, db_url: str | None) -> None:
+    data = tmp_path / "var"
+    import_reference(data, db_url)
+    first_dir = data / "inbox" / AGENCY / "B-V1"
+    (record,) = samples.generate_batch(first_dir, agency_code=AGENCY, batch_id="B-V1", n_records=1,
+                                       seed=38, truth_path=tmp_path / "t1.json",
+                                       vietnamese_headers=False).records
+    assert digitize(data, db_url, "run", str(first_dir)).returncode == 0
+    (v1,) = (data / "archive").rglob("*_v1.pdf")
+    kept = sha256(v1)
+    # the paper scanned again in a later batch under the same id: refused until the archivist
+    # marks the row, then archived as version 2 beside version 1
+    rescan_dir = data / "inbox" / AGENCY / "B-V2"
+    samples.generate_batch(rescan_dir, agency_code=AGENCY, batch_id="B-V2", n_records=1, seed=39,
+                           truth_path=tmp_path / "t2.json", vietnamese_headers=False)
+    edit_manifest(rescan_dir, {0: {"record_id": record.record_id,
+                                   "issued_on": record.issued_on.strftime("%d/%m/%Y")}})
+    refused = digitize(data, db_url, "run", str(rescan_dir), "--json")
+    assert refused.returncode == 3
+    assert "Thay bản đã lưu" in json.loads(refused.stdout)["errors"][0]
+    rows = rows_of(rescan_dir)
+    write_rows(rescan_dir, [{**rows[0], "replace_archived": "có"}])
+    again = digitize(data, db_url, "run", str(rescan_dir), "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = json.loads(again.stdout)
+    assert out["version"] == 2 and Path(out["pdf"]).name.endswith("_v2.pdf")
+    assert sha256(v1) == kept and Path(out["pdf"]).parent == v1.parent
+    story = json.loads(digitize(data, db_url, "history", record.record_id, "--json").stdout)[0]
+    assert [(v["version"], v["reason"], v["batch_id"]) for v in story["versions"]] == [
+        (1, "archived", "B-V1"), (2, "replaced", "B-V2")]
+    assert story["pdf_path"] == out["pdf"]
+    # the same marked row run again is archived already: no third version
+    done = data / "done" / AGENCY / "B-V2"
+    third = digitize(data, db_url, "run", str(done), "--json")
+    assert third.returncode == 0 and json.loads(third.stdout)["already_archived"]
+    assert sorted(p.name[-7:] for p in v1.parent.iterdir()) == ["_v1.pdf", "_v2.pdf"]
+    fixity = digitize(data, db_url, "fixity", "--json")
+    assert fixity.returncode == 0, fixity.stdout[-2000:]
+
+
 def test_a_record_held_twice_then_archived_keeps_its_whole_story(tmp_path: Path,
                                                                    db_url: str | None) -> None:
     data = tmp_path / "var"
