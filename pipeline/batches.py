@@ -56,14 +56,19 @@ def resolve_batch_id(conn: Connection, agency_code: str, name: str, batch_dir: P
 
 
 def located(conn: Connection, batch_dir: Path, done_dir: Path) -> Path:
-    """Where the batch registered from ``batch_dir`` is now: a run killed right after moving it
-    to ``done/``, before the warehouse heard of it, is rerun there."""
+    """Where the batch registered from ``batch_dir`` is now, once it left the inbox for
+    ``done/``: a run killed right after the move (the warehouse still says the inbox), or after
+    the warehouse heard of it but before the run ended, is rerun there (the newest batch of that
+    folder name)."""
     if batch_dir.is_dir():
         return batch_dir
     b = warehouse.batches
     for pk, agency, batch_id in conn.execute(
             select(b.c.id, b.c.agency_code, b.c.batch_id)
-            .where(b.c.source_dir == str(batch_dir.resolve()))):
+            .where((b.c.source_dir == str(batch_dir.resolve()))
+                   | ((b.c.agency_code == batch_dir.parent.name)
+                      & (func.coalesce(b.c.folder_name, b.c.batch_id) == batch_dir.name)))
+            .order_by(b.c.id.desc())):
         moved = archive.moved_batch(done_dir, agency, batch_id, pk)
         if moved is not None:
             return moved

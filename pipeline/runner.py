@@ -365,7 +365,7 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
                 and sha256_file(pdf) == existing["pdf_sha256"]:
             return RecordResult(
                 record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
-                pdf_path=str(pdf), pdf_sha256=existing["pdf_sha256"],
+                pdf_path=str(pdf), pdf_sha256=existing["pdf_sha256"], version=existing["version"],
                 page_count=existing["page_count"], mean_confidence=existing["mean_confidence"],
                 already_archived=True,
             )

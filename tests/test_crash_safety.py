@@ -58,7 +58,8 @@ def finish(*args):
     finish_batch(*args)
     kill()
 def synced(folder):
-    if moment == "archive-linked" and "archive" in folder.parts:
+    # the sync of the folder a PDF was just linked into, not of one just made for it
+    if moment == "archive-linked" and "archive" in folder.parts and any(folder.glob("*.pdf")):
         kill()
     fsync_dir(folder)
 def placed(*args):
