@@ -61,6 +61,7 @@ def odd_page(path: Path) -> None:
     Image.fromarray(np.full((20, 20, 3), 255, np.uint8)).save(path, dpi=(2400, 2400))
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # names are the file system's
 def test_ids_that_differ_by_slash_case_or_dots_never_share_a_file(tmp_path: Path,
                                                                    db_url: str | None) -> None:
     data = tmp_path / "var"
