@@ -91,13 +91,15 @@ def digitize_batch() -> None:
     def process_record(record_task: dict[str, Any]) -> dict[str, Any]:
         import logging
 
+        # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded. First:
+        # it quiets the libraries before runner imports them (pikepdf logs on import).
+        settings = task_settings(ocr_jobs=1)
+
         from pipeline import runner
 
         work = runner.RecordTask.model_validate(record_task)
         context = get_current_context()
         context["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
-        # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded.
-        settings = task_settings(ocr_jobs=1)
         # the verdict, in Vietnamese, is the first line the archivist reads, and only once
         with summary_first() as first:
             work = runner.refresh_task(settings, work)
@@ -122,15 +124,17 @@ def digitize_batch() -> None:
     def finalize(batch: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
         from pathlib import Path
 
+        settings = task_settings()  # before runner: it quiets the libraries runner imports
+
         from pipeline import runner
 
         part_ids = [runner.RecordTask.model_validate(t).record.record_id for t in tasks]
         outcome = runner.finalize_batch(
-            task_settings(), Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
+            settings, Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
             batch["batch_pk"], batch["record_ids"], part_ids)
         if outcome.not_archived:
             # Failing here marks the run failed, so the batch shows up for review in the UI.
-            raise AirflowFailException(
+            raise data_problem(
                 f"Lô {batch['agency_code']}/{batch['batch_id']}: {outcome.not_archived} hồ sơ chưa "
                 "được lưu trữ; lô được giữ lại trong thư mục inbox. Xem các ô process_record bị "
                 "lỗi, sửa manifest.csv hoặc tệp quét, rồi Clear các ô đó và ô finalize."

@@ -177,6 +177,9 @@ def validate_manifest(
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # that module sets its own logger to INFO when imported, after quiet_libraries() ran
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+
     try:
         suite = gx.ExpectationSuite(**json.loads(suite_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as exc:

@@ -14,6 +14,15 @@ it has settled, the scheduler archives it: the ``digitize_batch`` run succeeds, 
 in the warehouse and the batch in done/. Headless Chromium (Debian's chromium and
 chromedriver, through Selenium) then logs in to the UI and takes a screenshot of the run's grid,
 copied to ``docs/screenshots/airflow-batch-run.png``, and of a record task's log.
+
+On the same instance, a second batch of two records, one with a procedure code not in the
+catalogue (issue 14, "what it must show"): its run fails, the record's own task and finalize
+failed for review. The failed task's log, read through the REST API, opens with the reason in
+Vietnamese and what to do (Clear), says the reason once, has no traceback and stays short; its
+page in the UI is copied to ``docs/screenshots/nhat-ky-ho-so-loi.png``. The archivist fixes the
+row and clears that one task (not finalize): its second try archives the record and brings the
+rest up to date on its own: the progress summary, the note moved to resolved/, the batch in
+done/ and its warehouse row 'done'.
 """
 
 from __future__ import annotations
@@ -39,18 +48,25 @@ from urllib.parse import quote, urlsplit
 import psutil
 import pytest
 import yaml
-from conftest import import_reference, skip_or_fail
+from conftest import edit_manifest, import_reference, skip_or_fail
 from sqlalchemy import create_engine, text
 
-from pipeline import cli, inbox, samples
-from pipeline.config import PROJECT_DIR, load_settings
+from pipeline import archive, cli, inbox, samples
+from pipeline.config import PROJECT_DIR, Settings, load_settings
 
 DIGITIZE = Path(sys.executable).with_name("digitize")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 DOCS_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "airflow-batch-run.png"
+LOG_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "nhat-ky-ho-so-loi.png"
 AGENCY = "000.00.12.H12"
 BATCH = "STANDALONE-1"
 RECORDS = 2
+# the second batch: its first record's procedure code is not in the catalogue
+REVIEW_BATCH = "STANDALONE-2"
+BAD_CODE = "9.999999"
+# what Airflow itself writes into a task's log around the task's own lines
+AIRFLOW_EVENTS = ("Task started", "Log message source details", "DAG bundles loaded",
+                  "Filling up the DagBag", "Worker startup parse complete")
 SETTLE_SECONDS = 15
 # what a fresh login shell has, without the virtualenv
 CLEAN_PATH = "/usr/bin:/bin"
@@ -359,15 +375,16 @@ def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: P
         assert [r["state"] for r in first] == ["success"], first
         standalone.say(f"watcher's first run: {first[0]['dag_run_id']} success")
 
-        def look(n: int) -> None:
-            """One watcher run, triggered through the API, to its end: it must start nothing."""
+        def look(n: int, unsettled: str = batch_run) -> None:
+            """One watcher run, triggered through the API, to its end: it must not start the
+            batch of run ``unsettled``."""
             run_id = f"look-{n}"
             api.trigger("digitize_watch", run_id)
             state = standalone.wait_for(f"watcher run {run_id}", lambda: (
                 s if (s := api.runs("digitize_watch")[run_id]["state"]) in ("success", "failed")
                 else None), timeout=120, every=0.5)
             assert state == "success"
-            assert batch_run not in api.runs("digitize_batch"), f"started by {run_id}"
+            assert unsettled not in api.runs("digitize_batch"), f"started by {run_id}"
 
         # the copy, file by file, manifest first (the worst case: the batch looks complete at
         # once), with the watcher looking in between: after the first files, in the middle of
@@ -426,9 +443,30 @@ def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: P
                        for t in api.task_instances("digitize_watch", run_id)), run_id
         assert all(t["try_number"] == 1 for t in tis), tis
 
+        # a second batch: its first record's procedure code is not in the catalogue. Copied
+        # now and looked at once (the settling starts), it settles while the screenshots are taken
+        review = samples.generate_batch(
+            tmp_path / "staging" / REVIEW_BATCH, agency_code=AGENCY, batch_id=REVIEW_BATCH,
+            n_records=RECORDS, seed=24, vietnamese_headers=False,
+            truth_path=tmp_path / "truth-review.json")
+        bad = review.records[0]
+        edit_manifest(review.batch_dir, {0: {"procedure_code": BAD_CODE}})
+        for path in [review.batch_dir, *review.batch_dir.iterdir()]:
+            os.utime(path, (day_ago, day_ago))
+        review_target = settings.dir("inbox") / AGENCY / REVIEW_BATCH
+        _copy_keeping_mtimes(review.batch_dir, review_target,
+                             sorted(p.name for p in review.batch_dir.iterdir()))
+        look(5, inbox.run_name(AGENCY, REVIEW_BATCH))
+        memory = json.loads((settings.dir("work") / inbox.LOOKS_FILE).read_text(encoding="utf-8"))
+        review_seen = memory[f"{AGENCY}/{REVIEW_BATCH}"]["first_seen"]
+
         # the archivist's view: the run's grid and a record's log, in the UI
-        _screenshots(chromium(), base, batch_run, record_ids, tmp_path)
+        browser = chromium()
+        _screenshots(browser, base, batch_run, record_ids, tmp_path)
         standalone.say("screenshots taken")
+
+        _review_batch(standalone, api, browser, base, settings, warehouse_url, tmp_path,
+                      review, bad, review_target, review_seen)
     except BaseException:
         print(f"\n===== digitize airflow standalone ({standalone.log}) =====\n{tail(standalone.log, 150)}")
         for task_log in sorted((settings.dir("airflow") / "logs").glob("dag_id=*/**/*.log")):
@@ -438,6 +476,158 @@ def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: P
         raise
     finally:
         standalone.stop()
+
+
+def _review_batch(standalone: Standalone, api: Api, browser: Any, base: str, settings: Settings,
+                  warehouse_url: str, tmp_path: Path, review: samples.SampleBatch,
+                  bad: samples.SampleRecord, target: Path, first_seen: float) -> None:
+    """The second batch, from its start to the archivist's fix (issue 14, "what it must show").
+
+    The checks of the failed task's log are collected and asserted at the end, so that one
+    failing still lets the screenshot, the Clear and what follows be seen."""
+    from selenium.webdriver.common.by import By
+
+    run_id = inbox.run_name(AGENCY, REVIEW_BATCH)
+    run_path = f"/api/v2/dags/digitize_batch/dagRuns/{quote(run_id, safe='')}"
+    time.sleep(max(0.0, first_seen + SETTLE_SECONDS + 1 - time.time()))
+    api.trigger("digitize_watch", "look-6")
+    standalone.wait_for("the second batch's run to be started",
+                        lambda: api.runs("digitize_batch").get(run_id), timeout=120)
+    run = standalone.wait_for("the second batch's run to finish", lambda: (
+        r if (r := api.runs("digitize_batch")[run_id])["state"] in ("success", "failed")
+        else None), timeout=300, every=2)
+    tis = api.task_instances("digitize_batch", run_id)
+    states = {(t["task_id"], t["rendered_map_index"]): t["state"] for t in tis}
+    # failed for review: the bad record's own task and finalize; the other record archived
+    assert run["state"] == "failed", states
+    assert sorted(k for k, v in states.items() if v == "failed") == [
+        ("finalize", None), ("process_record", bad.record_id)], states
+    assert all(v == "success" for k, v in states.items() if k[0] == "process_record"
+               and k[1] != bad.record_id), states
+    map_index = next(t["map_index"] for t in tis if t["task_id"] == "process_record"
+                     and t["rendered_map_index"] == bad.record_id)
+    assert _summary_counts(settings) == (2 * RECORDS - 1, 1)
+    held = settings.dir("quarantine") / AGENCY / REVIEW_BATCH
+    note = f"{archive.record_name(AGENCY, bad.record_id)}.txt"
+    assert (held / note).is_file(), sorted(p.name for p in held.iterdir()) if held.is_dir() else held
+    standalone.say(f"{run_id}: failed for review ({bad.record_id}, finalize)")
+
+    # what the archivist reads: the failed task's log, through the REST API
+    log_path = f"{run_path}/taskInstances/process_record/logs/1?map_index={map_index}"
+    status, body = api.call("GET", log_path)
+    assert status == 200, (status, body)
+    content = body["content"]
+    log_problems = _log_problems(content, bad.record_id)
+    standalone.say(f"{bad.record_id}'s log: {len(content)} events, {len(_rendered(content))} lines"
+                   f"{'' if not log_problems else ' — ' + '; '.join(log_problems)}")
+
+    # and in the UI (logged in since the first screenshots)
+    browser.get(f"{base}/dags/digitize_batch/runs/{quote(run_id, safe='')}/tasks/process_record/"
+                f"mapped/{map_index}")
+    _wait("the failed record's log in the UI", lambda: "không có trong danh mục"
+          in browser.find_element(By.TAG_NAME, "body").text)
+    time.sleep(2)
+    shot = tmp_path / LOG_SCREENSHOT.name
+    assert browser.save_screenshot(str(shot))
+    shutil.copyfile(shot, LOG_SCREENSHOT)
+
+    # the archivist's fix: the row's real procedure code; then Clear on that task alone
+    edit_manifest(target, {0: {"procedure_code": bad.procedure_code}})
+    status, body = api.call("POST", "/api/v2/dags/digitize_batch/clearTaskInstances", {
+        "dry_run": False, "dag_run_id": run_id, "task_ids": [["process_record", map_index]],
+        "only_failed": True, "include_upstream": False, "include_downstream": False})
+    assert status == 200, (status, body)
+    assert [(t["task_id"], t["map_index"]) for t in body["task_instances"]] == [
+        ("process_record", map_index)], body
+
+    def second_try() -> dict[str, Any] | None:
+        status, ti = api.call("GET", f"{run_path}/taskInstances/process_record/{map_index}")
+        assert status == 200, (status, ti)
+        return ti if ti["try_number"] == 2 and ti["state"] in ("success", "failed") else None
+
+    ti = standalone.wait_for(f"{bad.record_id}'s second try", second_try, timeout=240, every=1)
+    if ti["state"] != "success":
+        _, again = api.call("GET", f"{run_path}/taskInstances/process_record/logs/2"
+                                   f"?map_index={map_index}")
+        pytest.fail(f"try 2 of {bad.record_id}: {ti['state']}\n" + "\n".join(
+            _rendered(again["content"] if isinstance(again, dict) else [str(again)])))
+    standalone.say(f"{bad.record_id} cleared after the fix: try 2 succeeded")
+
+    # the record task alone brought the rest up to date: finalize was not run again
+    finalize = next(t for t in api.task_instances("digitize_batch", run_id)
+                    if t["task_id"] == "finalize")
+    assert (finalize["state"], finalize["try_number"]) == ("failed", 1), finalize
+    assert _summary_counts(settings) == (2 * RECORDS, 0)
+    resolved = settings.dir("resolved") / AGENCY / REVIEW_BATCH
+    assert not (held / note).exists() and (resolved / note).is_file()
+    assert not target.exists()
+    assert (settings.dir("done") / AGENCY / REVIEW_BATCH / "manifest.csv").is_file()
+    with create_engine(warehouse_url).connect() as conn:
+        row = conn.execute(text("select id, status, archived_count, quarantined_count from batches "
+                                "where agency_code = :a and batch_id = :b"),
+                           {"a": AGENCY, "b": REVIEW_BATCH}).one()
+        records = dict(conn.execute(text("select record_id, status from records "
+                                         "where batch_pk = :pk"), {"pk": row.id}).tuples().all())
+    assert (row.status, row.archived_count, row.quarantined_count) == ("done", RECORDS, 0)
+    assert records == {r.record_id: "archived" for r in review.records}
+    standalone.say(f"{REVIEW_BATCH}: summary, note, done/ and warehouse up to date")
+    assert not log_problems, "\n".join([
+        f"{bad.record_id}'s log (try 1), through the REST API:", *log_problems,
+        "----- the log as the API returns it -----", *_rendered(content)])
+
+
+def _summary_counts(settings: Settings) -> tuple[int, int]:
+    """The agency's (archived, in quarantine) in ``reports/progress_summary.json``."""
+    rows = json.loads((settings.dir("reports") / "progress_summary.json").read_text(encoding="utf-8"))
+    (row,) = [r for r in rows if r["agency_code"] == AGENCY]
+    return row["archived"], row["quarantined"]
+
+
+def _event(item: Any) -> dict[str, Any]:
+    """One log event of the API's answer: a parsed event, or a line when it could not parse."""
+    return item if isinstance(item, dict) else {"event": str(item)}
+
+
+def _airflow_own(event: dict[str, Any]) -> bool:
+    """Lines Airflow writes around the task's own: group markers, the start-up, the runner's."""
+    said, logger = str(event.get("event", "")), str(event.get("logger") or "")
+    return (said.startswith(("::group::", "::endgroup::", *AIRFLOW_EVENTS)) or not logger
+            or logger == "task" or logger.startswith("airflow"))
+
+
+def _rendered(content: list[Any]) -> list[str]:
+    """The log's lines as the UI shows them: one per line of each event."""
+    lines = []
+    for item in map(_event, content):
+        head = f"[{item.get('level', '')}] {item.get('logger', '')}: " if "level" in item else ""
+        lines.extend(f"{head}{line}" for line in (str(item["event"]).splitlines() or [""]))
+        if "error_detail" in item:
+            lines.append(f"    error_detail: {json.dumps(item['error_detail'])[:400]}")
+    return lines
+
+
+def _log_problems(content: list[Any], record_id: str) -> list[str]:
+    """What is wrong with a failed record task's log, for the archivist who opens it."""
+    events = [_event(item) for item in content]
+    problems = []
+    ours = [e for e in events if not _airflow_own(e)]
+    first = str(ours[0]["event"]) if ours else ""
+    if not (first.startswith(f"Hồ sơ {record_id} chưa được lưu trữ (catalogue_mismatch)")
+            and "Clear" in first):
+        problems.append(f"the first line after Airflow's own is not the verdict: {first[:200]!r} "
+                        f"(logger {ours[0].get('logger') if ours else None!r})")
+    saying = [e for e in events if "không có trong danh mục" in str(e["event"])]
+    if len(saying) != 1:
+        problems.append(f"the reason is said {len(saying)} times, not once")
+    traced = [e for e in events if "error_detail" in e or "exc_info" in e
+              or "Traceback (most recent call last)" in str(e["event"])]
+    if traced:
+        problems.append(f"{len(traced)} event(s) with a traceback: {str(traced[0])[:300]}")
+    if len(events) >= 30:
+        problems.append(f"{len(events)} events (30 or more)")
+    if len(_rendered(content)) >= 30:
+        problems.append(f"{len(_rendered(content))} lines (30 or more)")
+    return problems
 
 
 def _screenshots(browser: Any, base: str, run_id: str, record_ids: list[str],
