@@ -6,12 +6,13 @@ Each page gets the cheapest encoding that keeps it legible and faithful:
 - ``gray``: a page with real grey tones (photos, pencil, stamps in black ink), JPEG;
 - ``colour``: a page that is largely a colour picture (a photo, a colour-printed form), colour
   JPEG at full resolution, since its colours carry the content;
-- ``mixed``: a page with colour (a red seal, a blue signature): the black print as a sharp G4
-  image mask at full resolution over a low-resolution colour JPEG background, so the seal stays
-  red without storing a full-colour 300 dpi page.
+- ``mixed``: a page with colour (a red seal, a blue signature): the black print and each
+  coloured ink (grouped by hue) as sharp G4 image masks at full resolution, the ink's in its own
+  colour, over a low-resolution colour JPEG background, so the seal stays red and sharp without
+  storing a full-colour 300 dpi page.
 
 The black print is taken from the colour-dropout view of the page (the lightest channel of each
-pixel), so red and blue ink stay in the colour background and never turn black.
+pixel) less the coloured pixels, so dark red and blue ink never turn black.
 
 A page of a PDF issued electronically (born digital) is no image at all: with the profile's
 ``ocr.born_digital: keep`` it is archived as it is (``born_digital``), its text and fonts intact.
@@ -42,6 +43,18 @@ MIN_COLOUR_SHARE = 0.002
 # cover about 1 % of an A4 page
 COLOUR_PAGE_SHARE = 0.15
 COLOUR_JPEG_QUALITY = 75
+# Coloured ink on a mixed page is grouped by hue (OpenCV's 0-180 scale) into these fixed inks,
+# each painted as one sharp stencil in its own colour: red and pink (seals), orange and yellow,
+# green and cyan, blue and violet (pens). Fixed bins keep the result deterministic and the
+# stencils few.
+INK_HUES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((0, 12), (150, 180)), ((12, 35),), ((35, 95),), ((95, 150),))
+MIN_INK_PIXELS = 50
+MIN_INK_SHARE = 1e-5
+# the ink's colour is the median of its most saturated pixels, those at or above this percentile
+INK_CORE_PERCENTILE = 90
+RIM_SPREAD = 30  # a pixel next to an ink's stroke and this coloured is the stroke's rim
+MAX_INK_LUMA = 150.0  # paler inks are darkened to this luma (0-255) to stay legible on paper
 
 
 class PageKind(StrEnum):
@@ -52,11 +65,16 @@ class PageKind(StrEnum):
     born_digital = "born_digital"
 
 
+def _spread(image: np.ndarray) -> np.ndarray:
+    """Max-min channel difference per pixel: high for coloured ink, low for black, grey, paper."""
+    darkest = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
+    return cv2.subtract(dropout(image), darkest)
+
+
 def classify(image: np.ndarray) -> PageKind:
     gray = dropout(image)
     if image.ndim == 3:
-        darkest = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
-        coloured = np.count_nonzero(cv2.subtract(gray, darkest) > COLOUR_SPREAD) / gray.size
+        coloured = np.count_nonzero(_spread(image) > COLOUR_SPREAD) / gray.size
         if coloured > COLOUR_PAGE_SHARE:
             return PageKind.colour
         if coloured > MIN_COLOUR_SHARE:
@@ -79,17 +97,79 @@ def _g4_pdf(mask: np.ndarray, dpi: int) -> bytes:
     return img2pdf.convert(buffer.getvalue())
 
 
-def _jpeg_pdf(pixels: np.ndarray, dpi: int, quality: int) -> bytes:
+def _jpeg_pdf(pixels: np.ndarray, dpi: int, quality: int,
+              page_inches: tuple[float, float] | None = None) -> bytes:
+    """One-page PDF of a JPEG; ``page_inches`` (width, height) stretches it over that page."""
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, dpi=(dpi, dpi), optimize=True)
-    return img2pdf.convert(buffer.getvalue())
+    if page_inches is None:
+        return img2pdf.convert(buffer.getvalue())
+    size = (img2pdf.in_to_pt(page_inches[0]), img2pdf.in_to_pt(page_inches[1]))
+    layout = img2pdf.get_layout_fun(size, fit=img2pdf.FitMode.exact)
+    return img2pdf.convert(buffer.getvalue(), layout_fun=layout)
+
+
+def _stencil(pdf: pikepdf.Pdf, mask: np.ndarray, dpi: int) -> pikepdf.Object:
+    """A 1-bit CCITT G4 ``/ImageMask`` of ``mask`` in ``pdf``: paints its True pixels in the fill
+    colour current at ``Do``, the rest of the page shows through."""
+    with pikepdf.open(io.BytesIO(_g4_pdf(mask, dpi))) as mask_pdf:
+        (image,) = mask_pdf.pages[0].images.values()
+        stencil = pdf.copy_foreign(image)
+    # Same samples, same Decode: what the G4 image showed black, the mask now paints.
+    stencil.ImageMask = True
+    del stencil.ColorSpace
+    return stencil
+
+
+def ink_colours(image: np.ndarray, spread: np.ndarray,
+                text: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The coloured ink of a page grouped by hue, in the fixed order of ``INK_HUES``: for each
+    ink found, the mask of its pixels and the RGB colour (uint8) to paint it with. ``spread``
+    is :func:`_spread` of the page, ``text`` the black print (which keeps its pixels)."""
+    ys, xs = np.nonzero(spread > COLOUR_SPREAD)
+    if len(ys) == 0:
+        return []
+    pixels = image[ys, xs]
+    hue = cv2.cvtColor(pixels[:, None, :], cv2.COLOR_RGB2HSV)[:, 0, 0]
+    strength = spread[ys, xs]
+    # A stroke's anti-aliased rim, paler than COLOUR_SPREAD, still belongs to its ink: without
+    # it the stencil is thinner than the stroke and a pen line fades to a pale hairline.
+    rim = (spread > RIM_SPREAD) & ~text
+    inks = []
+    for ranges in INK_HUES:
+        member = np.zeros(len(hue), bool)
+        for low, high in ranges:
+            member |= (hue >= low) & (hue < high)
+        # A few stray pixels (a scanner's colour fringe, a speck) are no ink worth a stencil.
+        if np.count_nonzero(member) < max(MIN_INK_PIXELS, MIN_INK_SHARE * spread.size):
+            continue
+        # The ink's own colour is where it lies thickest: the rims and the lightly pressed parts
+        # of a stamp are paler, and a stencil painted with their average looks washed out.
+        core = strength[member] >= np.percentile(strength[member], INK_CORE_PERCENTILE)
+        colour = np.median(pixels[member][core], axis=0)
+        luma = float(colour @ np.array([0.299, 0.587, 0.114]))
+        if luma > MAX_INK_LUMA:  # a pale ink (yellow, pink) is darkened to stay legible
+            colour = colour * MAX_INK_LUMA / luma
+        mask = np.zeros(spread.shape, np.uint8)
+        mask[ys[member], xs[member]] = 1
+        mask = (cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0) & (rim | (mask > 0))
+        inks.append((mask, np.round(colour).astype(np.uint8)))
+    return inks
 
 
 def _mixed_pdf(image: np.ndarray, dpi: int) -> bytes:
-    text = black_print(image)
-    # The print is lifted out of the background: a blurred low-resolution copy of each letter
-    # under the sharp one would give it a grey halo that OCR misreads (a dash as a tilde).
-    halo = cv2.dilate(text.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    spread = _spread(image)
+    # The dropout view of a dark red or blue pixel is dark too: such pixels are coloured ink,
+    # painted in their colour below, never black print.
+    text = black_print(image) & (spread <= COLOUR_SPREAD)
+    inks = ink_colours(image, spread, text)
+    painted = text.copy()
+    for mask, _ in inks:
+        painted |= mask
+    # The print and the ink are lifted out of the background: a blurred low-resolution copy of
+    # each letter under the sharp one would give it a halo that OCR misreads (a dash as a
+    # tilde), and a seal's ring a pale pink fringe.
+    halo = cv2.dilate(painted.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     # the paper's colour from a sparse grid of the page: a median needs no more
     sample = image[::8, ::8][~halo[::8, ::8]]
     paper = np.median(sample, axis=0) if len(sample) else np.full(3, 255)
@@ -98,21 +178,28 @@ def _mixed_pdf(image: np.ndarray, dpi: int) -> bytes:
     scale = min(1.0, BACKGROUND_DPI / dpi)
     background = cv2.resize(lifted, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     bg_dpi = round(dpi * scale)
-    with pikepdf.open(io.BytesIO(_jpeg_pdf(background, bg_dpi, BACKGROUND_JPEG_QUALITY))) as pdf, \
-            pikepdf.open(io.BytesIO(_g4_pdf(text, dpi))) as mask_pdf:
+    # The page is the full-resolution page's size, not the rounded background's: the stencils
+    # then sit on the very pixels they came from instead of stretched by up to a pixel.
+    inches = (image.shape[1] / dpi, image.shape[0] / dpi)
+    with pikepdf.open(io.BytesIO(_jpeg_pdf(background, bg_dpi, BACKGROUND_JPEG_QUALITY,
+                                           inches))) as pdf:
         page = pdf.pages[0]
-        (mask,) = mask_pdf.pages[0].images.values()
-        foreground = pdf.copy_foreign(mask)
-        # Same samples, same Decode: what the G4 image showed black, the mask now paints black.
-        foreground.ImageMask = True
-        del foreground.ColorSpace
-        page.Resources.XObject.Fg = foreground
         width, height = float(page.mediabox[2]), float(page.mediabox[3])
-        page.contents_add(
-            pdf.make_stream(f"q 0 g {width:.4f} 0 0 {height:.4f} 0 0 cm /Fg Do Q".encode()),
-            prepend=False)
+        place = f"{width:.4f} 0 0 {height:.4f} 0 0 cm"
+        ops = []
+        for number, (mask, rgb) in enumerate(inks, start=1):
+            page.Resources.XObject[f"/Ink{number}"] = _stencil(pdf, mask, dpi)
+            fill = " ".join(f"{c / 255:.4f}" for c in rgb)
+            ops.append(f"q {fill} rg {place} /Ink{number} Do Q")
+        # The black print last: where a letter crosses the seal it stays whole and black.
+        page.Resources.XObject.Fg = _stencil(pdf, text, dpi)
+        ops.append(f"q 0 g {place} /Fg Do Q")
+        page.contents_add(pdf.make_stream("\n".join(ops).encode()), prepend=False)
+        # Byte for byte the same file for the same page: no creation date, an /ID from content.
+        del pdf.trailer.Info
+        del pdf.trailer.ID
         out = io.BytesIO()
-        pdf.save(out)
+        pdf.save(out, deterministic_id=True)
         return out.getvalue()
 
 
