@@ -89,8 +89,9 @@ def make_dirs(folder: Path) -> None:
         fsync_dir(new.parent)
 
 
-def _synced_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """A temp file beside ``path`` with ``write``'s content, synced to disk, world-readable."""
+def _synced_temp(path: Path, write: Callable[[BinaryIO], None], mode: int = ARCHIVE_MODE) -> Path:
+    """A temp file beside ``path`` with ``write``'s content, synced to disk, with ``mode``
+    (mkstemp makes it owner-only until then, so a secret is never readable by others)."""
     make_dirs(path.parent)
     sweep_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
@@ -99,7 +100,7 @@ def _synced_temp(path: Path, write: Callable[[BinaryIO], None]) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, ARCHIVE_MODE)
+        os.chmod(tmp, mode)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -115,9 +116,24 @@ def _replace(tmp: Path, path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = ARCHIVE_MODE) -> None:
     """Write ``path`` whole or not at all, durably (notes, reports: these may be replaced)."""
-    _replace(_synced_temp(path, lambda fh: fh.write(data)), path)
+    _replace(_synced_temp(path, lambda fh: fh.write(data), mode), path)
+
+
+def write_once(path: Path, data: bytes, mode: int = ARCHIVE_MODE) -> bool:
+    """Create ``path`` with ``data``, whole and durably, unless it exists (then it is left as it
+    is and False returned): the temp file is hard-linked to the name, which never replaces, so
+    of two writers at once (two processes, two machines on a share) the first one's file stays."""
+    tmp = _synced_temp(path, lambda fh: fh.write(data), mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
 
 
 def _copy_of(src: Path) -> Callable[[BinaryIO], None]:

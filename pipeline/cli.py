@@ -11,7 +11,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -247,6 +246,7 @@ ADMIN_PASSWORD_ENV = "DIGITIZE_AIRFLOW_ADMIN_PASSWORD"
 # Airflow's own file when no password is given: [core] simple_auth_manager_passwords_file unset
 GENERATED_PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 ADMIN_USER = "admin"
+PRIVATE = 0o600  # the secrets and passwords files: owner-only
 # Each [section] key that all processes must share, as its variable, and how to make one. Unset,
 # Airflow invents one per process: the scheduler signs each task's token with its own JWT secret,
 # the API server checks it with another, and every task fails ("Invalid auth token: Signature
@@ -267,51 +267,12 @@ _OWN_SETTINGS = {
 }
 
 
-def _create_private(path: Path, data: bytes) -> None:
-    """Create ``path`` owner-only (0600) with ``data``, whole or not at all, unless it exists.
-
-    Not ``archive.atomic_write_bytes``: that one makes files world-readable and replaces what is
-    there. Here the synced temp file is born 0600 and hard-linked to the name, which fails if
-    another process (two components starting at once, another machine on the share) created it
-    first: then both read and use that one.
-    """
-    from pipeline import archive
-
-    archive.make_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    archive.fsync_dir(path.parent)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` owner-only (0600), whole or not at all, replacing it (temp file + rename)."""
-    from pipeline import archive
-
-    archive.make_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    archive.fsync_dir(path.parent)
-
-
 def airflow_secrets(home: Path) -> dict[str, str]:
     """The secrets every Airflow process of this checkout shares, generated once into
     ``home/secrets.json`` (0600) and read from there ever after; a key added later is added to
     the file, the ones there never change (tokens already handed out stay valid)."""
+    from pipeline import archive
+
     path = home / AIRFLOW_SECRETS_FILE
     for _ in range(3):  # created meanwhile by another process: read again
         try:
@@ -322,10 +283,10 @@ def airflow_secrets(home: Path) -> dict[str, str]:
         if not missing:
             return {k: str(stored[k]) for k in SHARED_SECRETS}
         data = json.dumps({**stored, **missing}, indent=1).encode()
-        if stored:
-            _write_private(path, data)  # only keys that were missing: the others are kept
+        if stored:  # only keys that were missing are added: the others are kept
+            archive.atomic_write_bytes(path, data, PRIVATE)
         else:
-            _create_private(path, data)
+            archive.write_once(path, data, PRIVATE)
     raise OSError(f"{path}: cannot be written and read back")
 
 
@@ -335,6 +296,8 @@ def _admin_login(env: dict[str, str], home: Path) -> None:
     else generated once into Airflow's own DATA/airflow/simple_auth_manager_passwords.json.generated.
     We write both files, owner-only: Airflow would create its file readable by everyone (and
     ``airflow standalone`` would print the password only once, among the components' output)."""
+    from pipeline import archive
+
     env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{ADMIN_USER}:admin")
     if "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in env:
         return  # the deployment's own file
@@ -343,7 +306,8 @@ def _admin_login(env: dict[str, str], home: Path) -> None:
     if not password:
         path = home / GENERATED_PASSWORDS_FILE
         if ADMIN_USER in users:
-            _create_private(path, (json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n").encode())
+            generated = json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n"
+            archive.write_once(path, generated.encode(), PRIVATE)
         with contextlib.suppress(OSError):  # one Airflow created before: readable by everyone
             path.chmod(0o600)
         return
@@ -354,7 +318,8 @@ def _admin_login(env: dict[str, str], home: Path) -> None:
     except (FileNotFoundError, ValueError):
         stored = {}
     if stored.get(ADMIN_USER) != password:
-        _write_private(path, (json.dumps({**stored, ADMIN_USER: password}) + "\n").encode())
+        archive.atomic_write_bytes(
+            path, (json.dumps({**stored, ADMIN_USER: password}) + "\n").encode(), PRIVATE)
     env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(path)
 
 

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import openpyxl
 import pytest
-from conftest import skip_or_fail
+from conftest import free_port, skip_or_fail, tail
 from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, NAMES, H, T, X, fill, write_plan
 
 from pipeline import dashboard, progress, report, validate
@@ -408,19 +407,6 @@ def test_content_disposition_keeps_vietnamese_names() -> None:
 
 
 # --- a real Airflow API server and headless Chromium ----------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"({exc})"
-
-
 class ApiServer:
     """``airflow api-server`` as a process group of its own, with its log in a file."""
 

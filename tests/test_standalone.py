@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from urllib.parse import quote, urlsplit
 import psutil
 import pytest
 import yaml
-from conftest import edit_manifest, import_reference, skip_or_fail
+from conftest import edit_manifest, free_port, import_reference, skip_or_fail, tail
 from sqlalchemy import create_engine, text
 
 from pipeline import archive, cli, inbox, samples
@@ -131,19 +130,6 @@ def test_the_admin_password_from_the_environment(tmp_path: Path, monkeypatch: py
 
 
 # --- the real thing --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path: Path, lines: int = 80) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"({exc})"
-
-
 class Standalone:
     """``digitize airflow standalone`` as a process group of its own, its output in a file."""
 
