@@ -4,21 +4,130 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+from PIL import Image
 
-from pipeline import bench
+from pipeline import bench, samples
 from pipeline.bench import Measured, PageRow
 
 
 def page(n: int, *, hard: bool = False, kind: str = "bw300", chars: int = 100,
-         rotation: int = 0, skew: float = 0.0, **results: Measured) -> PageRow:
+         rotation: int = 0, skew: float = 0.0, style: str = "serif", dpi: int = 300,
+         bleed: bool = False, **results: Measured) -> PageRow:
     return PageRow(n=n, record_id=f"R{n}", page_no=1, file=f"f{n}.tif", page_in_file=1,
-                   kind=kind, hard=hard, chars=chars, rotation=rotation, skew=skew, dpi=300,
-                   style="serif", seal=kind == "seal", bleed=False, results=dict(results))
+                   kind=kind, hard=hard, chars=chars, rotation=rotation, skew=skew, dpi=dpi,
+                   style=style, seal=kind == "seal", bleed=bleed, results=dict(results))
+
+
+# Inks of the corpus generator (multiply-blended at full strength they give these colours).
+PAPER, RED, BLUE, BLACK = (250, 248, 242), samples.SEAL_RGB, samples.PEN_RGB, (20, 20, 20)
+
+
+def _marked_page(dpi: int = 100, seed: int = 0) -> np.ndarray:
+    """A white page at ``dpi`` with black "text" blocks all over (something to align on), a
+    red disc and a blue pen stroke crossing it, as a seal page has."""
+    scale = dpi / 100
+    page = np.full((round(400 * scale), round(300 * scale), 3), PAPER, np.uint8)
+    rng = np.random.default_rng(seed)
+    for y in range(20, 380, 12):  # lines of words of random length
+        x = 15
+        while x < 270:
+            w = int(rng.integers(8, 30))
+            cv2.rectangle(page, (round(x * scale), round(y * scale)),
+                          (round(min(x + w, 285) * scale), round((y + 5) * scale)), BLACK, -1)
+            x += w + 6
+    cv2.circle(page, (round(150 * scale), round(250 * scale)), round(35 * scale), RED, -1)
+    cv2.line(page, (round(110 * scale), round(300 * scale)), (round(230 * scale),
+             round(270 * scale)), BLUE, max(2, round(2 * scale)))
+    return page
+
+
+def test_colour_kept_counts_the_marks_still_in_their_colour() -> None:
+    source = _marked_page()
+    assert bench.colour_kept(source, source.copy()) == (1.0, 1.0)
+    red, blue = bench.strongly_red(source), bench.strongly_blue(source)
+    assert red.sum() > 3000 and blue.sum() > 200
+    # the seal printed black (lost to the print stencil) and the pen washed out to pale grey
+    lost = source.copy()
+    lost[red] = BLACK
+    lost[blue] = (170, 170, 180)
+    assert bench.colour_kept(source, lost) == (0.0, 0.0)
+    # half the disc kept, the stroke kept
+    half = source.copy()
+    half[:, :150][red[:, :150]] = BLACK
+    kept_red, kept_blue = bench.colour_kept(source, half)
+    assert kept_red == pytest.approx(0.5, abs=0.03) and kept_blue == 1.0
+    # a pink, not a red: strong colour is a high bar on purpose
+    pink = source.copy()
+    pink[red] = (235, 150, 150)
+    assert bench.colour_kept(source, pink)[0] == 0.0
+    # a page without colour marks has no figure, and arrays must be aligned
+    blank = np.full_like(source, 255)
+    assert bench.colour_kept(blank, source) == (None, None)
+    with pytest.raises(ValueError):
+        bench.colour_kept(source, source[1:])
+
+
+@pytest.mark.parametrize("dpi", [300, 200])
+def test_marks_are_found_on_a_shifted_cropped_or_turned_output_page(dpi: int) -> None:
+    source = _marked_page(dpi)
+    # The archived page at 300 dpi: cropped by a border (an odd number of pixels) and turned.
+    rendered = _marked_page(300)[17:-5, 8:]
+    for turns in (0, 1):
+        aligned = bench.align_marks(source, dpi, np.rot90(rendered, turns))
+        assert aligned is not None
+        window, shown = aligned
+        assert window.shape == shown.shape
+        red, blue = bench.colour_kept(window, shown)
+        assert red is not None and blue is not None
+        assert red > 0.97 and blue > 0.9
+    # the marks printed black on the output page are found and scored as lost
+    black = rendered.copy()
+    black[bench.strongly_red(black) | bench.strongly_blue(black)] = BLACK
+    aligned = bench.align_marks(source, dpi, black)
+    assert aligned is not None
+    assert bench.colour_kept(*aligned) == (0.0, 0.0)
+    # nothing to measure: no colour in the source, or another page entirely
+    assert bench.align_marks(np.full_like(source, 255), dpi, rendered) is None
+    assert bench.align_marks(source, dpi, np.full_like(rendered, 255)) is None
+
+
+def test_upright_scan_undoes_the_generators_turn_and_tilt() -> None:
+    clean = _marked_page(100)
+    scanned = np.array(samples.degrade(
+        Image.fromarray(clean), rotation=270, skew=-3.5, rng=random.Random(0),
+        speckle=False, blur=False, border=False, dpi=100))
+    assert scanned.shape[:2] == clean.shape[1::-1]
+    upright = bench.upright_scan(scanned, 270, -3.5)
+    assert upright.shape == clean.shape
+    red_before, red_after = bench.strongly_red(clean), bench.strongly_red(upright)
+    overlap = np.count_nonzero(red_before & red_after) / np.count_nonzero(red_before | red_after)
+    assert overlap > 0.9
+
+
+def test_colour_is_pooled_by_pixel_and_the_worst_page_is_kept() -> None:
+    rows = [page(1, kind="seal", ours=Measured(red_kept=1.0, blue_kept=0.5, red_pixels=300,
+                                               blue_pixels=100)),
+            page(2, kind="seal", ours=Measured(red_kept=0.8, blue_kept=None, red_pixels=100,
+                                               blue_pixels=0)),
+            page(3, ours=Measured())]  # no seal: not a colour page
+    stats = bench.colour_stats(rows, "ours")
+    assert stats["red"] == pytest.approx((300 + 80) / 400)
+    assert stats["blue"] == pytest.approx(0.5)
+    assert stats["min_page_red"] == pytest.approx(0.8)
+    assert stats["pages"] == stats["measured"] == 2
+    rows.append(page(4, kind="seal", ours=Measured()))  # a seal page left without a figure
+    stats = bench.colour_stats(rows, "ours")
+    assert stats["pages"] == 3 and stats["measured"] == 2 and stats["min_page_red"] == 0.0
+    assert bench.colour_stats(rows, "baseline") == {
+        "pages": 0, "measured": 0, "red": None, "blue": None, "min_page_red": None}
 
 
 def test_cer_is_pooled_by_characters_and_a_lost_page_counts_in_full() -> None:
@@ -36,6 +145,12 @@ def test_groups_split_hard_easy_and_kinds() -> None:
     assert [r.n for r in bench.select(rows, "hard")] == [2, 3]
     assert [r.n for r in bench.select(rows, "easy")] == [1]
     assert [r.n for r in bench.select(rows, "seal")] == [2]
+    rows += [page(4, hard=True, style="typewriter"), page(5, hard=True, bleed=True),
+             page(6, hard=True, kind="seal", dpi=200)]
+    assert [r.n for r in bench.select(rows, "typewriter")] == [4]
+    assert [r.n for r in bench.select(rows, "bleed")] == [5]
+    assert [r.n for r in bench.select(rows, "dpi200")] == [6]  # by dpi, whatever the colour
+    assert [r.n for r in bench.select(rows, "seal")] == [2, 6]
 
 
 def test_skew_figures_are_magnitudes() -> None:
@@ -86,6 +201,10 @@ def test_goals_compare_each_value_with_its_target() -> None:
     assert goals["residual_skew_max"]["met"] is False  # strictly below 0.5
     assert goals["orientation_wrong"]["met"] is True
     assert goals["kb_seal"]["met"] is None and goals["kb_seal"]["value"] is None
+    goals = {g["goal"]: g["met"] for g in bench.evaluate_goals(
+        {"colour_red": 0.9, "colour_blue": 0.79, "colour_red_min": 0.7})}
+    assert goals["colour_red"] is True and goals["colour_blue"] is False
+    assert goals["colour_red_min"] is True
 
 
 def test_report_has_ratios_when_the_baseline_ran() -> None:
@@ -96,7 +215,8 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
              tesseract=Measured(cer=0.015, seconds=2.0, cleanup_seconds=1.0)),
         page(2, hard=True, kind="seal", rotation=90,
              ours=Measured(cer=0.02, kb=150, residual_skew=-0.1, osd_rotate=0,
-                           rotation_found=270, skew_found=0.1),
+                           rotation_found=270, skew_found=0.1, red_kept=0.95, blue_kept=0.85,
+                           red_pixels=2000, blue_pixels=300),
              baseline=Measured(cer=0.08, kb=400, residual_skew=0.3, osd_rotate=90),
              tesseract=Measured(cer=0.05, seconds=2.0, cleanup_seconds=1.0)),
     ]
@@ -118,10 +238,20 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     assert goals["throughput_vs_baseline"] is True and goals["cer_hard_vs_baseline"] is True
     assert goals["seconds_vs_tesseract"] is False and goals["orientation_wrong"] is True
     assert goals["stack_peak_memory_mb"] is None
+    assert goals["colour_red"] is True and goals["colour_red_min"] is True
+    assert report["systems"]["ours"]["colour"]["red"] == pytest.approx(0.95)
+    assert report["systems"]["baseline"]["colour"]["measured"] == 0
+    assert report["systems"]["baseline"]["colour"]["min_page_red"] == 0.0  # ran, not measured
+    assert report["ratios"]["cer_ours_vs_baseline"]["seal"] == pytest.approx(0.25)
+    assert report["systems"]["ours"]["cer"]["typewriter"] is None  # no such page here
     table = bench.render_table(report)
     for metric in ("pages per minute", "CER, hard pages", "residual skew, max", "KB per page, "
-                   "colour seal", "peak memory, process tree, PSS", "upright on output (OSD)"):
+                   "colour seal", "peak memory, process tree, PSS", "upright on output (OSD)",
+                   "CER, typewriter pages", "CER, seal pages", "CER, 200 dpi pages",
+                   "CER, show-through pages", "colour kept, red (pooled)",
+                   "colour kept, blue (pooled)", "colour kept, red, worst page"):
         assert metric in table
+    assert "95.00%" in table and "85.00%" in table
     assert "4.00×" in table  # the throughput ratio
     json.dumps(report)  # everything in it is plain JSON
 
@@ -168,6 +298,11 @@ def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixt
     assert orientation["osd_upright"] + orientation["osd_wrong"] + orientation["osd_unknown"] == 2
     # Page 1 is a plain 300 dpi page, page 2 carries a seal.
     assert ours["kb_per_page"]["bw300"] > 0 and ours["kb_per_page"]["seal"] > 0
+    assert ours["cer"]["seal"] is not None and ours["cer"]["typewriter"] is None
+    colour = ours["colour"]
+    assert colour["pages"] == colour["measured"] == 1
+    assert 0.5 < colour["red"] <= 1 and 0 <= colour["blue"] <= 1  # the seal found and measured
+    assert colour["min_page_red"] == colour["red"]
     assert ours["kb_per_page"]["bw200"] is None
     assert tess["cleanup_seconds_per_page"] > 0
     assert report["ratios"]["seconds_ours_vs_tesseract"] > 0
