@@ -53,7 +53,7 @@ MIN_INK_PIXELS = 50
 MIN_INK_SHARE = 1e-5
 # the ink's colour is the median of its most saturated pixels, those at or above this percentile
 INK_CORE_PERCENTILE = 90
-RIM_SPREAD = 30  # a pixel next to an ink's stroke and this coloured is the stroke's rim
+RIM_SPREAD = 12  # a pixel next to an ink's stroke and this coloured is the stroke's rim
 MAX_INK_LUMA = 150.0  # paler inks are darkened to this luma (0-255) to stay legible on paper
 
 
@@ -152,7 +152,7 @@ def ink_colours(image: np.ndarray, spread: np.ndarray,
             colour = colour * MAX_INK_LUMA / luma
         mask = np.zeros(spread.shape, np.uint8)
         mask[ys[member], xs[member]] = 1
-        mask = (cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0) & (rim | (mask > 0))
+        mask = (cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0) & (rim | (mask > 0))
         inks.append((mask, np.round(colour).astype(np.uint8)))
     return inks
 
