@@ -110,6 +110,16 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
             # the page content alone and fails, rather than degrades, what it cannot convert
             pdfa_backend="internal" if job.keep_text else "auto",
             jobs=job.jobs,
+            # Tesseract's "single column of text of variable sizes": measured on the hard pages
+            # (issue 15) 14 % fewer character errors than its default (3), at no extra time; it
+            # reads a two-column header in order and list dashes as dashes
+            tesseract_pagesegmode=4,
+            # OCRmyPDF reads a page at its images' highest resolution and counts no stencil
+            # masks, so a mixed page (compose: print and inks as stencils over a 100 dpi
+            # background) was read at 100 dpi. At 200 its seal pages read at 1.3 % CER instead
+            # of 2.2 %; 300 gained little more (1.0 %) for a third more CPU, as it also
+            # upsamples every 200 dpi scan
+            oversample=200,
             optimize=1,
             title=job.title,
             author=job.author,
