@@ -89,10 +89,13 @@ def make_dirs(folder: Path) -> None:
         fsync_dir(new.parent)
 
 
-def _synced_temp(path: Path, write: Callable[[BinaryIO], None], mode: int = ARCHIVE_MODE) -> Path:
+def _synced_temp(path: Path, write: Callable[[BinaryIO], None], mode: int = ARCHIVE_MODE,
+                 make_parents: bool = True) -> Path:
     """A temp file beside ``path`` with ``write``'s content, synced to disk, with ``mode``
-    (mkstemp makes it owner-only until then, so a secret is never readable by others)."""
-    make_dirs(path.parent)
+    (mkstemp makes it owner-only until then, so a secret is never readable by others). Without
+    ``make_parents`` a missing folder raises FileNotFoundError instead of being made."""
+    if make_parents:
+        make_dirs(path.parent)
     sweep_stale_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
@@ -116,9 +119,10 @@ def _replace(tmp: Path, path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = ARCHIVE_MODE) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = ARCHIVE_MODE,
+                       make_parents: bool = True) -> None:
     """Write ``path`` whole or not at all, durably (notes, reports: these may be replaced)."""
-    _replace(_synced_temp(path, lambda fh: fh.write(data), mode), path)
+    _replace(_synced_temp(path, lambda fh: fh.write(data), mode, make_parents), path)
 
 
 def write_once(path: Path, data: bytes, mode: int = ARCHIVE_MODE) -> bool:
@@ -360,9 +364,17 @@ def finish_batch(batch_dir: Path, inbox_dir: Path, done_dir: Path, agency_code: 
             f"{batch_dir}: không chuyển được lô sang done/ vì đã có thư mục "
             f"{done_dir / agency_code / batch_id} của lô khác. Báo quản trị hệ thống kiểm tra thư "
             "mục done/ (lô không bị thay đổi, vẫn nằm trong inbox).")
-    atomic_write_bytes(batch_dir / BATCH_MARK, json.dumps(
-        {"agency_code": agency_code, "batch_id": batch_id, "batch_pk": batch_pk},
-        ensure_ascii=False).encode("utf-8"))
+    try:
+        # into the folder as it is: a second run of the same batch that moved it a moment ago
+        # must not find an empty folder of that name made again by this write
+        atomic_write_bytes(batch_dir / BATCH_MARK, json.dumps(
+            {"agency_code": agency_code, "batch_id": batch_id, "batch_pk": batch_pk},
+            ensure_ascii=False).encode("utf-8"), make_parents=False)
+    except FileNotFoundError:
+        moved = moved_batch(done_dir, agency_code, batch_id, batch_pk)
+        if moved is None:
+            raise
+        return moved
     make_dirs(target.parent)
     try:
         # onto a free name only: rename would replace an empty folder (nothing lost) but fails on

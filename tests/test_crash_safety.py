@@ -302,6 +302,27 @@ def test_an_existing_done_folder_of_the_same_name_is_never_entered(tmp_path: Pat
     assert _visible(other) == ["a.tif", "b.tif", "manifest.csv"]
 
 
+def test_two_runs_finishing_at_once_never_make_the_batch_folder_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other run moves the batch between this run's look and its mark: before, the mark's
+    write made an empty inbox folder of that name again, and this run moved it to done/ too."""
+    folder = _inbox_batch(tmp_path)
+    real = archive.moved_batch
+    looks: list[Path | None] = []
+
+    def other_run_moves_it_meanwhile(*args: object) -> Path | None:
+        if not looks:
+            looks.append(None)
+            looks.append(_finish(folder, tmp_path))  # the other run, start to end
+            return None  # what this run saw an instant before
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive, "moved_batch", other_run_moves_it_meanwhile)
+    assert _finish(folder, tmp_path) == tmp_path / DONE == looks[1]
+    assert not folder.exists()
+    assert sorted(p.name for p in (tmp_path / DONE).parent.iterdir()) == ["B-KILL"]
+
+
 def test_a_move_across_file_systems_is_refused_not_half_done(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _inbox_batch(tmp_path)
