@@ -350,9 +350,9 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
         events = [json.loads(line) for line in task_log.read_text(encoding="utf-8").splitlines()
                   if line.startswith("{")]
         first_said = next(e["event"] for e in events if e.get("level") in ("warning", "error"))
-        assert first_said.startswith(f"Hồ sơ {bad.record_id} chưa thể lưu trữ:\nDòng 3 của "
-                                     f"manifest.csv: Mã TTHC '{BAD_CODE}' không có trong danh mục"), \
-            first_said
+        assert first_said.startswith(
+            f"Hồ sơ {bad.record_id} chưa được lưu trữ (catalogue_mismatch):\nDòng 3 của "
+            f"manifest.csv: Mã TTHC '{BAD_CODE}' không có trong danh mục"), first_said
         assert first_said.endswith("bấm Clear ô này để chạy lại; hồ sơ đã lưu trữ không bị ảnh hưởng.")
         print(f"[{time.monotonic() - started:.0f} s] {bad.record_id} failed on its own; its log "
               f"opens with: {first_said.splitlines()[0]}")
