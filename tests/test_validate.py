@@ -94,7 +94,9 @@ def test_valid_rows_pass_clean(validation: Validation) -> None:
     (10, "required", "files", "cột Tệp trống. Ghi tên tệp quét của hồ sơ."),
     (14, "duplicate_record_id", "record_id",
      "Mã hồ sơ 'HS-ARCH' đã được lưu trữ trong lô B-2019-07 của cơ quan 000.00.12.H12. Nếu đây là "
-     "bản quét lại, báo lưu trữ viên; nếu ghi nhầm mã, sửa Mã hồ sơ rồi Clear để chạy lại."),
+     "bản quét lại hoặc dòng đã sửa, ghi 'có' vào cột 'Thay bản đã lưu' của dòng này rồi Clear để "
+     "chạy lại: bản mới được lưu thành phiên bản tiếp theo, bản cũ vẫn giữ nguyên; nếu ghi nhầm mã, "
+     "sửa Mã hồ sơ rồi Clear để chạy lại."),
     (15, "unknown_procedure", "procedure_code",
      "Mã TTHC '1.004272' không có trong danh mục thủ tục hành chính. Mã gần nhất trong danh mục: "
      "1.004227 (Cấp giấy phép xây dựng nhà ở riêng lẻ); 1.001612 (Cấp giấy phép kinh doanh vận "
