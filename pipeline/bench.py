@@ -52,9 +52,9 @@ import cv2
 import numpy as np
 import pikepdf
 import psutil
-from PIL import Image
 
-from pipeline import cleanup, pages, reference, runner, samples, warehouse
+from pipeline import cleanup, ocr, pages, reference, runner, samples, warehouse
+from pipeline._exec import tesseract
 from pipeline.archive import atomic_write_bytes
 from pipeline.config import Settings, load_settings
 from pipeline.models import RecordStatus
@@ -434,11 +434,14 @@ def phase_tesseract(out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
         cleanup_seconds = time.perf_counter() - t0
-        path = images / f"page-{n:04d}.png"
-        Image.fromarray(cleaned.image).save(path, dpi=(dpi, dpi))
+        # the very image and settings our OCR reads: the comparison is of everything else
+        ocr.write_view(cleaned.image, dpi, profile.ocr.colour_dropout, images, n)
+        path = images / ocr.VIEW_DIR / f"{n:06d}.tif"
         t0, cpu0 = time.perf_counter(), _cpu_seconds(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(["tesseract", str(path), "-", "-l", "vie"], capture_output=True,
-                              text=True, env=env)
+        proc = subprocess.run(
+            ["tesseract", str(path), "-", "-l", "+".join(profile.languages),
+             "--psm", str(tesseract.PAGE_SEGMENTATION_MODE)], capture_output=True, text=True,
+            env=env)
         seconds = time.perf_counter() - t0
         rows.append({"n": n, "cleanup_seconds": cleanup_seconds, "seconds": seconds,
                      "cpu_seconds": _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0,

@@ -11,10 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pikepdf
+from PIL import Image
 
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import poppler
+from pipeline.cleanup import dropout, to_gray
 from pipeline.config import ScannerProfile
 from pipeline.errors import OcrFailedError, PdfaCheckError
 from pipeline.models import ManifestRow
@@ -38,6 +41,24 @@ class PageOcrStats:
 
 
 LOW_WORD_CONFIDENCE = 60
+VIEW_DIR = "ocr-view"
+
+
+def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path, page_no: int
+               ) -> None:
+    """What OCR reads of page ``page_no``: the cleaned page in grey at its scan resolution, with
+    coloured ink made light (``colour_dropout``) so that a seal or a signature does not hide the
+    print under it.
+
+    Not the archived page: a mixed page's background is 100 dpi and a bitonal page has lost the
+    grey edges of its letters. Measured on the benchmark's pages (issue 15): 0.59 % CER instead
+    of 0.89 % for the archived page rendered at 200 dpi, and 0.08 CPU s/page less, as nothing
+    renders the page again. An uncompressed TIFF: it keeps the dpi and costs nothing to write.
+    """
+    view = dropout(image) if colour_dropout else to_gray(image)
+    folder = work_dir / VIEW_DIR
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(view).save(folder / f"{page_no:06d}.tif", dpi=(dpi, dpi))
 
 
 def has_diacritics(word: str) -> bool:
@@ -182,6 +203,7 @@ def ocr_record(
 ) -> OcrOutput:
     """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b.
 
+    Each page to OCR is read from its view, written by ``write_view`` into ``work_dir``.
     ``ocr_pages`` (1-based) limits OCR to those pages, e.g. to skip blank ones; every page is
     kept in the PDF. ``kept`` names the born-digital pages (page -> source file) to archive as
     they are, with their own text, instead of OCR'ing them.
@@ -191,7 +213,7 @@ def ocr_record(
     hocr_dir.mkdir(exist_ok=True)
     job = ocrmypdf_exec.OcrJob(
         input_pdf=str(image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
-        languages=profile.languages, jobs=jobs, colour_dropout=profile.ocr.colour_dropout,
+        view_dir=str(work_dir / VIEW_DIR), languages=profile.languages, jobs=jobs,
         pages=",".join(map(str, ocr_pages)) if ocr_pages is not None else None,
         keep_text=bool(kept), **_metadata(row, agency_code),
     )

@@ -488,6 +488,7 @@ def _clean_page(settings: Settings, task: RecordTask, work: Path, n: int, ref: P
             cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
             image, rotation, skew = cleaned.image, cleaned.rotation, cleaned.skew
             flags = cleanup.assess(image, dpi)
+            ocr.write_view(image, dpi, profile.ocr.colour_dropout, work, n)
         fingerprint = duplicates.phash(image)
     with _timed(timings, "compose"):
         if keep:

@@ -92,6 +92,7 @@ def test_archived_page_is_pdfa_and_reads_as_well_as_the_cleaned_input(
     settings = load_settings()
     part = tmp_path / "page.pdf"
     compose.page_pdf(image, 300, part)
+    ocr.write_view(image, 300, settings.scanner_profile.ocr.colour_dropout, tmp_path, 1)
     row = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
     # ocr_record verifies PDF/A-2B, the output intent and the record id in XMP, or raises
     out = ocr.ocr_record(part, 1, tmp_path / "out.pdf", row, "000.00.12.H12", "B1",

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from pipeline._exec import run
+from pipeline._exec import run, tesseract
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ class OcrJob:
     input_pdf: str
     output_pdf: str
     hocr_dir: str
+    view_dir: str  # page n is read from <view_dir>/<n:06d>.tif (pipeline.ocr.write_view)
     languages: list[str]
     jobs: int
-    colour_dropout: bool
     title: str
     author: str
     subject: str
@@ -94,10 +94,10 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
     """OCRmyPDF's exit code and, on failure, its message."""
     import ocrmypdf
 
-    from pipeline._exec.ocrmypdf_plugin import COLOUR_DROPOUT_ENV, HOCR_DIR_ENV
+    from pipeline._exec.ocrmypdf_plugin import HOCR_DIR_ENV, VIEW_DIR_ENV
 
     os.environ[HOCR_DIR_ENV] = job.hocr_dir
-    os.environ[COLOUR_DROPOUT_ENV] = "1" if job.colour_dropout else "0"
+    os.environ[VIEW_DIR_ENV] = job.view_dir
     try:
         code = ocrmypdf.ocr(
             job.input_pdf,
@@ -110,16 +110,12 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
             # the page content alone and fails, rather than degrades, what it cannot convert
             pdfa_backend="internal" if job.keep_text else "auto",
             jobs=job.jobs,
-            # Tesseract's "single column of text of variable sizes": measured on the hard pages
-            # (issue 15) 14 % fewer character errors than its default (3), at no extra time; it
-            # reads a two-column header in order and list dashes as dashes
-            tesseract_pagesegmode=4,
-            # OCRmyPDF reads a page at its images' highest resolution and counts no stencil
-            # masks, so a mixed page (compose: print and inks as stencils over a 100 dpi
-            # background) was read at 100 dpi. At 200 its seal pages read at 1.3 % CER instead
-            # of 2.2 %; 300 gained little more (1.0 %) for a third more CPU, as it also
-            # upsamples every 200 dpi scan
-            oversample=200,
+            tesseract_pagesegmode=tesseract.PAGE_SEGMENTATION_MODE,
+            # Tesseract's own text-only PDF page, with its hOCR from the same run (for the word
+            # confidences): OCRmyPDF's default renderer (fpdf2) rebuilds the page from the
+            # hOCR in Python, 0.11 CPU s/page more for the same text (issue 15)
+            pdf_renderer="sandwich",
+            tesseract_config=["hocr"],
             optimize=1,
             title=job.title,
             author=job.author,

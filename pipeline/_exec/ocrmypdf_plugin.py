@@ -1,7 +1,9 @@
 """OCRmyPDF plugin loaded into our OCR child process.
 
-- OCR reads the lightest channel of each pixel of a colour page: black print stays black while
-  a red seal or a blue signature over it turns light; the page image in the PDF keeps its colours.
+- OCR reads the page's OCR view (``pipeline.ocr.write_view``: the cleaned page at its scan
+  resolution, in grey, coloured ink made light) instead of a rendering of the archival page: a
+  mixed page's background is 100 dpi and a bitonal page has lost its grey edges, and rendering
+  them costs more than reading the file. The archived page keeps its colours.
 - Tesseract's hOCR and text of each page are copied to ``DIGITIZE_HOCR_DIR`` so the parent can
   read the word confidences without a second OCR pass, and each page's text by its page number
   (OCRmyPDF's sidecar runs the pages it skipped together, so its pages cannot be told apart).
@@ -13,26 +15,26 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 from ocrmypdf import hookimpl
 from ocrmypdf.builtin_plugins.tesseract_ocr import TesseractOcrEngine
-from PIL import Image
-
-from pipeline.cleanup import dropout
 
 HOCR_DIR_ENV = "DIGITIZE_HOCR_DIR"
-COLOUR_DROPOUT_ENV = "DIGITIZE_COLOUR_DROPOUT"
+VIEW_DIR_ENV = "DIGITIZE_OCR_VIEW_DIR"
 
 
 class ConfidenceKeepingTesseract(TesseractOcrEngine):
     @staticmethod
-    def generate_hocr(input_file, output_hocr, output_text, options) -> None:  # noqa: ANN001
-        TesseractOcrEngine.generate_hocr(input_file, output_hocr, output_text, options)
+    def generate_pdf(input_file, output_pdf, output_text, options) -> None:  # noqa: ANN001
+        TesseractOcrEngine.generate_pdf(input_file, output_pdf, output_text, options)
         target = os.environ.get(HOCR_DIR_ENV)
-        if target:
-            # named "<page:06d>_ocr_hocr.hocr" and ".txt" by OCRmyPDF's page context
-            for produced in (output_hocr, output_text):
-                shutil.copyfile(produced, Path(target) / Path(produced).name)
+        hocr = Path(output_pdf).with_suffix(".hocr")
+        # none when Tesseract gave up on the page (timeout, "Empty page!!"): no confidences
+        if target and hocr.is_file():
+            # "<page:06d>_ocr_tess.pdf" by OCRmyPDF's page context; the hOCR beside it is
+            # Tesseract's own, asked for with the "hocr" config (pipeline._exec.ocrmypdf)
+            page = Path(output_pdf).name[:6]
+            shutil.copyfile(hocr, Path(target) / f"{page}_ocr_hocr.hocr")
+            shutil.copyfile(output_text, Path(target) / f"{page}_ocr_hocr.txt")
 
 
 @hookimpl
@@ -41,9 +43,11 @@ def get_ocr_engine(options):  # noqa: ANN001, ANN201
 
 
 @hookimpl
-def filter_ocr_image(page, image: Image.Image) -> Image.Image:  # noqa: ANN001
-    if os.environ.get(COLOUR_DROPOUT_ENV) == "1" and image.mode in ("RGB", "RGBA"):
-        gray = Image.fromarray(dropout(np.asarray(image.convert("RGB"))))
-        gray.info.update(image.info)  # OCRmyPDF reads the page's dpi from it
-        return gray
-    return image
+def rasterize_pdf_page(input_file: Path, output_file: Path, pageno: int) -> Path:
+    # OCRmyPDF fits the text layer to the page whatever the image's resolution, and reads the
+    # resolution from the file's own dpi tag
+    view = Path(os.environ[VIEW_DIR_ENV]) / f"{pageno:06d}.tif"
+    if not view.is_file():
+        raise FileNotFoundError(f"no OCR view {view} for page {pageno} of {input_file}")
+    shutil.copyfile(view, output_file)
+    return Path(output_file)

@@ -12,6 +12,11 @@ import numpy as np
 from pipeline._exec import INSTALL_HINT, run
 from pipeline.errors import ToolMissingError
 
+# Tesseract's "single column of text of variable sizes": measured on the benchmark's hard pages
+# (issue 15) 14 % fewer character errors than its default (3), at no extra time; it reads a
+# two-column header in order and list dashes as dashes
+PAGE_SEGMENTATION_MODE = 4
+
 
 def version() -> str:
     out = run(["tesseract", "--version"]).stdout.decode()
