@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pikepdf
 import pytest
+from PIL import Image
 
 from pipeline import cleanup, compose, ocr, samples
 from pipeline.config import load_settings
@@ -21,6 +22,29 @@ def _page(seal: bool, style: str = "serif", seed: int = 2) -> tuple[np.ndarray, 
     (lines,) = samples.record_page_lines(seed=seed, style=style, n_pages=1)
     image = samples.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
     return np.asarray(image.convert("RGB")), samples.page_text(lines)
+
+
+def _scan(seed: int, style: str, *, seal: bool = False, grey: bool = False, paper: int = 255,
+          reverse_seed: int | None = None) -> tuple[np.ndarray, list[tuple[samples.Span, ...]]]:
+    """A record's page printed on paper of grey ``paper`` (the sheet's own tone darkens print
+    and paper alike), scanned upright and square in colour or ``grey`` (RGB, as
+    pages.load_page reads every scan), with its rows; with ``reverse_seed``, another record of
+    the office printed on the back shows through, as in the benchmark corpus."""
+    (rows,) = samples.record_page_lines(seed=seed, style=style)
+    rng = random.Random(seed)
+    page = samples.render_page(rows, dpi=300, style=style, seal=seal, rng=rng)
+    if grey:
+        page = page.convert("L")
+    if paper < 255:
+        tinted = np.asarray(page, np.float32) * (paper / 255) + 0.5
+        page = Image.fromarray(tinted.astype(np.uint8), page.mode)
+    reverse = None
+    if reverse_seed is not None:
+        (back,) = samples.record_page_lines(seed=reverse_seed, style=style)
+        reverse = samples.render_page(back, dpi=300, style=style, rng=rng)
+    scanned = samples.degrade(page, rotation=0, skew=0.0, rng=rng, speckle=True, blur=True,
+                              border=False, dpi=300, bleed=reverse)
+    return np.asarray(scanned.convert("RGB")), rows
 
 
 def _photo_page() -> np.ndarray:
@@ -48,8 +72,11 @@ def _render(pdf: Path, dpi: int = 100) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def pages() -> dict[str, tuple[np.ndarray, str]]:
+    # an old sealed page scanned in grey, on grey paper with show-through
+    grey_scan, grey_rows = _scan(2, "serif", seal=True, grey=True, paper=222, reverse_seed=1002)
     return {"bitonal": _page(seal=False), "mixed": _page(seal=True),
-            "gray": (_photo_page(), ""), "colour": (_colour_photo_page(), "")}
+            "gray": (_photo_page(), ""), "colour": (_colour_photo_page(), ""),
+            "gray text": (grey_scan, samples.page_text(grey_rows))}
 
 
 @pytest.mark.parametrize("kind", ["bitonal", "mixed", "gray", "colour"])
@@ -82,6 +109,47 @@ def test_sealed_page_keeps_a_red_seal_over_black_text(pages: dict[str, tuple[np.
         xobjects = pdf.pages[0].Resources.XObject
         kinds = {bool(xobjects[name].get("/ImageMask", False)) for name in xobjects}
     assert kinds == {True, False}
+
+
+def _fills(page: pikepdf.Page) -> list[str]:
+    return [str(op) for _, op in pikepdf.parse_content_stream(page)
+            if str(op) in ("g", "rg", "k", "sc", "scn")]
+
+
+def test_grey_text_page_is_grey_print_and_marks_over_a_small_grey_background(
+        pages: dict[str, tuple[np.ndarray, str]], tmp_path: Path) -> None:
+    image, _ = pages["gray text"]
+    assert compose.page_pdf(image, 300, tmp_path / "p.pdf") is compose.PageKind.gray
+    # the same page as one full-resolution JPEG: 500 KB
+    assert (tmp_path / "p.pdf").stat().st_size < 150_000
+    with pikepdf.open(tmp_path / "p.pdf") as pdf:
+        page = pdf.pages[0]
+        xobjects = page.Resources.XObject
+        stencils = sorted(str(name) for name in xobjects if xobjects[name].get("/ImageMask"))
+        # the black print and the seal's grey, sharp; the background grey at 100 dpi
+        assert stencils == ["/Fg", "/Ink1"]
+        for name in stencils:
+            assert [str(f) for f in xobjects[name].Filter] == ["/CCITTFaxDecode"]
+            assert int(xobjects[name].Width) == image.shape[1]
+        (background,) = (xobjects[name] for name in xobjects if str(name) not in stencils)
+        assert background.ColorSpace == "/DeviceGray"
+        assert int(background.Width) == round(image.shape[1] / 3)
+        assert _fills(page) == ["g", "g"]  # the seal's grey, then black: no colour
+    shown = _render(tmp_path / "p.pdf")
+    scan = cv2.resize(image, (shown.shape[1], shown.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(shown.astype(int) - scan).mean() < 8  # looks like the scan
+    compose.page_pdf(image, 300, tmp_path / "again.pdf")
+    assert (tmp_path / "again.pdf").read_bytes() == (tmp_path / "p.pdf").read_bytes()
+
+
+def test_grey_picture_stays_one_full_resolution_grey_jpeg(
+        pages: dict[str, tuple[np.ndarray, str]], tmp_path: Path) -> None:
+    image, _ = pages["gray"]
+    assert compose.page_pdf(image, 300, tmp_path / "p.pdf") is compose.PageKind.gray
+    with pikepdf.open(tmp_path / "p.pdf") as pdf:
+        (picture,) = pdf.pages[0].images.values()
+        assert pikepdf.PdfImage(picture).filters == ["/DCTDecode"]
+        assert picture.ColorSpace == "/DeviceGray" and int(picture.Width) == image.shape[1]
 
 
 @pytest.mark.slow
