@@ -1163,13 +1163,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
-    # Our progress at INFO; libraries (great-expectations is chatty) only when they warn.
+def start_logging() -> None:
+    """Our progress at INFO; libraries (great-expectations is chatty) only when they warn."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pipeline").setLevel(logging.INFO)
+
+
+def used(out: Path) -> bool:
+    """Whether ``out`` holds files already (said on stderr): an old run's archive would make a
+    new run's records "already archived" and its figures meaningless."""
+    if out.exists() and any(out.iterdir()):
+        print(f"{out} is not empty; give a new folder with --out", file=sys.stderr)
+        return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    start_logging()
     out = (args.out or _default_out()).resolve()
     if args.phase:
         result = _run_phase(args.phase, out, args.jobs)
@@ -1182,9 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pages < 1 or args.tiff_pages < 0 or (args.jobs is not None and args.jobs < 1):
         print("--pages and --jobs must be at least 1, --tiff-pages at least 0", file=sys.stderr)
         return 2
-    if out.exists() and any(out.iterdir()):
-        # An old run's archive would make ours "already archived" and its timing meaningless.
-        print(f"{out} is not empty; give a new folder with --out", file=sys.stderr)
+    if used(out):
         return 2
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pikepdf
 from PIL import Image
@@ -44,21 +45,74 @@ LOW_WORD_CONFIDENCE = 60
 VIEW_DIR = "ocr-view"
 
 
+def grey_view(image: np.ndarray, colour_dropout: bool) -> np.ndarray:
+    """The cleaned page in grey; with ``colour_dropout`` coloured ink is made light (the lightest
+    channel of each pixel), so that a seal or a signature does not hide the print under it."""
+    return dropout(image) if colour_dropout else to_gray(image)
+
+
+def binarised(grey: np.ndarray) -> np.ndarray:
+    """The page's print black on white, at Otsu's level."""
+    _, binary = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return binary
+
+
+# The reverse side's print showing through the paper is light grey (150-234 in the grey view)
+# and, unlike the grey edge of a letter, lies farther than 0.25 mm from any dark pixel (< 128).
+# On the benchmark's pages there are 0.8-1.3 such pixels per dark one with show-through and at
+# most 0.11 without.
+SHOW_THROUGH_RATIO = 0.4
+SHOW_THROUGH_GREY = (150, 235)
+DARK_INK = 128
+INK_REACH_MM = 0.25
+# a page binarised for OCR is read at this resolution at least
+BINARISED_DPI = 300
+
+
+def shows_through(grey: np.ndarray, dpi: int) -> bool:
+    """Whether the reverse side's print shows through this page (see SHOW_THROUGH_RATIO)."""
+    dark = (grey < DARK_INK).astype(np.uint8)
+    reach = max(1, round(INK_REACH_MM / 25.4 * dpi))
+    near = cv2.dilate(dark, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                      (2 * reach + 1, 2 * reach + 1)))
+    low, high = SHOW_THROUGH_GREY
+    far = np.count_nonzero((grey >= low) & (grey < high) & (near == 0))
+    return far > SHOW_THROUGH_RATIO * max(np.count_nonzero(dark), 1)
+
+
+def ocr_view(image: np.ndarray, dpi: int, colour_dropout: bool) -> tuple[np.ndarray, int]:
+    """What OCR reads of a cleaned page, and at what resolution: the grey view; a page with
+    show-through binarised at Otsu's level, at 300 dpi at least (a 200 dpi page upscaled first).
+
+    Chosen by ``python -m pipeline.ocr_candidates`` (issue 15), on 48 benchmark pages of seed 0
+    and 48 of seed 1: 0.71 and 0.82 % CER where the grey view alone read at 1.44 and 1.11 %, at
+    1.02x its CPU. Read in grey, the show-through was taken for stray punctuation and garbled
+    runs; binarised, it falls on the paper's side of the level. Binarising every page (0.85 and
+    0.84 %) reads the pages without show-through worse than grey (0.74 % against 0.67 %), and
+    Otsu on a 200 dpi page thins its strokes unless it is upscaled first.
+    """
+    grey = grey_view(image, colour_dropout)
+    if not shows_through(grey, dpi):
+        return grey, dpi
+    if dpi < BINARISED_DPI:
+        factor = BINARISED_DPI / dpi
+        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        dpi = BINARISED_DPI
+    return binarised(grey), dpi
+
+
 def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path, page_no: int
                ) -> None:
-    """What OCR reads of page ``page_no``: the cleaned page in grey at its scan resolution, with
-    coloured ink made light (``colour_dropout``) so that a seal or a signature does not hide the
-    print under it.
+    """Write what OCR reads of page ``page_no`` (``ocr_view``) into ``work_dir``.
 
-    Not the archived page: a mixed page's background is 100 dpi and a bitonal page has lost the
-    grey edges of its letters. Measured on the benchmark's pages (issue 15): 0.59 % CER instead
-    of 0.89 % for the archived page rendered at 200 dpi, and 0.08 CPU s/page less, as nothing
-    renders the page again. An uncompressed TIFF: it keeps the dpi and costs nothing to write.
+    Not the archived page: a mixed page's background is 100 dpi, and rendering the page again
+    costs more than writing this (0.59 % CER instead of 0.89 % on the benchmark's pages, 0.08
+    CPU s/page less). An uncompressed TIFF: it keeps the dpi and costs nothing to write.
     """
-    view = dropout(image) if colour_dropout else to_gray(image)
     folder = work_dir / VIEW_DIR
     folder.mkdir(exist_ok=True)
-    Image.fromarray(view).save(folder / f"{page_no:06d}.tif", dpi=(dpi, dpi))
+    view, view_dpi = ocr_view(image, dpi, colour_dropout)
+    Image.fromarray(view).save(folder / f"{page_no:06d}.tif", dpi=(view_dpi, view_dpi))
 
 
 def has_diacritics(word: str) -> bool:

@@ -191,12 +191,7 @@ def test_text_under_the_seal_reads(archived: Callable[[str], Page]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [
-    "typed",
-    pytest.param("typed, show-through on the lines", marks=pytest.mark.xfail(
-        strict=True, reason="the OCR view keeps show-through: about 10 % CER when the reverse's "
-                            "lines fall on the page's own")),
-])
+@pytest.mark.parametrize("name", ["typed", "typed, show-through on the lines"])
 def test_typed_page_with_show_through_on_grey_paper_reads(archived: Callable[[str], Page],
                                                           name: str) -> None:
     page = archived(name)
