@@ -1893,15 +1893,32 @@ def _refuse_strays(batch_dir: Path, names: Iterable[str]) -> None:
         )
 
 
+# The grey of the aged paper the typed pages of the 2000s are on (white is 255).
+OLD_PAPER = 222
+
+
+def on_paper(img: Image.Image, paper: int) -> Image.Image:
+    """``img`` printed on a sheet of grey ``paper``: the sheet's tone darkens print and paper
+    alike."""
+    if paper >= 255:
+        return img
+    tinted = np.asarray(img, np.float32) * (paper / 255) + 0.5
+    out = Image.fromarray(tinted.astype(np.uint8), img.mode)
+    out.info.update(img.info)
+    return out
+
+
 def _scan(rows: Sequence[Line], plan: _PagePlan, rng: random.Random, seal_text: str,
           reverse: Sequence[Line] = ()) -> Image.Image:
-    """One page as the scanner saves it; ``reverse`` is what is printed on the back of the
-    sheet, shown through when ``plan.bleed``."""
+    """One page as the scanner saves it, a typed one on grey paper; ``reverse`` is what is
+    printed on the back of the sheet, shown through when ``plan.bleed``."""
     clean = render_page(rows, dpi=plan.dpi, style=plan.style, seal=plan.seal, rng=rng,
                         seal_text=seal_text)
     if not plan.seal:
         # Only a sealed page needs colour; grey halves the work.
         clean = clean.convert("L")
+    if plan.style == "typewriter":
+        clean = on_paper(clean, OLD_PAPER)
     back = (render_page(reverse, dpi=plan.dpi, style=plan.style, rng=rng).convert("L")
             if plan.bleed else None)
     return degrade(clean, rotation=plan.rotation, skew=plan.skew, rng=rng, speckle=plan.speckle,

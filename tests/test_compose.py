@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pikepdf
 import pytest
-from PIL import Image
 
 from pipeline import cleanup, compose, ocr, samples
 from pipeline.config import load_settings
@@ -35,9 +34,7 @@ def _scan(seed: int, style: str, *, seal: bool = False, grey: bool = False, pape
     page = samples.render_page(rows, dpi=300, style=style, seal=seal, rng=rng)
     if grey:
         page = page.convert("L")
-    if paper < 255:
-        tinted = np.asarray(page, np.float32) * (paper / 255) + 0.5
-        page = Image.fromarray(tinted.astype(np.uint8), page.mode)
+    page = samples.on_paper(page, paper)
     reverse = None
     if reverse_seed is not None:
         (back,) = samples.record_page_lines(seed=reverse_seed, style=style)
