@@ -234,11 +234,8 @@ def _mixed_pdf(image: np.ndarray, dpi: int) -> bytes:
     return _layered_pdf(image, dpi, text, ink_colours(image, spread, text))
 
 
-def _gray_pdf(gray: np.ndarray, dpi: int) -> bytes:
-    """A grey page (2-D): a picture whole as a JPEG, text as print and grey marks over a
-    low-resolution grey background (``_layered_pdf``), all of it DeviceGray."""
-    if _midtone_share(gray) > GRAY_PICTURE_SHARE:
-        return _jpeg_pdf(gray, dpi, GRAY_JPEG_QUALITY)
+def _print_and_marks(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A grey page's ink (2-D) as its black print and its grey marks (boolean masks)."""
     inked = black_print(gray)
     paper = float(np.median(gray[::8, ::8]))
     cores = (gray < PRINT_CORE_SHARE * paper).astype(np.uint8)
@@ -246,7 +243,15 @@ def _gray_pdf(gray: np.ndarray, dpi: int) -> bytes:
     # (a pen line) stays whole and black. A seal's ring, which has no core, is a grey mark but
     # for the pixel next to a letter it crosses.
     text = inked & (cv2.dilate(cores, np.ones((3, 3), np.uint8)) > 0)
-    marks = inked & ~text
+    return text, inked & ~text
+
+
+def _gray_pdf(gray: np.ndarray, dpi: int) -> bytes:
+    """A grey page (2-D): a picture whole as a JPEG, text as print and grey marks over a
+    low-resolution grey background (``_layered_pdf``), all of it DeviceGray."""
+    if _midtone_share(gray) > GRAY_PICTURE_SHARE:
+        return _jpeg_pdf(gray, dpi, GRAY_JPEG_QUALITY)
+    text, marks = _print_and_marks(gray)
     inks = ([(marks, np.array([np.median(gray[marks])]).round())]
             if np.count_nonzero(marks) >= max(MIN_INK_PIXELS, MIN_INK_SHARE * marks.size) else [])
     return _layered_pdf(gray, dpi, text, inks)

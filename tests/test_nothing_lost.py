@@ -225,9 +225,12 @@ def test_a_record_held_twice_then_archived_keeps_its_whole_story(tmp_path: Path,
     story = digitize(data, db_url, "history", record.record_id, "--json")
     assert story.returncode == 0, story.stderr
     (told,) = json.loads(story.stdout)
-    assert [(e["stage"], e["outcome"]) for e in told["events"]] == [
+    # (a cross-check warning beside the archiving depends on how OCR read the date: not the
+    # story told here)
+    events = [e for e in told["events"] if e["stage"] != "crosscheck"]
+    assert [(e["stage"], e["outcome"]) for e in events] == [
         ("quarantine", "file_missing"), ("quarantine", "catalogue_mismatch"), ("archive", "archived")]
-    assert all(e["duration_s"] is not None and e["batch_id"] == "B-STORY" for e in told["events"])
+    assert all(e["duration_s"] is not None and e["batch_id"] == "B-STORY" for e in events)
     assert (told["status"], told["version"]) == ("archived", 1)
     assert [v["version"] for v in told["versions"]] == [1]
     readable = digitize(data, db_url, "history", record.record_id)
