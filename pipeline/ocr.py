@@ -57,48 +57,19 @@ def binarised(grey: np.ndarray) -> np.ndarray:
     return binary
 
 
-# The reverse side's print showing through the paper is light grey (150-234 in the grey view)
-# and, unlike the grey edge of a letter, lies farther than 0.25 mm from any dark pixel (< 128).
-# On the benchmark's pages there are 0.8-1.3 such pixels per dark one with show-through and at
-# most 0.11 without.
-SHOW_THROUGH_RATIO = 0.4
-SHOW_THROUGH_GREY = (150, 235)
-DARK_INK = 128
-INK_REACH_MM = 0.25
-# a page binarised for OCR is read at this resolution at least
-BINARISED_DPI = 300
-
-
-def shows_through(grey: np.ndarray, dpi: int) -> bool:
-    """Whether the reverse side's print shows through this page (see SHOW_THROUGH_RATIO)."""
-    dark = (grey < DARK_INK).astype(np.uint8)
-    reach = max(1, round(INK_REACH_MM / 25.4 * dpi))
-    near = cv2.dilate(dark, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
-                                                      (2 * reach + 1, 2 * reach + 1)))
-    low, high = SHOW_THROUGH_GREY
-    far = np.count_nonzero((grey >= low) & (grey < high) & (near == 0))
-    return far > SHOW_THROUGH_RATIO * max(np.count_nonzero(dark), 1)
-
-
 def ocr_view(image: np.ndarray, dpi: int, colour_dropout: bool) -> tuple[np.ndarray, int]:
-    """What OCR reads of a cleaned page, and at what resolution: the grey view; a page with
-    show-through binarised at Otsu's level, at 300 dpi at least (a 200 dpi page upscaled first).
+    """What OCR reads of a cleaned page, and at what resolution: its grey view binarised at
+    Otsu's level, at the scan's resolution.
 
-    Chosen by ``python -m pipeline.ocr_candidates`` (issue 15), on 48 benchmark pages of seed 0
-    and 48 of seed 1: 0.71 and 0.82 % CER where the grey view alone read at 1.44 and 1.11 %, at
-    1.02x its CPU. Read in grey, the show-through was taken for stray punctuation and garbled
-    runs; binarised, it falls on the paper's side of the level. Binarising every page (0.85 and
-    0.84 %) reads the pages without show-through worse than grey (0.74 % against 0.67 %), and
-    Otsu on a 200 dpi page thins its strokes unless it is upscaled first.
+    Chosen by ``python -m pipeline.ocr_candidates`` (issue 15) on 48 benchmark pages of seed 0
+    and 48 of seed 1: 0.85 and 0.84 % CER where the grey view read at 1.44 and 1.11 %, at 0.95x
+    its CPU, and the result number or date missed on 5 and 4 first pages of 45 where the grey
+    view missed 8 and 5. Read in grey, the reverse side's print showing through was taken for
+    stray punctuation and garbled runs; binarised, it falls on the paper's side of the level.
+    Binarising only the pages found to show through read 0.71 and 0.82 % but missed the number
+    or date on 10 and 5 first pages, and needs a detector tuned on these very pages.
     """
-    grey = grey_view(image, colour_dropout)
-    if not shows_through(grey, dpi):
-        return grey, dpi
-    if dpi < BINARISED_DPI:
-        factor = BINARISED_DPI / dpi
-        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-        dpi = BINARISED_DPI
-    return binarised(grey), dpi
+    return binarised(grey_view(image, colour_dropout)), dpi
 
 
 def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path, page_no: int

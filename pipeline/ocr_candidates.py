@@ -54,9 +54,10 @@ from PIL import Image
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from pipeline import bench, cleanup, ocr, pages, samples
+from pipeline import bench, cleanup, crosscheck, ocr, pages, samples
 from pipeline._exec import tesseract
 from pipeline.archive import atomic_write_bytes
+from pipeline.models import ManifestRow
 from pipeline.quality import cer
 
 log = logging.getLogger("pipeline.ocr_candidates")
@@ -511,15 +512,32 @@ def view_sauvola(page: Page) -> tuple[np.ndarray, int] | None:
     return sauvola(page.view, page.dpi), page.dpi
 
 
+SHOW_THROUGH_RATIO = 0.4  # light-grey pixels away from any ink, per ink pixel, above this
+BACKGROUND = 235
+INK = 128
+INK_REACH_MM = 0.25  # a letter's grey edge lies this close to its dark core
+
+
+def shows_through(gray: np.ndarray, dpi: int) -> bool:
+    """Many light-grey pixels (150-234) that are not the grey edge of a dark letter (farther
+    than 0.25 mm from any pixel below 128): on the bench pages 0.8-1.3 per dark pixel on
+    show-through pages and at most 0.11 on the others (tuned on seed 0's pages)."""
+    dark = (gray < INK).astype(np.uint8)
+    reach = max(1, round(INK_REACH_MM / 25.4 * dpi))
+    near = cv2.dilate(dark, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
+                                                      (2 * reach + 1, 2 * reach + 1)))
+    far = np.count_nonzero((gray >= 150) & (gray < BACKGROUND) & (near == 0))
+    return far > SHOW_THROUGH_RATIO * max(np.count_nonzero(dark), 1)
+
+
 def suppress_show_through(gray: np.ndarray, dpi: int) -> tuple[np.ndarray, float | None]:
-    """Whiten the reverse side's print where the pipeline finds show-through
-    (:func:`pipeline.ocr.shows_through`): stretch the page's levels so that the Otsu threshold
-    of its non-paper pixels (between the print and the light grey) turns white; the print's
-    strokes keep their grey edges. Returns the page (the same array where it found nothing to
-    do) and the level, or None."""
-    if not ocr.shows_through(gray, dpi):
+    """Whiten the reverse side's print where :func:`shows_through`: stretch the page's levels
+    so that the Otsu threshold of its non-paper pixels (between the print and the light grey)
+    turns white; the print's strokes keep their grey edges. Returns the page (the same array
+    where it found nothing to do) and the level, or None."""
+    if not shows_through(gray, dpi):
         return gray, None
-    ink = gray[gray < ocr.SHOW_THROUGH_GREY[1]]
+    ink = gray[gray < BACKGROUND]
     level, _ = cv2.threshold(ink.reshape(1, -1), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     level = max(float(level), 1.0)
     lut = np.clip(np.arange(256, dtype=np.float32) * 255.0 / level, 0, 255).astype(np.uint8)
@@ -529,6 +547,13 @@ def suppress_show_through(gray: np.ndarray, dpi: int) -> tuple[np.ndarray, float
 def view_show_through(page: Page) -> tuple[np.ndarray, int] | None:
     out, level = suppress_show_through(page.view, page.dpi)
     return None if level is None else (out, page.dpi)
+
+
+def view_show_through_otsu_upscaled(page: Page) -> tuple[np.ndarray, int] | None:
+    """On the pages the show-through test finds: 200 dpi upscaled to 300, then Otsu; the other
+    pages' grey view as it is."""
+    _, level = suppress_show_through(page.view, page.dpi)
+    return None if level is None else view_otsu_upscaled(page)
 
 
 def view_show_through_otsu(page: Page) -> tuple[np.ndarray, int] | None:
@@ -557,12 +582,15 @@ def view_seal_white(page: Page) -> tuple[np.ndarray, int] | None:
     return out, page.dpi
 
 
+UPSCALE_TO = 300
+
+
 def view_upscaled(page: Page) -> tuple[np.ndarray, int] | None:
-    if page.dpi >= ocr.BINARISED_DPI:
+    if page.dpi >= UPSCALE_TO:
         return None
-    factor = ocr.BINARISED_DPI / page.dpi
+    factor = UPSCALE_TO / page.dpi
     return (cv2.resize(page.view, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC),
-            ocr.BINARISED_DPI)
+            UPSCALE_TO)
 
 
 # --- word list for post-correction ----------------------------------------------------------------
@@ -834,8 +862,8 @@ def post_correct_context(ctx: Context, page: Page, first: OcrRun, cand: Candidat
 
 
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate(CHOSEN, "vie, psm 4, the pipeline's OCR view (ocr.ocr_view): the grey view; on "
-              "pages with show-through 200 dpi upscaled to 300, then Otsu"),
+    Candidate(CHOSEN, "vie, psm 4, the pipeline's OCR view (ocr.ocr_view): the grey view "
+              "binarised at Otsu's level"),
     Candidate("grey-view", "the grey view as it is: the cleaned page in grey, colour dropped by "
               "the lightest channel (the OCR view before issue 15's choice)", view=view_as_it_is),
     Candidate("psm3", "page segmentation mode 3 (fully automatic)", psm=3),
@@ -852,6 +880,9 @@ CANDIDATES: tuple[Candidate, ...] = (
               view=view_show_through),
     Candidate("show-through-otsu", "Otsu binarisation on the pages the show-through test "
               "finds, the grey view as it is on the others", view=view_show_through_otsu),
+    Candidate("show-through-otsu-up", "on the pages the show-through test finds: 200 dpi "
+              "upscaled to 300, then Otsu; the grey view as it is on the others",
+              view=view_show_through_otsu_upscaled),
     Candidate("upscale200", "200 dpi pages upscaled to 300 dpi (INTER_CUBIC), dpi updated",
               view=view_upscaled),
     Candidate("otsu-upscale200", "200 dpi pages upscaled to 300 dpi, then every page "
@@ -1019,6 +1050,21 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f} %"
 
 
+def fields_missed(batch: samples.SampleBatch, texts: Sequence[str | None]) -> dict[str, Any]:
+    """On how many records' first pages the cross-check (the pipeline's own,
+    :func:`pipeline.crosscheck.check_first_page`) misses the result number or the issue date
+    that the record has: what a misread digit costs, which CER hides."""
+    missed = []
+    first = 1  # texts are in corpus order: records in manifest order, then their pages
+    for rec in batch.records:
+        row = ManifestRow(line=2, record_id=rec.record_id, procedure_code=rec.procedure_code,
+                          result_number=rec.result_number, issued_on=rec.issued_on)
+        if crosscheck.check_first_page(row, texts[first - 1] or ""):
+            missed.append(first)
+        first += len(rec.pages)
+    return {"missed": len(missed), "first_pages": len(batch.records), "pages": missed}
+
+
 def render(report: dict[str, Any]) -> str:
     meta = report["corpus"]
     rows = report["candidates"]
@@ -1033,14 +1079,16 @@ def render(report: dict[str, Any]) -> str:
         "Pages: " + ", ".join(f"{report['classes'][g]} {MD_GROUP_LABELS[g]}" for g in GROUPS),
         "",
         "| candidate | CER " + " | CER ".join(MD_GROUP_LABELS[g] for g in MD_CER_GROUPS)
-        + " | CPU s/page | × chosen | notes |",
-        "|---" * (len(MD_CER_GROUPS) + 4) + "|",
+        + " | number or date missed | CPU s/page | × chosen | notes |",
+        "|---" * (len(MD_CER_GROUPS) + 5) + "|",
     ]
     for r in rows:
         ratio = (r["cpu_seconds_per_page"] / chosen["cpu_seconds_per_page"]
                  if chosen and chosen["cpu_seconds_per_page"] else None)
         notes = ", ".join(f"{k} {v}" for k, v in r["notes"].items())
+        missed = r["fields_missed"]
         lines.append(f"| {r['name']} | " + " | ".join(_pct(r["cer"][g]) for g in MD_CER_GROUPS)
+                     + f" | {missed['missed']} of {missed['first_pages']}"
                      + f" | {r['cpu_seconds_per_page']:.2f} | "
                      + ("–" if ratio is None else f"{ratio:.2f}") + f" | {notes} |")
     picks = report["picks"]
@@ -1129,6 +1177,7 @@ def run(out: Path, *, n_pages: int, seed: int, names: Sequence[str], lexicon_pat
                   for row, r in zip(rows, results, strict=True)]
         texts[cand.name] = [r.text for r in results]
         summary = aggregate(rows, cand.name, results, errors)
+        summary["fields_missed"] = fields_missed(batch, [r.text for r in results])
         report_rows.append(summary)
         log.info("%s: CER %s, %.2f CPU s/page", cand.name, _pct(summary["cer"]["all"]),
                  summary["cpu_seconds_per_page"])
