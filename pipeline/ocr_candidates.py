@@ -54,7 +54,7 @@ from PIL import Image
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from pipeline import bench, cleanup, crosscheck, ocr, pages, samples
+from pipeline import bench, cleanup, compose, crosscheck, ocr, pages, samples
 from pipeline._exec import tesseract
 from pipeline.archive import atomic_write_bytes
 from pipeline.models import ManifestRow
@@ -582,6 +582,31 @@ def view_seal_white(page: Page) -> tuple[np.ndarray, int] | None:
     return out, page.dpi
 
 
+def view_archived_render(page: Page) -> tuple[np.ndarray, int] | None:
+    """What OCR read before issue 15: the archived page (compose.page_pdf) rendered again as
+    OCRmyPDF's pypdfium rasteriser did, at the page's highest image resolution but 200 dpi at
+    least (a mixed page's background is 100 dpi); a black-and-white page rendered in grey, then
+    made 1-bit by Pillow (which dithers the anti-aliased edges); a colour one in RGB, then
+    its lightest channel."""
+    import pypdfium2
+
+    image = page.colour if page.colour is not None else np.repeat(page.view[..., None], 3, 2)
+    pdf = page.grey_path.with_name(f"{page.n:06d}-archived.pdf")
+    kind = compose.page_pdf(image, page.dpi, pdf)
+    dpi = max(200, page.dpi if kind is not compose.PageKind.mixed else compose.BACKGROUND_DPI)
+    document = pypdfium2.PdfDocument(str(pdf))
+    try:
+        grey = kind in (compose.PageKind.bitonal, compose.PageKind.gray)
+        rendered = document[0].render(scale=dpi / 72, grayscale=grey).to_pil()
+    finally:
+        document.close()
+    if kind is compose.PageKind.bitonal:
+        return np.asarray(rendered.convert("L").convert("1").convert("L")), dpi
+    if grey:
+        return np.asarray(rendered.convert("L")), dpi
+    return cleanup.dropout(np.asarray(rendered.convert("RGB"))), dpi
+
+
 UPSCALE_TO = 300
 
 
@@ -866,6 +891,9 @@ CANDIDATES: tuple[Candidate, ...] = (
               "binarised at Otsu's level"),
     Candidate("grey-view", "the grey view as it is: the cleaned page in grey, colour dropped by "
               "the lightest channel (the OCR view before issue 15's choice)", view=view_as_it_is),
+    Candidate("archived-render", "the OCR before issue 15: the archived page rendered again by "
+              "OCRmyPDF's pypdfium rasteriser (200 dpi at least; black-and-white pages in grey, "
+              "then 1-bit by Pillow)", view=view_archived_render),
     Candidate("psm3", "page segmentation mode 3 (fully automatic)", psm=3),
     Candidate("psm6", "page segmentation mode 6 (one uniform block of text)", psm=6),
     Candidate("grey", "no colour drop-out: the cleaned page in plain grey (luma)", view=view_grey),
