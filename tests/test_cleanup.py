@@ -42,8 +42,8 @@ def test_each_rotation_is_corrected(upright: np.ndarray, turned_cw: int) -> None
     result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False, despeckle=False))
     assert result.rotation == (360 - turned_cw) % 360
     assert result.orientation_by == "layout"  # settled without Tesseract
-    assert result.image.shape == upright.shape
-    assert np.array_equal(result.image, upright)
+    # a grey page (equal channels) comes out as its one channel
+    assert np.array_equal(result.image, upright[..., 0])
 
 
 @pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
@@ -75,7 +75,7 @@ def test_a_straight_page_is_not_resampled(upright: np.ndarray) -> None:
     assert cleanup.detect_skew(cleanup.to_gray(upright), 200, max_skew=6) == 0.0
     result = cleanup.clean_page(upright, 200, CleanupProfile(orientation=False, despeckle=False,
                                                              flatten_illumination=False))
-    assert result.skew == 0.0 and np.array_equal(result.image, upright)
+    assert result.skew == 0.0 and np.array_equal(result.image, upright[..., 0])
 
 
 def test_deskewed_page_is_level_again(upright: np.ndarray) -> None:
