@@ -8,8 +8,9 @@ One run generates a corpus with :func:`pipeline.samples.generate_corpus` and pro
 - **ours**: ``runner.run_batch`` on the corpus batch, timed as one wall clock for the batch;
 - **baseline**: what a user would otherwise run, ``ocrmypdf -l vie --rotate-pages --deskew
   --clean --output-type pdfa-2 IN OUT.pdf``, once per page file, sequentially;
-- **Tesseract alone**: our cleanup on each page (timed apart), then ``tesseract IMG - -l vie``
-  with ``OMP_THREAD_LIMIT=1``, one page after another: the floor our OCR stage can approach;
+- **Tesseract alone**: our cleanup on each page (timed apart), then Tesseract on the very OCR
+  view our OCR reads (``ocr.write_view``), with our languages and page segmentation mode and
+  ``OMP_THREAD_LIMIT=1``, one page after another: the floor our OCR stage can approach;
 - with ``--tiff-pages N``, our pipeline on one record of an N-page multi-page TIFF, for memory.
 
 Every phase runs in a fresh child process of this one, so that its memory is its own. The

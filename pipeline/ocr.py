@@ -62,11 +62,11 @@ def ocr_view(image: np.ndarray, dpi: int, colour_dropout: bool) -> tuple[np.ndar
     Otsu's level, at the scan's resolution.
 
     Chosen by ``python -m pipeline.ocr_candidates`` (issue 15) on 48 benchmark pages of seed 0
-    and 48 of seed 1: 0.85 and 0.84 % CER where the grey view read at 1.44 and 1.11 %, at 0.95x
+    and 48 of seed 1: 0.82 and 0.84 % CER where the grey view read at 1.43 and 1.16 %, at 0.95x
     its CPU, and the result number or date missed on 5 and 4 first pages of 45 where the grey
-    view missed 8 and 5. Read in grey, the reverse side's print showing through was taken for
+    view missed 9 and 5. Read in grey, the reverse side's print showing through was taken for
     stray punctuation and garbled runs; binarised, it falls on the paper's side of the level.
-    Binarising only the pages found to show through read 0.71 and 0.82 % but missed the number
+    Binarising only the pages found to show through read 0.69 and 0.81 % but missed the number
     or date on 10 and 5 first pages, and needs a detector tuned on these very pages.
     """
     return binarised(grey_view(image, colour_dropout)), dpi
@@ -76,9 +76,9 @@ def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path
                ) -> None:
     """Write what OCR reads of page ``page_no`` (``ocr_view``) into ``work_dir``.
 
-    Not the archived page: a mixed page's background is 100 dpi, and rendering the page again
-    costs more than writing this (0.59 % CER instead of 0.89 % on the benchmark's pages, 0.08
-    CPU s/page less). An uncompressed TIFF: it keeps the dpi and costs nothing to write.
+    Not the archived page rendered again, as OCRmyPDF would: a mixed page's background is
+    100 dpi, and the rendering cost 0.14 CPU s/page more than writing this for no better text.
+    An uncompressed TIFF: it keeps the dpi and costs nothing to write.
     """
     folder = work_dir / VIEW_DIR
     folder.mkdir(exist_ok=True)

@@ -1,9 +1,9 @@
 """OCRmyPDF plugin loaded into our OCR child process.
 
-- OCR reads the page's OCR view (``pipeline.ocr.write_view``: the cleaned page at its scan
-  resolution, in grey, coloured ink made light) instead of a rendering of the archival page: a
-  mixed page's background is 100 dpi and a bitonal page has lost its grey edges, and rendering
-  them costs more than reading the file. The archived page keeps its colours.
+- OCR reads the page's OCR view (``pipeline.ocr.ocr_view``: the cleaned page at its scan
+  resolution, coloured ink made light, binarised) instead of a rendering of the archival page:
+  a mixed page's background is 100 dpi, and rendering costs more than reading the file. The
+  archived page keeps its colours.
 - Tesseract's hOCR and text of each page are copied to ``DIGITIZE_HOCR_DIR`` so the parent can
   read the word confidences without a second OCR pass, and each page's text by its page number
   (OCRmyPDF's sidecar runs the pages it skipped together, so its pages cannot be told apart).
