@@ -45,6 +45,13 @@ def dropout(image: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
 
 
+def binarised(grey: np.ndarray) -> np.ndarray:
+    """The page's print black (0) on white (255), at Otsu's level: what OCR reads and what the
+    archive keeps of a black-and-white page."""
+    _, binary = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return binary
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 

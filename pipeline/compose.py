@@ -38,7 +38,7 @@ import numpy as np
 import pikepdf
 from PIL import Image
 
-from pipeline.cleanup import dropout
+from pipeline.cleanup import binarised, dropout
 
 GRAY_JPEG_QUALITY = 75
 BACKGROUND_DPI = 100
@@ -107,8 +107,7 @@ def classify(image: np.ndarray) -> PageKind:
 
 def black_print(image: np.ndarray) -> np.ndarray:
     """Boolean mask of the black print (Otsu on the colour-dropout view)."""
-    _, ink = cv2.threshold(dropout(image), 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    return ink > 0
+    return binarised(dropout(image)) == 0
 
 
 def _g4_pdf(mask: np.ndarray, dpi: int) -> bytes:

@@ -11,14 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pikepdf
 from PIL import Image
 
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import poppler
-from pipeline.cleanup import dropout, to_gray
+from pipeline.cleanup import binarised, dropout, to_gray
 from pipeline.config import ScannerProfile
 from pipeline.errors import OcrFailedError, PdfaCheckError
 from pipeline.models import ManifestRow
@@ -49,12 +48,6 @@ def grey_view(image: np.ndarray, colour_dropout: bool) -> np.ndarray:
     """The cleaned page in grey; with ``colour_dropout`` coloured ink is made light (the lightest
     channel of each pixel), so that a seal or a signature does not hide the print under it."""
     return dropout(image) if colour_dropout else to_gray(image)
-
-
-def binarised(grey: np.ndarray) -> np.ndarray:
-    """The page's print black on white, at Otsu's level."""
-    _, binary = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    return binary
 
 
 def ocr_view(image: np.ndarray, dpi: int, colour_dropout: bool) -> tuple[np.ndarray, int]:

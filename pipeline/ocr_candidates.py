@@ -481,13 +481,13 @@ def view_as_it_is(page: Page) -> tuple[np.ndarray, int] | None:
 
 
 def view_otsu(page: Page) -> tuple[np.ndarray, int] | None:
-    return ocr.binarised(page.view), page.dpi
+    return cleanup.binarised(page.view), page.dpi
 
 
 def view_otsu_upscaled(page: Page) -> tuple[np.ndarray, int] | None:
     """200 dpi pages upscaled to 300 dpi first, then every page binarised (Otsu)."""
     view, dpi = view_upscaled(page) or (page.view, page.dpi)
-    return ocr.binarised(view), dpi
+    return cleanup.binarised(view), dpi
 
 
 SAUVOLA_WINDOW_MM = 4.0
