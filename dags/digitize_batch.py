@@ -8,7 +8,7 @@ the scan, then clears that task, and the re-run reads the row as it is now. Anyt
 (database gone, a killed worker) is retried with back-off.
 
 Runs are started by ``digitize_watch`` with conf ``batch_dir``, ``part``, ``parts`` and
-``records_per_run`` (see ``pipeline/inbox.py``), or by hand with ``batch_dir`` alone.
+``records_per_run`` (see ``pipeline/intake/inbox.py``), or by hand with ``batch_dir`` alone.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
-RECORDS_PER_RUN = 500  # pipeline.inbox.RECORDS_PER_RUN, not imported: parsing stays cheap
+RECORDS_PER_RUN = 500  # pipeline.intake.inbox.RECORDS_PER_RUN, not imported: parsing stays cheap
 
 
 @dag(
@@ -51,8 +51,9 @@ def digitize_batch() -> None:
         import logging
         from pathlib import Path
 
-        from pipeline import inbox, runner
+        from pipeline import runner
         from pipeline.errors import BatchError, ConfigError, WarehouseUnreachableError
+        from pipeline.intake import inbox
 
         assert params is not None
         try:
@@ -96,7 +97,6 @@ def digitize_batch() -> None:
         settings = task_settings(ocr_jobs=1)
 
         from pipeline import runner
-
         work = runner.RecordTask.model_validate(record_task)
         context = get_current_context()
         context["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
@@ -127,7 +127,6 @@ def digitize_batch() -> None:
         settings = task_settings()  # before runner: it quiets the libraries runner imports
 
         from pipeline import runner
-
         part_ids = [runner.RecordTask.model_validate(t).record.record_id for t in tasks]
         outcome = runner.finalize_batch(
             settings, Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
@@ -143,8 +142,7 @@ def digitize_batch() -> None:
 
     @task(trigger_rule="all_done")
     def publish_progress() -> None:
-        from pipeline import progress
-
+        from pipeline.reporting import progress
         progress.write_summary(task_settings())
 
     registered = register()

@@ -3,7 +3,7 @@ was made from is hashed again and compared with the SHA-256 in the warehouse; fi
 changed or unknown to the warehouse, and files (or batch folders) claimed by several records (or
 batches), are reported in ``DATA/reports/fixity-<date>.{json,csv}``.
 
-Wiring only: the audit is ``pipeline.fixity``, imported inside the task so that parsing this file
+Wiring only: the audit is ``pipeline.store.fixity``, imported inside the task so that parsing this file
 stays cheap. The task log starts with a Vietnamese summary; when the audit finds a problem the
 task fails at once (no retry: hashing again cannot bring a file back), so the run shows red in
 the UI for the archivist. A database or storage outage is retried. The audit only reads, so a
@@ -35,8 +35,7 @@ def digitize_fixity() -> None:
         import logging
 
         with summary_first() as first:
-            from pipeline import fixity
-
+            from pipeline.store import fixity
             settings = task_settings()
             report = fixity.audit(settings)
             paths = fixity.write_report(settings, report)

@@ -2,10 +2,10 @@
 report of the quarter just ended in all four formats (XLSX, CSV, JSON, HTML) under
 ``DATA/reports/bao-cao-tien-do-<quarter>.<format>``, each file written atomically.
 
-Wiring only: the figures are ``pipeline.progress`` and the files ``pipeline.report``, imported
-inside the task so that parsing this file stays cheap. The report of a past quarter is the same
-bytes whenever it is made again, so a retry or a manual re-run is safe; trigger it by hand with
-``{"quarter": "2023Q2"}`` to (re)make any quarter.
+Wiring only: the figures are ``pipeline.reporting.progress`` and the files
+``pipeline.reporting.report``, imported inside the task so that parsing this file stays cheap.
+The report of a past quarter is the same bytes whenever it is made again, so a retry or a manual
+re-run is safe; trigger it by hand with ``{"quarter": "2023Q2"}`` to (re)make any quarter.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from digitize_common import task_settings
 def digitize_report() -> None:
     @task
     def write_report(params: dict[str, Any] | None = None) -> dict[str, str]:
-        from pipeline import progress, report
-
+        from pipeline.reporting import progress, report
         run = get_current_context()["dag_run"]
         # A scheduled run's logical date is its trigger time (1 Apr -> 2026Q1); a manual run may
         # have no logical date, and then the time it was started for counts.

@@ -4,7 +4,7 @@ already exists is skipped, whether the watcher overlapped itself or the schedule
 A batch whose manifest.csv cannot be read still gets its one run, whose ``register`` task fails
 with the reason for the archivist; the batches beside it start all the same.
 
-Wiring only: readiness and run names are ``pipeline.inbox``'s.
+Wiring only: readiness and run names are ``pipeline.intake.inbox``'s.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from digitize_common import task_settings
 def digitize_watch() -> None:
     @task
     def find_ready_batches() -> list[dict[str, Any]]:
-        from pipeline import inbox
-
+        from pipeline.intake import inbox
         return [{"trigger_run_id": r.run_id, "conf": r.conf}
                 for r in inbox.ready_runs(task_settings())]
 

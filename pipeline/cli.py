@@ -21,8 +21,8 @@ from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
 if TYPE_CHECKING:  # the import itself is lazy: `digitize --help` must not load SQLAlchemy
-    from pipeline.fixity import FixityReport
-    from pipeline.reference import ImportReport
+    from pipeline.checks.reference import ImportReport
+    from pipeline.store.fixity import FixityReport
 
 log = logging.getLogger("pipeline")
 
@@ -75,7 +75,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from rich.progress import Progress
 
     from pipeline import runner
-
     started = time.monotonic()
     if args.jobs:
         settings = settings.model_copy(update={"ocr_jobs": args.jobs})
@@ -95,8 +94,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
 
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import samples
-
+    from pipeline.demo import samples
     batch = samples.generate_batch(Path(args.out), agency_code=args.agency,
                                    n_records=args.records, seed=args.seed)
     print(batch.batch_dir)
@@ -104,8 +102,7 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import bench
-
+    from pipeline.demo import bench
     return ExitCode(bench.main(args.passthrough))
 
 
@@ -129,8 +126,8 @@ def _print_import_report(report: ImportReport) -> None:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import reference, warehouse
-
+    from pipeline.checks import reference
+    from pipeline.store import warehouse
     warehouse.migrate(settings.warehouse_url)
     report = reference.IMPORTERS[args.kind](settings.warehouse_url, Path(args.file))
     if args.json:
@@ -141,8 +138,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
 
 def cmd_cover_sheets(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import coversheets
-
+    from pipeline.intake import coversheets
     report = coversheets.write_cover_sheets(settings, args.agency, Path(args.inventory),
                                             Path(args.out))
     if args.json:
@@ -152,12 +148,12 @@ def cmd_cover_sheets(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.some_quarantined if report.rejected else ExitCode.ok
 
 
-REPORT_FORMATS = ("xlsx", "csv", "json", "html")  # pipeline.report.FORMATS, without importing it
+REPORT_FORMATS = ("xlsx", "csv", "json", "html")  # pipeline.reporting.report.FORMATS, without importing it
 
 
 def _quarter(text: str) -> str:
     """argparse type of --quarter: a bad quarter is a usage error (exit 2) naming the form."""
-    from pipeline.progress import parse_quarter
+    from pipeline.reporting.progress import parse_quarter
 
     try:
         return parse_quarter(text).label
@@ -166,9 +162,10 @@ def _quarter(text: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import progress, report, warehouse
-    from pipeline.archive import atomic_write_bytes
     from pipeline.errors import ConfigError
+    from pipeline.reporting import progress, report
+    from pipeline.store import warehouse
+    from pipeline.store.archive import atomic_write_bytes
 
     out = Path(args.out) if args.out else None
     suffix = out.suffix.lower().lstrip(".") if out else ""
@@ -195,7 +192,7 @@ def _print_fixity(report: FixityReport, paths: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.fixity import KIND_NAMES, PROBLEM_NAMES, summary_lines
+    from pipeline.store.fixity import KIND_NAMES, PROBLEM_NAMES, summary_lines
 
     console = Console()
     head, verdict, *_ = summary_lines(report)
@@ -212,8 +209,7 @@ def _print_fixity(report: FixityReport, paths: dict[str, str]) -> None:
 
 
 def cmd_fixity(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import fixity
-
+    from pipeline.store import fixity
     report = fixity.audit(settings)
     paths = fixity.write_report(settings, report, Path(args.out) if args.out else None)
     if args.json:
@@ -224,16 +220,14 @@ def cmd_fixity(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
 
 def cmd_roles(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import roles
-
+    from pipeline.store import roles
     roles.apply_roles(settings.warehouse_url)
     print(f"roles {roles.LOADER} and {roles.REPORTING} applied to {settings.warehouse_url}")
     return ExitCode.ok
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import warehouse
-
+    from pipeline.store import warehouse
     warehouse.migrate(settings.warehouse_url)
     print(f"warehouse at latest schema: {settings.warehouse_url}")
     return ExitCode.ok
@@ -271,8 +265,7 @@ def airflow_secrets(home: Path) -> dict[str, str]:
     """The secrets every Airflow process of this checkout shares, generated once into
     ``home/secrets.json`` (0600) and read from there ever after; a key added later is added to
     the file, the ones there never change (tokens already handed out stay valid)."""
-    from pipeline import archive
-
+    from pipeline.store import archive
     path = home / AIRFLOW_SECRETS_FILE
     for _ in range(3):  # created meanwhile by another process: read again
         try:
@@ -296,8 +289,7 @@ def _admin_login(env: dict[str, str], home: Path) -> None:
     else generated once into Airflow's own DATA/airflow/simple_auth_manager_passwords.json.generated.
     We write both files, owner-only: Airflow would create its file readable by everyone (and
     ``airflow standalone`` would print the password only once, among the components' output)."""
-    from pipeline import archive
-
+    from pipeline.store import archive
     env.setdefault("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", f"{ADMIN_USER}:admin")
     if "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in env:
         return  # the deployment's own file
@@ -377,8 +369,7 @@ def airflow(settings: Settings, *args: str) -> None:
 def prepare_airflow(settings: Settings) -> None:
     """Warehouse and metadata database at the latest schema, and the ``ocr`` pool sized to the
     cores (``DIGITIZE_OCR_POOL_SLOTS``, default the cores of this machine)."""
-    from pipeline import warehouse
-
+    from pipeline.store import warehouse
     # Once, before any task: at the first start the scheduler runs the watcher, the report and
     # the fixity audit at once, and each task migrating a new SQLite warehouse on its own
     # collided ("table agencies already exists", a failed try of the audit).
@@ -415,8 +406,10 @@ def _standalone_banner(env: dict[str, str]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline import progress, reference, samples, warehouse
-
+    from pipeline.checks import reference
+    from pipeline.demo import samples
+    from pipeline.reporting import progress
+    from pipeline.store import warehouse
     started = time.monotonic()
     # The batch is validated against the catalogue and counted against the inventory: load the
     # illustrative reference samples first (idempotent, so a second demo changes nothing).
@@ -434,7 +427,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
     print(f"Sample batch of {len(batch.records)} records written to {inbox}")
     if args.no_airflow:
         from pipeline import runner
-
         summary = runner.run_batch(settings, inbox)
         _print_summary(summary, time.monotonic() - started)
     else:
@@ -462,7 +454,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.history import record_history
+    from pipeline.store.history import record_history
 
     stories = record_history(settings.warehouse_url, args.record_id, args.agency)
     if args.json:

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 from pipeline.errors import ConfigError
-from pipeline.plan import PhasePlan, load_plan
+from pipeline.reporting.plan import PhasePlan, load_plan
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ class ScannerProfile(BaseModel):
     name: str
     description: str = ""
     # manifest: one manifest.csv row per record names its files; separator_sheets: the batch is
-    # one scanned stack with a printed cover sheet (QR) before each record (pipeline.separator)
+    # one scanned stack with a printed cover sheet (QR) before each record (pipeline.intake.separator)
     batch_layout: Literal["manifest", "separator_sheets"] = "manifest"
     fallback_dpi: int = Field(300, ge=72, le=1200)
     languages: list[str] = Field(default_factory=lambda: ["vie"], min_length=1)
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     ocr_pool_slots: int = Field(0, ge=0)
     # Where people reach the Airflow UI / API server (scheme, host, port and any path prefix,
     # like Airflow's [api] base_url): the Data Docs links in quarantine notes and task logs are
-    # made with it (pipeline.dashboard.docs_url), as a worker's file:// path opens nowhere else
+    # made with it (pipeline.reporting.dashboard.docs_url), as a worker's file:// path opens nowhere else
     ui_base_url: str = Field("http://localhost:8080", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
     @property
@@ -90,7 +90,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def plan(self) -> PhasePlan:
-        """The province's phase plan (``DIGITIZE_PHASE_PLAN``), validated: :mod:`pipeline.plan`."""
+        """The province's phase plan (``DIGITIZE_PHASE_PLAN``), validated: :mod:`pipeline.reporting.plan`."""
         return load_plan(self.phase_plan)
 
     @cached_property

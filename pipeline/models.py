@@ -40,7 +40,7 @@ class ManifestRow(BaseModel):
     replace_archived: bool = False
     page_count: int | None = None
     # where the row came from, for the archivist, when it is not a manifest line: a cover sheet
-    # in a scanned stack (pipeline.separator)
+    # in a scanned stack (pipeline.intake.separator)
     source: str = ""
 
     @property

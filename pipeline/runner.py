@@ -24,24 +24,10 @@ from sqlalchemy import Connection, func, select, tuple_, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pipeline import (
-    archive,
-    batches,
-    claims,
-    cleanup,
-    compose,
-    crosscheck,
-    duplicates,
-    ocr,
-    pages,
-    progress,
-    separator,
-    warehouse,
-)
-from pipeline import validate as validation
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import tesseract
-from pipeline.cleanup import Flag
+from pipeline.checks import crosscheck, duplicates
+from pipeline.checks import validate as validation
 from pipeline.config import Settings
 from pipeline.errors import (
     ArchiveConflictError,
@@ -70,7 +56,10 @@ from pipeline.errors import (
     WarehouseUnavailableError,
     WarehouseUnreachableError,
 )
-from pipeline.ingest import (
+from pipeline.imaging import cleanup, compose, ocr
+from pipeline.imaging.cleanup import Flag
+from pipeline.intake import batches, pages, separator
+from pipeline.intake.ingest import (
     MANIFEST,
     STACK_REQUIRED_COLUMNS,
     fingerprint_files,
@@ -93,6 +82,8 @@ from pipeline.models import (
     SourceFile,
 )
 from pipeline.privacy import mask_personal_id
+from pipeline.reporting import progress
+from pipeline.store import archive, claims, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -746,7 +737,7 @@ def _warehouse_outage(url: str) -> Iterator[None]:
 def process_record(settings: Settings, task: RecordTask) -> RecordResult:
     """Cleanup, OCR, archive and load one record; a bad record is quarantined, never raised.
 
-    The record's claim (:mod:`pipeline.claims`) is held throughout: two runs of one batch never
+    The record's claim (:mod:`pipeline.store.claims`) is held throughout: two runs of one batch never
     work on the same record at once, and the second finds it archived. A lost warehouse raises
     WarehouseUnavailableError, to be retried.
     """

@@ -1,6 +1,7 @@
 """Airflow plugin: the progress dashboard for Sở TT&TT, served by the Airflow API server itself.
 
-Wiring only (the page and the files are :mod:`pipeline.dashboard`, :mod:`pipeline.report`):
+Wiring only (the page and the files are :mod:`pipeline.reporting.dashboard` and
+:mod:`pipeline.reporting.report`):
 
 - a FastAPI app mounted at ``/digitize`` (``/digitize/`` the page, opening on the running
   quarter; ``/digitize/bao-cao.xlsx`` and ``.csv`` / ``.json`` / ``.html`` the downloads;
@@ -76,7 +77,7 @@ def dashboard_app() -> FastAPI:
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi import Depends
 
-    from pipeline.dashboard import create_app
+    from pipeline.reporting.dashboard import create_app
 
     return create_app(warehouse_settings, dependencies=[Depends(get_user)], login_url=login_url)
 

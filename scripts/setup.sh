@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3 python3-venv python3-dev
   tesseract-ocr tesseract-ocr-vie tesseract-ocr-osd
-  # Tesseract's Vietnamese script model: a candidate of python -m pipeline.ocr_candidates
+  # Tesseract's Vietnamese script model: a candidate of python -m pipeline.demo.ocr_candidates
   tesseract-ocr-script-viet
   ghostscript poppler-utils qpdf unpaper pngquant
   fonts-dejavu-core fonts-liberation fonts-freefont-ttf

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipeline.config import Settings, load_settings
-from pipeline.plan import PhasePlan, load_plan
+from pipeline.reporting.plan import PhasePlan, load_plan
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("DIGITIZE_TEST_PG_URL",
@@ -96,8 +96,7 @@ def pg_url(pg_server: str) -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(pg_server).set(database=name).render_as_string(hide_password=False)
     yield url
-    from pipeline import warehouse
-
+    from pipeline.store import warehouse
     warehouse.dispose(url)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -107,8 +106,8 @@ def pg_url(pg_server: str) -> Iterator[str]:
 def import_reference(data_dir: Path, db_url: str | None = None) -> str:
     """Load the sample catalogue, agency registry and inventory, which every batch is validated
     against, into the warehouse of ``data_dir`` (or ``db_url``); returns the warehouse URL."""
-    from pipeline import reference, warehouse
-
+    from pipeline.checks import reference
+    from pipeline.store import warehouse
     overrides: dict[str, object] = {"data_dir": data_dir}
     if db_url:
         overrides["db_url"] = db_url

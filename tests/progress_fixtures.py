@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from pipeline import warehouse
+from pipeline.store import warehouse
 
 PLAN_YAML = """\
 province: Tỉnh Thử nghiệm
@@ -171,7 +171,7 @@ def _row(kind: str, *, agency: str | None = None, level: str | None = None, phas
          target: float | None, expected: float | None, on_track: bool | None, judged: int,
          on: int, pages: int, reasons: dict[str, int], dq: int, pq: int, rpd: float, ppd: float,
          forecast: str | None, status: str, deadline: str, meets: bool | None) -> dict[str, Any]:
-    from pipeline.progress import REASON_LABELS
+    from pipeline.reporting.progress import REASON_LABELS
 
     return {
         "kind": kind, "agency_code": agency, "agency_name": NAMES.get(agency) if agency else None,

@@ -33,10 +33,12 @@ from fontTools.ttLib import TTFont
 from PIL import Image
 from sqlalchemy import select
 
-from pipeline import archive, ingest, pages, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings, load_settings
-from pipeline.quality import cer
+from pipeline.demo import samples
+from pipeline.demo.quality import cer
+from pipeline.intake import ingest, pages
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 SQL_NAME = "Robert'); DROP TABLE records;--"

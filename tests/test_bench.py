@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import bench, samples
-from pipeline.bench import Measured, PageRow
+from pipeline.demo import bench, samples
+from pipeline.demo.bench import Measured, PageRow
 
 
 def page(n: int, *, hard: bool = False, kind: str = "bw300", chars: int = 100,

@@ -14,10 +14,14 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import archive, crosscheck, dashboard, duplicates, runner, samples, warehouse
+from pipeline import runner
+from pipeline.checks import crosscheck, duplicates
 from pipeline.config import Settings
+from pipeline.demo import samples
 from pipeline.errors import BatchError
 from pipeline.models import ManifestRow, RecordStatus
+from pipeline.reporting import dashboard
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 
@@ -142,8 +146,8 @@ def test_hashes_and_texts_tell_a_rescan_from_another_paper(tmp_path: Path) -> No
     import numpy as np
     from PIL import Image
 
-    from pipeline import cleanup
     from pipeline.config import CleanupProfile
+    from pipeline.imaging import cleanup
 
     hashes = {}
     for name, seed, dpi, skew in (("a", 31, 300, 1.5), ("a_again", 31, 200, -2.5),

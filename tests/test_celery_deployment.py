@@ -38,9 +38,11 @@ from conftest import import_reference, skip_or_fail
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
-from pipeline import archive, inbox, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, load_settings
+from pipeline.demo import samples
+from pipeline.intake import inbox
+from pipeline.store import archive, warehouse
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.postgres]
 

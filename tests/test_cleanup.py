@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import cleanup, samples
 from pipeline.config import CleanupProfile
+from pipeline.demo import samples
+from pipeline.imaging import cleanup
 
 LINES = [
     "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM",

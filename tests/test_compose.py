@@ -11,10 +11,11 @@ import numpy as np
 import pikepdf
 import pytest
 
-from pipeline import cleanup, compose, ocr, samples
 from pipeline.config import load_settings
+from pipeline.demo import samples
+from pipeline.demo.quality import cer
+from pipeline.imaging import cleanup, compose, ocr
 from pipeline.models import ManifestRow
-from pipeline.quality import cer
 
 
 def _page(seal: bool, style: str = "serif", seed: int = 2) -> tuple[np.ndarray, str]:

@@ -13,7 +13,8 @@ import pytest
 from conftest import import_reference
 from sqlalchemy import func, select
 
-from pipeline import samples, warehouse
+from pipeline.demo import samples
+from pipeline.store import warehouse
 
 AGENCY = "000.00.12.H12"
 pytestmark = pytest.mark.slow

@@ -15,9 +15,11 @@ import zxingcpp
 from conftest import import_reference
 from PIL import Image, ImageDraw
 
-from pipeline import cli, coversheets, separator, sheetcode, warehouse
+from pipeline import cli
 from pipeline.config import Settings, load_settings
-from pipeline.sheetcode import SheetFacts
+from pipeline.intake import coversheets, separator, sheetcode
+from pipeline.intake.sheetcode import SheetFacts
+from pipeline.store import warehouse
 
 AGENCY = "000.00.12.H12"  # Ủy ban nhân dân huyện Đông Anh in the sample registry
 HEADER = "Mã hồ sơ;Mã TTHC;Số ký hiệu;Ngày ban hành;Còn hiệu lực"

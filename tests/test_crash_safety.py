@@ -30,12 +30,13 @@ from conftest import import_reference
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from pipeline import archive, samples, warehouse
+from pipeline.demo import samples
 from pipeline.errors import BatchError
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 KILLS = {"sqlite": 20, "postgresql": 10}
-# Every run makes its PDFs at this moment (pipeline.ocr._source_date): the archived bytes then
+# Every run makes its PDFs at this moment (pipeline.imaging.ocr._source_date): the archived bytes then
 # depend on the scans alone, and two runs can be compared by SHA-256.
 SOURCE_DATE_EPOCH = "1700000000"
 BATCH = Path("inbox") / AGENCY / "B-KILL"
@@ -47,7 +48,8 @@ DONE = Path("done") / AGENCY / "B-KILL"
 # warehouse commits "archived" ("archive-synced").
 KILLED_AT = """
 import os, signal, sys
-from pipeline import archive, cli
+from pipeline import cli
+from pipeline.store import archive
 moment = os.environ["KILL_AT"]
 finish_batch, fsync_dir, place_new = archive.finish_batch, archive.fsync_dir, archive.place_new
 def kill():

@@ -15,9 +15,11 @@ import pytest
 from pikepdf import Pdf
 from sqlalchemy import select
 
-from pipeline import archive, inbox, samples, warehouse
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings
+from pipeline.demo import samples
+from pipeline.intake import inbox
+from pipeline.store import archive, warehouse
 
 DAGS = PROJECT_DIR / "dags"
 
@@ -57,7 +59,7 @@ def test_dag_files_are_cheap_to_parse() -> None:
         f"for f in sorted(__import__('pathlib').Path({str(DAGS)!r}).glob('*.py')):\n"
         "    runpy.run_path(str(f))\n"
         "heavy = [m for m in ('great_expectations', 'cv2', 'ocrmypdf', 'pandas', 'openpyxl',"
-        " 'pipeline.progress', 'pipeline.report') if m in sys.modules]\n"
+        " 'pipeline.reporting.progress', 'pipeline.reporting.report') if m in sys.modules]\n"
         "print(time.perf_counter() - t, ','.join(heavy) or '-')\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -15,8 +15,9 @@ import pytest
 from conftest import import_reference
 from sqlalchemy import select
 
-from pipeline import archive, samples, warehouse
-from pipeline.quality import cer
+from pipeline.demo import samples
+from pipeline.demo.quality import cer
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 pytestmark = pytest.mark.slow

@@ -1,5 +1,5 @@
 """The archived page is faithful to the paper and reads well, end to end on real Tesseract and
-OCRmyPDF: each page is generated (pipeline.samples), scanned (``samples.degrade``), cleaned
+OCRmyPDF: each page is generated (pipeline.demo.samples), scanned (``samples.degrade``), cleaned
 (``cleanup.clean_page``), composed (``compose.page_pdf``), given its OCR view
 (``ocr.write_view``) and archived as a one-page PDF/A-2b record (``ocr.ocr_record``), as the
 runner does.
@@ -33,10 +33,11 @@ import pytest
 from pikepdf.pdfa import validate_written
 from test_compose import _colour_photo_page, _photo_page, _scan
 
-from pipeline import bench, cleanup, compose, ocr, samples
 from pipeline.config import load_settings
+from pipeline.demo import bench, samples
+from pipeline.demo.quality import cer
+from pipeline.imaging import cleanup, compose, ocr
 from pipeline.models import ManifestRow
-from pipeline.quality import cer
 
 DPI = 300
 ROW = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
@@ -162,7 +163,7 @@ def _colour_operators(page: pikepdf.Page) -> list[str]:
 
 @pytest.mark.slow
 def test_red_seal_and_blue_signature_stay_in_colour(archived: Callable[[str], Page]) -> None:
-    """Measured as the benchmark does (pipeline.bench): the strongly red and strongly blue
+    """Measured as the benchmark does (pipeline.demo.bench): the strongly red and strongly blue
     pixels of the scan, at 100 dpi, against the archived PDF rendered by poppler."""
     page = archived("sealed")
     assert page.kind is compose.PageKind.mixed

@@ -17,10 +17,12 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import fixity, runner, samples, warehouse
+from pipeline import runner
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
+from pipeline.demo import samples
 from pipeline.models import BatchSummary, RecordStatus
+from pipeline.store import fixity, warehouse
 
 AGENCY = "000.00.12.H12"
 

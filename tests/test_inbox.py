@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import inbox, runner
+from pipeline import runner
 from pipeline.config import PROJECT_DIR, Settings
+from pipeline.intake import inbox
 
 AGENCY = "000.00.12.H12"
 
@@ -139,7 +140,7 @@ def test_a_lost_or_broken_memory_only_delays(tmp_path: Path, caplog: pytest.LogC
     assert inbox.ready_batches(inbox_dir, 30, now=t0, looks=looks) == []
     assert inbox.ready_batches(inbox_dir, 30, now=t0 + 30, looks=looks) == [folder]
     looks.write_text("{not json", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="pipeline.inbox"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.intake.inbox"):
         assert inbox.ready_batches(inbox_dir, 30, now=t0 + 31, looks=looks) == []
     assert "cannot be read" in caplog.text
     assert inbox.ready_batches(inbox_dir, 30, now=t0 + 61, looks=looks) == [folder]
@@ -202,7 +203,7 @@ def test_a_malformed_manifest_still_gets_its_one_run(tmp_path: Path,
     for batch_id, data in cases.items():
         folder = _batch(tmp_path, batch_id, 0, with_manifest=False)
         (folder / "manifest.csv").write_bytes(data)
-        with caplog.at_level(logging.WARNING, logger="pipeline.inbox"):
+        with caplog.at_level(logging.WARNING, logger="pipeline.intake.inbox"):
             (run,) = inbox.batch_runs(folder, records_per_run=1)
         assert run.run_id == inbox.run_name(AGENCY, batch_id)
         assert run.conf == {"batch_dir": str(folder), "part": 0, "parts": 1, "records_per_run": 1}

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import BatchError
-from pipeline.ingest import STACK_REQUIRED_COLUMNS, plan_batch, read_manifest
+from pipeline.intake.ingest import STACK_REQUIRED_COLUMNS, plan_batch, read_manifest
 
 
 def _page(path: Path, pages: int = 1) -> None:
@@ -101,8 +101,8 @@ def test_one_column_manifest_beside_a_scanned_stack(tmp_path: Path) -> None:
     the cover sheets."""
     from conftest import qr_page
 
-    from pipeline import samples, sheetcode
-
+    from pipeline.demo import samples
+    from pipeline.intake import sheetcode
     agency = "000.00.12.H12"
     batch = tmp_path / "inbox" / agency / "XAP-1"
     _manifest(batch, "Mã hồ sơ\r\nHS-01\r\nHS-02\r\n")

@@ -19,7 +19,7 @@ import numpy as np
 import pikepdf
 import pytest
 
-from pipeline import compose
+from pipeline.imaging import compose
 
 DPI = 300
 PAPER = (246, 243, 236)

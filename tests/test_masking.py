@@ -16,10 +16,12 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import archive, samples, validate, warehouse
+from pipeline.checks import validate
 from pipeline.config import Settings
+from pipeline.demo import samples
 from pipeline.models import ManifestRow
 from pipeline.privacy import mask_personal_id, mask_shape
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 INVALID_ID = "07920300123456"  # 14 digits: no citizen id, old id or tax code has that many

@@ -13,8 +13,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import select, text
 
-from pipeline import archive, fixity, warehouse
 from pipeline.config import load_settings
+from pipeline.store import archive, fixity, warehouse
 
 AGENCY = "000.00.12.H12"
 

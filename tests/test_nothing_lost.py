@@ -20,10 +20,12 @@ from conftest import edit_manifest, import_reference
 from PIL import Image
 from sqlalchemy import select
 
-from pipeline import archive, batches, samples, warehouse
-from pipeline import inbox as watcher
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
+from pipeline.demo import samples
+from pipeline.intake import batches
+from pipeline.intake import inbox as watcher
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 pytestmark = pytest.mark.slow

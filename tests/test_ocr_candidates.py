@@ -9,8 +9,8 @@ import shutil
 import pytest
 from conftest import skip_or_fail
 
-from pipeline import ocr_candidates
-from pipeline.ocr_candidates import classify_errors, correct_word, load_lexicon, tone_placements
+from pipeline.demo import ocr_candidates
+from pipeline.demo.ocr_candidates import classify_errors, correct_word, load_lexicon, tone_placements
 
 
 def causes_of(truth: str, read: str) -> dict[str, int]:

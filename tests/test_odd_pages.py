@@ -23,8 +23,9 @@ import pytest
 from conftest import import_reference
 from PIL import Image
 
-from pipeline import pages, samples
+from pipeline.demo import samples
 from pipeline.errors import ToolMissingError
+from pipeline.intake import pages
 
 AGENCY = samples.DEFAULT_AGENCY
 DPI = {"dpi": (300, 300)}

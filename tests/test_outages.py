@@ -23,10 +23,12 @@ from conftest import edit_manifest, import_reference, skip_or_fail
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from pipeline import archive, cli, runner, samples, warehouse
+from pipeline import cli, runner
 from pipeline.config import load_settings
+from pipeline.demo import samples
 from pipeline.errors import ExitCode, WarehouseUnavailableError
 from pipeline.models import BatchOutcome
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 pytestmark = pytest.mark.slow

@@ -10,8 +10,9 @@ import pytest
 from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, H, T, X, fill, write_plan
 from sqlalchemy import text
 
-from pipeline import progress, warehouse
-from pipeline.plan import PhasePlan, load_plan
+from pipeline.reporting import progress
+from pipeline.reporting.plan import PhasePlan, load_plan
+from pipeline.store import warehouse
 
 
 def _dump(rows: list[progress.ProgressRow]) -> list[dict[str, object]]:

@@ -10,7 +10,7 @@ from progress_fixtures import PLAN_YAML, write_plan
 
 from pipeline.config import PROJECT_DIR, load_settings
 from pipeline.errors import ConfigError
-from pipeline.plan import load_plan
+from pipeline.reporting.plan import load_plan
 
 SHIPPED = PROJECT_DIR / "schemas" / "phase_plan.yaml"
 

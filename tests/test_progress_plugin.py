@@ -1,4 +1,4 @@
-"""The progress page in the Airflow UI (plugins/digitize_progress.py, pipeline/dashboard.py).
+"""The progress page in the Airflow UI (plugins/digitize_progress.py, pipeline/reporting/dashboard.py).
 
 Fast tests call the plugin's FastAPI app through FastAPI's TestClient (no Airflow server): the
 filters, the running quarter by default and the links between quarters, the Vietnamese 400
@@ -42,10 +42,11 @@ import pytest
 from conftest import free_port, skip_or_fail, tail
 from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, NAMES, H, T, X, fill, write_plan
 
-from pipeline import dashboard, progress, report, validate
+from pipeline.checks import validate
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.models import ManifestRow
+from pipeline.reporting import dashboard, progress, report
 
 PLUGIN_FILE = PROJECT_DIR / "plugins" / "digitize_progress.py"
 # the page as the team's documentation shows it (README); rewritten by each run of the live test

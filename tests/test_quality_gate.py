@@ -15,9 +15,12 @@ import yaml
 from conftest import import_reference
 from PIL import Image
 
-from pipeline import archive, cleanup, runner, samples
+from pipeline import runner
 from pipeline.config import PROJECT_DIR, Settings, load_settings
+from pipeline.demo import samples
+from pipeline.imaging import cleanup
 from pipeline.models import RecordStatus
+from pipeline.store import archive
 
 AGENCY = "000.00.12.H12"
 
@@ -102,7 +105,7 @@ def test_poorly_read_record_is_held_for_the_archivist(tmp_path: Path,
 
 
 def test_words_with_vietnamese_marks_are_recognised() -> None:
-    from pipeline.ocr import has_diacritics
+    from pipeline.imaging.ocr import has_diacritics
 
     assert all(map(has_diacritics, ["Hà", "đất", "Nỗ", "ưu", "Đông"]))
     assert not any(map(has_diacritics, ["Loa", "VT", "12/GPXD", ""]))

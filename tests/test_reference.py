@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from pipeline import reference, samples, warehouse
+from pipeline.checks import reference
+from pipeline.checks.reference import SAMPLE_FILES
+from pipeline.demo import samples
 from pipeline.errors import ExitCode, ReferenceFileError
-from pipeline.reference import SAMPLE_FILES
+from pipeline.store import warehouse
 
 SAMPLE_COUNTS = {"agencies": 9, "catalogue": 25, "inventory": 346}
 THIS_YEAR = dt.date.today().year

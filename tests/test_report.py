@@ -28,8 +28,8 @@ from progress_fixtures import (
     write_plan,
 )
 
-from pipeline import progress, report
-from pipeline.plan import PhasePlan
+from pipeline.reporting import progress, report
+from pipeline.reporting.plan import PhasePlan
 
 PHASES = {"GD2": "Giai đoạn 2", "GD3": "Giai đoạn 3", None: "Tất cả giai đoạn"}
 LEVELS = {"tinh": "Tỉnh", "huyen": "Huyện", "xa": "Xã"}
@@ -316,8 +316,7 @@ def test_an_unknown_format_is_refused(quarter: progress.QuarterReport) -> None:
 
 
 def test_an_empty_warehouse_gives_an_empty_report(tmp_path: Path, plan: PhasePlan) -> None:
-    from pipeline import warehouse
-
+    from pipeline.store import warehouse
     url = f"sqlite:///{tmp_path / 'empty.sqlite'}"
     warehouse.migrate(url)
     empty = progress.quarter_report(url, "2023Q2", plan)
@@ -333,8 +332,8 @@ def test_formula_text_comes_out_inert(warehouse_url: str, plan: PhasePlan) -> No
     """An agency name that reads as a formula stays text: quoted in CSV, a string cell in XLSX."""
     from sqlalchemy import update
 
-    from pipeline import warehouse
-    from pipeline.cells import csv_text
+    from pipeline.reporting.cells import csv_text
+    from pipeline.store import warehouse
 
     formula = '=HYPERLINK("http://example.com/x","Bấm vào đây")'
     fill(warehouse_url)

@@ -11,8 +11,8 @@ import openpyxl
 import pytest
 from progress_fixtures import H, fill, write_plan
 
-from pipeline import progress, report
-from pipeline.plan import load_plan
+from pipeline.reporting import progress, report
+from pipeline.reporting.plan import load_plan
 
 
 def digitize(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from progress_fixtures import fill, write_plan
 
-from pipeline import progress, report
 from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, load_settings
+from pipeline.reporting import progress, report
 
 DAGS = PROJECT_DIR / "dags"
 

@@ -11,9 +11,11 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import archive, runner, samples, warehouse
+from pipeline import runner
 from pipeline.config import Settings
+from pipeline.demo import samples
 from pipeline.models import RecordStatus
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 

@@ -16,8 +16,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from pipeline import progress, roles, warehouse
-from pipeline.plan import PhasePlan
+from pipeline.reporting import progress
+from pipeline.reporting.plan import PhasePlan
+from pipeline.store import roles, warehouse
 
 pytestmark = pytest.mark.postgres
 

@@ -18,12 +18,12 @@ import pikepdf
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline import samples
-from pipeline.ingest import parse_files_field
+from pipeline.demo import samples
+from pipeline.demo.quality import cer
+from pipeline.demo.samples import SampleBatch
+from pipeline.intake.ingest import parse_files_field
+from pipeline.intake.pages import page_count
 from pipeline.models import ManifestRow
-from pipeline.pages import page_count
-from pipeline.quality import cer
-from pipeline.samples import SampleBatch
 
 A4_IN = (210 / 25.4, 297 / 25.4)
 

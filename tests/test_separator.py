@@ -1,4 +1,4 @@
-"""Splitting a scanned stack at its cover sheets (pipeline.separator): the split rules on page
+"""Splitting a scanned stack at its cover sheets (pipeline.intake.separator): the split rules on page
 lists, and the page classifier on real rendered pages."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from conftest import qr_page
 
-from pipeline import samples, sheetcode
+from pipeline.demo import samples
 from pipeline.errors import ConfigError
+from pipeline.intake import sheetcode
+from pipeline.intake.separator import Kind, StackPage, classify, files_field, split
 from pipeline.models import ManifestRow
-from pipeline.separator import Kind, StackPage, classify, files_field, split
 
 AGENCY = "000.00.12.H12"
 
@@ -113,7 +114,7 @@ def test_a_manifest_is_checked_against_the_sheets() -> None:
 
 
 def test_files_field_reads_back_as_the_same_pages() -> None:
-    from pipeline.ingest import parse_files_field
+    from pipeline.intake.ingest import parse_files_field
 
     refs = [_page(n).ref for n in (3, 4, 5, 7)] + [StackPage("b.tif", 1, Kind.page).ref]
     text = files_field(refs)
@@ -153,8 +154,7 @@ def test_the_stack_profile_is_the_default_one_with_another_layout(tmp_path: Path
 
 
 def test_a_stack_is_ready_without_a_manifest_and_is_one_run(tmp_path: Path) -> None:
-    from pipeline import inbox
-
+    from pipeline.intake import inbox
     batch = tmp_path / "inbox" / AGENCY / "XAP-1"
     batch.mkdir(parents=True)
     (batch / "notes.txt").write_text("not a scan", encoding="utf-8")
@@ -171,7 +171,7 @@ def test_a_stack_is_ready_without_a_manifest_and_is_one_run(tmp_path: Path) -> N
 def test_an_unreadable_file_in_a_stack_is_held_under_its_name(tmp_path: Path) -> None:
     from PIL import Image
 
-    from pipeline.ingest import plan_batch
+    from pipeline.intake.ingest import plan_batch
 
     batch = tmp_path / "inbox" / AGENCY / "XAP-1"
     batch.mkdir(parents=True)

@@ -19,9 +19,12 @@ from conftest import qr_page
 from PIL import Image, TiffImagePlugin
 from sqlalchemy import select
 
-from pipeline import archive, coversheets, ingest, pages, runner, samples, sheetcode, warehouse
+from pipeline import runner
 from pipeline.config import Settings
+from pipeline.demo import samples
+from pipeline.intake import coversheets, ingest, pages, sheetcode
 from pipeline.models import ManifestRow, RecordStatus
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 N_RECORDS = 20

@@ -50,8 +50,11 @@ import yaml
 from conftest import edit_manifest, free_port, import_reference, skip_or_fail, tail
 from sqlalchemy import create_engine, text
 
-from pipeline import archive, cli, inbox, samples
+from pipeline import cli
 from pipeline.config import PROJECT_DIR, Settings, load_settings
+from pipeline.demo import samples
+from pipeline.intake import inbox
+from pipeline.store import archive
 
 DIGITIZE = Path(sys.executable).with_name("digitize")
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

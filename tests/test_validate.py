@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from pipeline.ingest import parse_bool, parse_date
+from pipeline.checks.validate import Procedure, Reference, Validation, closest_procedures, validate_manifest
+from pipeline.intake.ingest import parse_bool, parse_date
 from pipeline.models import ManifestRow
-from pipeline.validate import Procedure, Reference, Validation, closest_procedures, validate_manifest
 
 RANGE = (dt.date(1945, 9, 2), dt.date(2021, 12, 31))
 CATALOGUE = {

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from pipeline import warehouse
+from pipeline.store import warehouse
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import inbox, samples
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
+from pipeline.demo import samples
+from pipeline.intake import inbox
 
 AGENCY = "000.00.12.H12"
 # a header without the record id column: the batch as a whole cannot be read (BatchError)

@@ -27,7 +27,7 @@ class OcrJob:
     input_pdf: str
     output_pdf: str
     hocr_dir: str
-    view_dir: str  # page n is read from <view_dir>/<n:06d>.tif (pipeline.ocr.write_view)
+    view_dir: str  # page n is read from <view_dir>/<n:06d>.tif (pipeline.imaging.ocr.write_view)
     languages: list[str]
     jobs: int
     title: str

@@ -1,6 +1,6 @@
 """OCRmyPDF plugin loaded into our OCR child process.
 
-- OCR reads the page's OCR view (``pipeline.ocr.ocr_view``: the cleaned page at its scan
+- OCR reads the page's OCR view (``pipeline.imaging.ocr.ocr_view``: the cleaned page at its scan
   resolution, coloured ink made light, binarised) instead of a rendering of the archival page:
   a mixed page's background is 100 dpi, and rendering costs more than reading the file. The
   archived page keeps its colours.

@@ -5,7 +5,7 @@ Revises: 0004
 Create Date: 2026-11-23 18:00:00
 
 The views' SQL lives in ``sql/views/`` (``<view>.<dialect>.sql`` where SQLite and PostgreSQL
-differ); ``pipeline.warehouse.create_views`` runs it. A view changed later gets a new migration
+differ); ``pipeline.store.warehouse.create_views`` runs it. A view changed later gets a new migration
 that drops and creates the views again. On SQLite, a later migration that alters ``records``,
 ``events`` or ``inventory`` with ``batch_alter_table`` must drop the views first (SQLite cannot
 rebuild a table that a view reads) and create them after.
@@ -13,7 +13,7 @@ rebuild a table that a view reads) and create them after.
 
 from alembic import op
 
-from pipeline import warehouse
+from pipeline.store import warehouse
 
 revision = "0005"
 down_revision = "0004"

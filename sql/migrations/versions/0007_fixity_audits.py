@@ -1,4 +1,4 @@
-"""fixity_audits: one row per fixity audit (pipeline.fixity), for the history of the archive's
+"""fixity_audits: one row per fixity audit (pipeline.store.fixity), for the history of the archive's
 integrity
 
 Revision ID: 0007

@@ -7,7 +7,7 @@ Create Date: 2026-11-30 04:00:00
 
 Before this revision an archived PDF was named after its record id with unsafe characters
 replaced (``HS/001`` and ``HS_001`` both became ``HS_001.pdf``). Each archived record's file is
-renamed here to :func:`pipeline.archive.record_name` version 1 in the same folder, only when its
+renamed here to :func:`pipeline.store.archive.record_name` version 1 in the same folder, only when its
 content is the record's (of two records that shared a file, the one whose hash it has); the old
 path is kept in an event (stage ``migrate``). A record whose file was lost that way keeps its
 status: ``digitize fixity`` reports it missing and a rerun of its batch archives it again.
@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-from pipeline import archive, warehouse
+from pipeline.store import archive, warehouse
 
 revision = "0008"
 down_revision = "0007"

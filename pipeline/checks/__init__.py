@@ -1,0 +1,1 @@
+"""Checks: reference data, manifest validation, the page against its row, duplicates."""

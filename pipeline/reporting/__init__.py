@@ -1,0 +1,1 @@
+"""Reporting: the phase plan, progress figures, the quarterly report, the dashboard."""

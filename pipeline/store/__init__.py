@@ -1,0 +1,1 @@
+"""Store: the warehouse, the archive, record claims, fixity, database roles, history."""

@@ -1,0 +1,408 @@
+"""Load: the warehouse tables and idempotent upserts on natural keys (SQLite or PostgreSQL).
+
+The schema lives here once; ``sql/migrations`` (Alembic) creates and evolves it, and
+``migrate()`` brings any database to the latest revision before a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from pipeline.config import PROJECT_DIR
+from pipeline.errors import WarehouseUnreachableError
+
+metadata = MetaData()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+agencies = Table(
+    "agencies", metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", String(255)),
+    Column("level", String(16)),  # tinh | huyen | xa (reference import); NULL until imported
+    Column("parent_code", String(32)),  # the agency above it (a commune's district), not enforced
+)
+
+procedures = Table(
+    "procedures", metadata,
+    Column("code", String(32), primary_key=True),
+    Column("name", Text),
+    # Catalogue columns (pipeline.checks.reference); a batch only ever inserts the bare code.
+    Column("levels", String(32)),  # comma-separated subset of tinh,huyen,xa, in that order
+    Column("field", String(255)),
+    Column("implementing_agency", String(255)),
+    Column("valid_from", Date),
+    Column("valid_to", Date),
+)
+
+# Kiểm đếm: still-valid paper results per agency, issue year and procedure (the denominator of
+# the yearly targets); written by pipeline.checks.reference.import_inventory.
+inventory = Table(
+    "inventory", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_code", String(32), ForeignKey("agencies.code"), nullable=False),
+    Column("issue_year", Integer, nullable=False),
+    Column("procedure_code", String(32), ForeignKey("procedures.code"), nullable=False),
+    Column("still_valid_count", Integer, nullable=False),
+    UniqueConstraint("agency_code", "issue_year", "procedure_code", name="uq_inventory_key"),
+)
+
+batches = Table(
+    "batches", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_code", String(32), ForeignKey("agencies.code"), nullable=False),
+    # unique per agency: the folder name, or for a folder name used again ``<name>~<n>``
+    Column("batch_id", String(128), nullable=False),
+    # the batch folder's name as dropped; NULL (rows loaded in bulk) reads as batch_id
+    Column("folder_name", String(128),
+           default=lambda ctx: ctx.get_current_parameters().get("batch_id")),
+    Column("source_dir", Text, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    # SHA-256 over the manifest's and every scan's name and hash: tells a folder re-run from a
+    # new batch put in the same folder (pipeline.intake.batches)
+    Column("content_sha256", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("record_count", Integer, nullable=False, default=0),
+    Column("archived_count", Integer, nullable=False, default=0),
+    Column("quarantined_count", Integer, nullable=False, default=0),
+    Column("registered_at", DateTime, nullable=False, default=now),
+    Column("finished_at", DateTime),
+    UniqueConstraint("agency_code", "batch_id", name="uq_batches_agency_batch"),
+)
+
+records = Table(
+    "records", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agency_code", String(32), ForeignKey("agencies.code"), nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("manifest_line", Integer, nullable=False),
+    Column("procedure_code", String(32)),
+    Column("result_number", String(128)),
+    Column("issued_on", Date),
+    Column("holder_name", String(255)),
+    Column("holder_id", String(32)),
+    Column("still_valid", Boolean),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64)),
+    # the current version (record_versions); every earlier one stays beside it on disk
+    Column("pdf_path", Text),
+    Column("pdf_sha256", String(64)),
+    Column("version", Integer),
+    Column("page_count", Integer, nullable=False, default=0),
+    Column("mean_confidence", Float),
+    Column("text", Text),
+    # what the archivist should look at although the record was archived (Vietnamese, one a line)
+    Column("warnings", Text),
+    Column("updated_at", DateTime, nullable=False, default=now),
+    UniqueConstraint("agency_code", "record_id", name="uq_records_agency_record"),
+)
+# The progress figures (pipeline.reporting.progress) read records by status and time of archiving; with the
+# agency, issue date and pages in the index the quarterly report never touches the table's rows
+# (an index-only scan on PostgreSQL), which holds the OCR text.
+Index("ix_records_progress", records.c.status, records.c.updated_at, records.c.agency_code,
+      records.c.issued_on, records.c.page_count)
+
+# Every archived PDF of a record, oldest first: a re-scan or, later, a signature adds a version
+# beside the earlier ones, which are never overwritten (pipeline.store.archive.place_new).
+record_versions = Table(
+    "record_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_pk", Integer, ForeignKey("records.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("pdf_path", Text, nullable=False),
+    Column("pdf_sha256", String(64), nullable=False),
+    Column("reason", String(32), nullable=False),  # archived | rescan | migrated
+    Column("created_at", DateTime, nullable=False, default=now),
+    UniqueConstraint("record_pk", "version", name="uq_record_versions_key"),
+)
+
+files = Table(
+    "files", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("page_count", Integer, nullable=False),
+)
+
+pages = Table(
+    "pages", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_pk", Integer, ForeignKey("records.id"), nullable=False),
+    Column("page_no", Integer, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("page_in_file", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("dpi", Integer, nullable=False),
+    Column("rotation", Integer, nullable=False),
+    Column("skew", Float, nullable=False),
+    Column("confidence", Float),
+    Column("encoding", String(16)),
+    Column("flags", String(128)),
+    Column("phash", String(16)),  # perceptual hash of the cleaned page, hex (probable duplicates)
+    UniqueConstraint("record_pk", "page_no", name="uq_pages_record_page"),
+)
+
+validation_results = Table(
+    "validation_results", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    UniqueConstraint("batch_pk", "record_id", "rule", "field", name="uq_validation_key"),
+)
+
+# The latest great-expectations run over each batch's manifest, and where its Data Docs are.
+validation_runs = Table(
+    "validation_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("evaluated", Integer, nullable=False),
+    Column("unsuccessful", Integer, nullable=False),
+    Column("result_json", Text, nullable=False),
+    Column("docs_url", Text),
+    Column("validated_at", DateTime, nullable=False, default=now),
+    UniqueConstraint("batch_pk", name="uq_validation_runs_batch"),
+)
+
+# Append-only: one row per attempt of a stage, never updated; a record's story is its rows in
+# order (``digitize history``), its current state the ``records`` row written beside them.
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("record_id", String(128), nullable=False),
+    Column("stage", String(32), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("at", DateTime, nullable=False, default=now),
+    Column("duration_s", Float),
+)
+Index("ix_events_record", events.c.record_id, events.c.batch_pk)
+
+# Who is working on a record right now (pipeline.store.claims), on SQLite: its primary key is the lock.
+# PostgreSQL uses advisory locks instead, which die with the holder's connection.
+record_claims = Table(
+    "record_claims", metadata,
+    Column("agency_code", String(32), primary_key=True),
+    Column("record_id", String(128), primary_key=True),
+    Column("holder", String(255), nullable=False),  # <pid>@<host>#<process start time>
+    Column("claimed_at", DateTime, nullable=False),
+)
+
+# One row per fixity audit (pipeline.store.fixity): counts only, the entries are in its report file.
+fixity_audits = Table(
+    "fixity_audits", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=False),
+    Column("archived_checked", Integer, nullable=False),
+    Column("sources_checked", Integer, nullable=False),
+    Column("missing", Integer, nullable=False),
+    Column("changed", Integer, nullable=False),
+    Column("unexpected", Integer, nullable=False),
+    Column("shared", Integer),  # files or batch folders two warehouse rows point at (0008)
+    Column("report_path", Text, nullable=False),
+)
+
+MIGRATIONS = PROJECT_DIR / "sql" / "migrations"
+
+# --- reporting views (sql/views/*.sql, created by migration 0005) -------------------------------
+# One file per view; ``<view>.<dialect>.sql`` wins over ``<view>.sql`` where the SQL differs
+# (the issue year of a date). Created in this order: later views read earlier ones.
+VIEWS_DIR = PROJECT_DIR / "sql" / "views"
+VIEWS = ("progress_records", "progress_inventory", "progress_archived", "progress_quarantine")
+
+# Typed handles on the views for SQLAlchemy queries; a metadata of their own, because the views
+# are not tables to create or to compare with the migrations.
+view_metadata = MetaData()
+progress_inventory = Table(
+    "progress_inventory", view_metadata,
+    Column("agency_code", String(32)), Column("issue_year", Integer),
+    Column("still_valid", Integer), Column("procedures", Integer),
+)
+progress_archived = Table(
+    "progress_archived", view_metadata,
+    Column("agency_code", String(32)), Column("issue_year", Integer),
+    Column("archived_at", DateTime), Column("page_count", Integer),
+)
+progress_quarantine = Table(
+    "progress_quarantine", view_metadata,
+    Column("agency_code", String(32)), Column("issue_year", Integer), Column("reason", String(64)),
+    Column("held_at", DateTime), Column("released_at", DateTime),
+)
+
+
+def view_sql(name: str, dialect: str) -> str:
+    """The ``CREATE VIEW`` statement of one reporting view for this dialect."""
+    specific = VIEWS_DIR / f"{name}.{dialect}.sql"
+    return (specific if specific.is_file() else VIEWS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def create_views(conn: Connection) -> None:
+    """Create the reporting views (from a migration).
+
+    SQLite refuses to rename a table that a view reads while it is missing, which is what
+    Alembic's batch mode does to alter a table: a later migration that alters ``records``,
+    ``events`` or ``inventory`` on SQLite calls :func:`drop_views` first and this after.
+    """
+    for name in VIEWS:
+        conn.exec_driver_sql(view_sql(name, conn.dialect.name))
+
+
+def drop_views(conn: Connection) -> None:
+    for name in reversed(VIEWS):
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process; SQLite waits for a busy writer instead of failing."""
+    with _lock:
+        if url not in _engines:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(url, connect_args={"timeout": 60})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(url, pool_pre_ping=True)
+            _engines[url] = engine
+        return _engines[url]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def migrate(url: str) -> None:
+    """Bring the warehouse to the latest schema (Alembic ``upgrade head``)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine_for(url).begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise WarehouseUnreachableError(
+            f"Cannot reach the warehouse {engine_for(url).url.render_as_string()}: {exc.orig}. "
+            "Check DIGITIZE_DB_URL and that the database server is running."
+        ) from exc
+
+
+def upsert(conn: Connection, table: Table, rows: Iterable[Mapping[str, Any]],
+           keys: tuple[str, ...], update: bool = True) -> None:
+    """INSERT .. ON CONFLICT (natural key) DO UPDATE, on SQLite and PostgreSQL alike.
+
+    With ``update=False`` the first row written under a key wins (DO NOTHING).
+    """
+    rows = [dict(r) for r in rows]
+    if not rows:
+        return
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).values(rows)
+    changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys} if update else {}
+    stmt = (stmt.on_conflict_do_update(index_elements=list(keys), set_=changed) if changed
+            else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+    conn.execute(stmt)
+
+
+def upsert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+                keys: tuple[str, ...], chunk_size: int = 5000) -> None:
+    """:func:`upsert` for many rows with the same columns and distinct keys, in chunks.
+
+    One multi-VALUES statement of 100,000 rows is slow to compile and huge to send; executemany
+    of one prepared statement in chunks keeps memory bounded. Key-only rows never overwrite
+    anything (DO NOTHING), as in :func:`upsert`.
+    """
+    if not rows:
+        return
+    # Within one multi-row INSERT .. ON CONFLICT DO UPDATE PostgreSQL refuses to touch a row
+    # twice, so the keys must be distinct (an importer deduplicates its file first).
+    if len({tuple(r[k] for k in keys) for r in rows}) != len(rows):
+        raise ValueError(f"upsert_many into {table.name}: repeated keys {keys}")
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    changed = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+    stmt = (stmt.on_conflict_do_update(index_elements=list(keys), set_=changed) if changed
+            else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+    if conn.dialect.name == "postgresql":
+        # SQLAlchemy sends an ON CONFLICT executemany row by row (one round trip each: 100,000
+        # rows took 14 s) unless the statement has RETURNING; with it, the rows go as pages of
+        # multi-row VALUES ("insertmanyvalues"), about 7x faster. The returned keys are unused.
+        stmt = stmt.returning(*(table.c[k] for k in keys))
+    for start in range(0, len(rows), chunk_size):
+        conn.execute(stmt, [dict(r) for r in rows[start:start + chunk_size]])
+
+
+def pk_of(conn: Connection, table: Table, **key: Any) -> int | None:
+    where = [table.c[k] == v for k, v in key.items()]
+    return conn.execute(select(table.c.id).where(*where)).scalar_one_or_none()
+
+
+def require_empty(url: str, tables: Iterable[Table], what: str) -> None:
+    """Stop a benchmark that would write synthetic rows into a warehouse holding real ones."""
+    with engine_for(url).connect() as conn:
+        held = sum(conn.execute(select(func.count()).select_from(t)).scalar_one() for t in tables)
+    if held:
+        raise SystemExit(f"{make_url(url).render_as_string()} already holds {held} {what}; "
+                         "give the benchmark an empty database.")
+
+
+def row_counts(url: str) -> dict[str, int]:
+    with engine_for(url).connect() as conn:
+        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in metadata.sorted_tables}
+
+
+def dispose(url: str) -> None:
+    """Close this process's connections to ``url`` (before dropping a database, at shutdown)."""
+    with _lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
