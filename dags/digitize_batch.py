@@ -51,13 +51,13 @@ def digitize_batch() -> None:
         import logging
         from pathlib import Path
 
-        from pipeline import runner
+        from pipeline import registration
         from pipeline.errors import BatchError, ConfigError, WarehouseUnreachableError
         from pipeline.intake import inbox
 
         assert params is not None
         try:
-            plan, batch_pk, docs = runner.register_batch(task_settings(), Path(params["batch_dir"]))
+            plan, batch_pk, docs = registration.register_batch(task_settings(), Path(params["batch_dir"]))
         except WarehouseUnreachableError:
             raise  # a ConfigError, but the server may be back at the next try: an outage
         except (BatchError, ConfigError) as exc:
@@ -71,7 +71,7 @@ def digitize_batch() -> None:
             ])
             logging.getLogger("digitize").error("%s", explanation)
             raise AirflowFailException(explanation) from exc
-        tasks = inbox.part_of(runner.record_tasks(plan, batch_pk, docs), params["part"],
+        tasks = inbox.part_of(registration.record_tasks(plan, batch_pk, docs), params["part"],
                               params["records_per_run"])
         return {
             "batch": {"batch_dir": str(plan.batch_dir), "agency_code": plan.agency_code,
@@ -93,22 +93,24 @@ def digitize_batch() -> None:
         import logging
 
         # One record per "ocr" pool slot, one core each: Tesseract runs single-threaded. First:
-        # it quiets the libraries before runner imports them (pikepdf logs on import).
+        # it quiets the libraries before pipeline.record imports them (pikepdf logs on import).
         settings = task_settings(ocr_jobs=1)
 
-        from pipeline import runner
-        work = runner.RecordTask.model_validate(record_task)
+        from pipeline import record, registration
+        from pipeline.batch import bring_batch_up_to_date
+        from pipeline.models import RecordTask
+        work = RecordTask.model_validate(record_task)
         context = get_current_context()
         context["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]
         # the verdict, in Vietnamese, is the first line the archivist reads, and only once
         with summary_first() as first:
-            work = runner.refresh_task(settings, work)
-            result = runner.process_record(settings, work)
+            work = registration.refresh_task(settings, work)
+            result = record.process_record(settings, work)
             if context["ti"].try_number > 1:
                 # run again after the archivist's Clear: the batch and the summary follow it
-                runner.bring_batch_up_to_date(settings, work)
+                bring_batch_up_to_date(settings, work)
             archived = result.status == "archived"
-            first.append((logging.INFO if archived else logging.ERROR, runner.verdict(result)))
+            first.append((logging.INFO if archived else logging.ERROR, record.verdict(result)))
         emit_record_metrics(result.model_dump(mode="json"))
         if not archived:
             # A data problem: retrying cannot help, the archivist must fix the row first.
@@ -124,11 +126,12 @@ def digitize_batch() -> None:
     def finalize(batch: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
         from pathlib import Path
 
-        settings = task_settings()  # before runner: it quiets the libraries runner imports
+        settings = task_settings()  # before pipeline.batch: it quiets the libraries it imports
 
-        from pipeline import runner
-        part_ids = [runner.RecordTask.model_validate(t).record.record_id for t in tasks]
-        outcome = runner.finalize_batch(
+        from pipeline.batch import finalize_batch
+        from pipeline.models import RecordTask
+        part_ids = [RecordTask.model_validate(t).record.record_id for t in tasks]
+        outcome = finalize_batch(
             settings, Path(batch["batch_dir"]), batch["agency_code"], batch["batch_id"],
             batch["batch_pk"], batch["record_ids"], part_ids)
         if outcome.not_archived:

@@ -74,13 +74,13 @@ def _print_summary(summary: BatchSummary, elapsed: float) -> None:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from rich.progress import Progress
 
-    from pipeline import runner
+    from pipeline.batch import run_batch
     started = time.monotonic()
     if args.jobs:
         settings = settings.model_copy(update={"ocr_jobs": args.jobs})
     with Progress(disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
         job = bar.add_task("Số hóa", total=None)
-        summary = runner.run_batch(
+        summary = run_batch(
             settings, Path(args.batch_dir), args.agency, args.batch_id,
             on_start=lambda total: bar.update(job, total=total),
             on_record=lambda _result: bar.advance(job),
@@ -426,8 +426,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> ExitCode:
                                    truth_path=samples_dir / f"{batch_id}.truth.json")
     print(f"Sample batch of {len(batch.records)} records written to {inbox}")
     if args.no_airflow:
-        from pipeline import runner
-        summary = runner.run_batch(settings, inbox)
+        from pipeline.batch import run_batch
+        summary = run_batch(settings, inbox)
         _print_summary(summary, time.monotonic() - started)
     else:
         prepare_airflow(settings)

@@ -98,6 +98,18 @@ class BatchPlan(BaseModel):
     records: list[RecordPlan]
 
 
+class RecordTask(BaseModel):
+    """Everything one record's work needs; small enough to travel through Airflow XCom."""
+
+    agency_code: str
+    batch_id: str
+    batch_dir: str
+    batch_pk: int
+    record: RecordPlan
+    sources: dict[str, SourceFile]
+    validation_docs: str | None = None  # the batch's Data Docs page, linked from quarantine
+
+
 class RecordStatus(StrEnum):
     archived = "archived"
     quarantined = "quarantined"

@@ -37,7 +37,7 @@ from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.demo import samples
 from pipeline.demo.quality import cer
-from pipeline.intake import ingest, pages
+from pipeline.intake import ingest, pages, typeset
 from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
@@ -127,7 +127,7 @@ def _to_unicode_cmap(codes: dict[str, int]) -> bytes:
 def write_born_digital_pdf(path: Path, lines: list[str]) -> None:
     """A PDF as an office program exports it: Vietnamese text drawn in an embedded TrueType font
     (a subset, Identity-H, with a ToUnicode map) and no image at all."""
-    font = TTFont(samples.font_path("serif"))
+    font = TTFont(typeset.font_path("serif"))
     glyph_of = font.getBestCmap()
     chars = sorted(set("".join(lines)))
     codes = {c: font.getGlyphID(glyph_of[ord(c)]) for c in chars}  # code = glyph id
@@ -629,9 +629,9 @@ def test_born_digital_pdf_is_kept_as_issued_or_ocr_redone(mode: str, tmp_path: P
 
 def test_sql_looking_text_is_stored_verbatim(warehouse_url: str, tmp_path: Path) -> None:
     """Values travel as bound parameters: SQLite and PostgreSQL store them as written."""
-    from pipeline import runner
     from pipeline.errors import MissingFileError
-    from pipeline.models import ManifestRow, RecordPlan
+    from pipeline.models import ManifestRow, RecordPlan, RecordTask
+    from pipeline.record import quarantine
 
     settings = load_settings(data_dir=tmp_path / "var", db_url=warehouse_url)
     warehouse.migrate(warehouse_url)
@@ -643,9 +643,9 @@ def test_sql_looking_text_is_stored_verbatim(warehouse_url: str, tmp_path: Path)
         batch_pk = warehouse.pk_of(conn, warehouse.batches, agency_code=AGENCY, batch_id="B-SQL")
     row = ManifestRow(line=2, record_id="SQL-1", procedure_code="1.004227", holder_name=SQL_NAME,
                       result_number="1'; DELETE FROM batches; --", files_raw="a.tif")
-    task = runner.RecordTask(agency_code=AGENCY, batch_id="B-SQL", batch_dir=str(tmp_path),
-                             batch_pk=batch_pk, record=RecordPlan(row=row), sources={})
-    runner.quarantine(settings, task, MissingFileError("SQL-1", "thiếu tệp 'a.tif'"))
+    task = RecordTask(agency_code=AGENCY, batch_id="B-SQL", batch_dir=str(tmp_path),
+                      batch_pk=batch_pk, record=RecordPlan(row=row), sources={})
+    quarantine(settings, task, MissingFileError("SQL-1", "thiếu tệp 'a.tif'"))
     r = warehouse.records
     with warehouse.engine_for(warehouse_url).connect() as conn:
         stored = conn.execute(select(r.c.holder_name, r.c.result_number)).one()

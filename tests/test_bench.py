@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.demo import bench, samples
-from pipeline.demo.bench import Measured, PageRow
+from pipeline._exec import tesseract
+from pipeline.demo import bench, bench_figures, bench_measure, bench_phases, bench_report, defects, render
+from pipeline.demo.bench_figures import Measured, PageRow
 
 
 def page(n: int, *, hard: bool = False, kind: str = "bw300", chars: int = 100,
@@ -27,7 +29,7 @@ def page(n: int, *, hard: bool = False, kind: str = "bw300", chars: int = 100,
 
 
 # Inks of the corpus generator (multiply-blended at full strength they give these colours).
-PAPER, RED, BLUE, BLACK = (250, 248, 242), samples.SEAL_RGB, samples.PEN_RGB, (20, 20, 20)
+PAPER, RED, BLUE, BLACK = (250, 248, 242), render.SEAL_RGB, render.PEN_RGB, (20, 20, 20)
 
 
 def _marked_page(dpi: int = 100, seed: int = 0) -> np.ndarray:
@@ -51,28 +53,28 @@ def _marked_page(dpi: int = 100, seed: int = 0) -> np.ndarray:
 
 def test_colour_kept_counts_the_marks_still_in_their_colour() -> None:
     source = _marked_page()
-    assert bench.colour_kept(source, source.copy()) == (1.0, 1.0)
-    red, blue = bench.strongly_red(source), bench.strongly_blue(source)
+    assert bench_measure.colour_kept(source, source.copy()) == (1.0, 1.0)
+    red, blue = bench_measure.strongly_red(source), bench_measure.strongly_blue(source)
     assert red.sum() > 3000 and blue.sum() > 200
     # the seal printed black (lost to the print stencil) and the pen washed out to pale grey
     lost = source.copy()
     lost[red] = BLACK
     lost[blue] = (170, 170, 180)
-    assert bench.colour_kept(source, lost) == (0.0, 0.0)
+    assert bench_measure.colour_kept(source, lost) == (0.0, 0.0)
     # half the disc kept, the stroke kept
     half = source.copy()
     half[:, :150][red[:, :150]] = BLACK
-    kept_red, kept_blue = bench.colour_kept(source, half)
+    kept_red, kept_blue = bench_measure.colour_kept(source, half)
     assert kept_red == pytest.approx(0.5, abs=0.03) and kept_blue == 1.0
     # a pink, not a red: strong colour is a high bar on purpose
     pink = source.copy()
     pink[red] = (235, 150, 150)
-    assert bench.colour_kept(source, pink)[0] == 0.0
+    assert bench_measure.colour_kept(source, pink)[0] == 0.0
     # a page without colour marks has no figure, and arrays must be aligned
     blank = np.full_like(source, 255)
-    assert bench.colour_kept(blank, source) == (None, None)
+    assert bench_measure.colour_kept(blank, source) == (None, None)
     with pytest.raises(ValueError):
-        bench.colour_kept(source, source[1:])
+        bench_measure.colour_kept(source, source[1:])
 
 
 @pytest.mark.parametrize("dpi", [300, 200])
@@ -81,33 +83,33 @@ def test_marks_are_found_on_a_shifted_cropped_or_turned_output_page(dpi: int) ->
     # The archived page at 300 dpi: cropped by a border (an odd number of pixels) and turned.
     rendered = _marked_page(300)[17:-5, 8:]
     for turns in (0, 1):
-        aligned = bench.align_marks(source, dpi, np.rot90(rendered, turns))
+        aligned = bench_measure.align_marks(source, dpi, np.rot90(rendered, turns))
         assert aligned is not None
         window, shown = aligned
         assert window.shape == shown.shape
-        red, blue = bench.colour_kept(window, shown)
+        red, blue = bench_measure.colour_kept(window, shown)
         assert red is not None and blue is not None
         assert red > 0.97 and blue > 0.9
     # the marks printed black on the output page are found and scored as lost
     black = rendered.copy()
-    black[bench.strongly_red(black) | bench.strongly_blue(black)] = BLACK
-    aligned = bench.align_marks(source, dpi, black)
+    black[bench_measure.strongly_red(black) | bench_measure.strongly_blue(black)] = BLACK
+    aligned = bench_measure.align_marks(source, dpi, black)
     assert aligned is not None
-    assert bench.colour_kept(*aligned) == (0.0, 0.0)
+    assert bench_measure.colour_kept(*aligned) == (0.0, 0.0)
     # nothing to measure: no colour in the source, or another page entirely
-    assert bench.align_marks(np.full_like(source, 255), dpi, rendered) is None
-    assert bench.align_marks(source, dpi, np.full_like(rendered, 255)) is None
+    assert bench_measure.align_marks(np.full_like(source, 255), dpi, rendered) is None
+    assert bench_measure.align_marks(source, dpi, np.full_like(rendered, 255)) is None
 
 
 def test_upright_scan_undoes_the_generators_turn_and_tilt() -> None:
     clean = _marked_page(100)
-    scanned = np.array(samples.degrade(
+    scanned = np.array(defects.degrade(
         Image.fromarray(clean), rotation=270, skew=-3.5, rng=random.Random(0),
         speckle=False, blur=False, border=False, dpi=100))
     assert scanned.shape[:2] == clean.shape[1::-1]
-    upright = bench.upright_scan(scanned, 270, -3.5)
+    upright = bench_measure.upright_scan(scanned, 270, -3.5)
     assert upright.shape == clean.shape
-    red_before, red_after = bench.strongly_red(clean), bench.strongly_red(upright)
+    red_before, red_after = bench_measure.strongly_red(clean), bench_measure.strongly_red(upright)
     overlap = np.count_nonzero(red_before & red_after) / np.count_nonzero(red_before | red_after)
     assert overlap > 0.9
 
@@ -118,59 +120,59 @@ def test_colour_is_pooled_by_pixel_and_the_worst_page_is_kept() -> None:
             page(2, kind="seal", ours=Measured(red_kept=0.8, blue_kept=None, red_pixels=100,
                                                blue_pixels=0)),
             page(3, ours=Measured())]  # no seal: not a colour page
-    stats = bench.colour_stats(rows, "ours")
+    stats = bench_figures.colour_stats(rows, "ours")
     assert stats["red"] == pytest.approx((300 + 80) / 400)
     assert stats["blue"] == pytest.approx(0.5)
     assert stats["min_page_red"] == pytest.approx(0.8)
     assert stats["pages"] == stats["measured"] == 2
     rows.append(page(4, kind="seal", ours=Measured()))  # a seal page left without a figure
-    stats = bench.colour_stats(rows, "ours")
+    stats = bench_figures.colour_stats(rows, "ours")
     assert stats["pages"] == 3 and stats["measured"] == 2 and stats["min_page_red"] == 0.0
-    assert bench.colour_stats(rows, "baseline") == {
+    assert bench_figures.colour_stats(rows, "baseline") == {
         "pages": 0, "measured": 0, "red": None, "blue": None, "min_page_red": None}
 
 
 def test_cer_is_pooled_by_characters_and_a_lost_page_counts_in_full() -> None:
     rows = [page(1, chars=100, ours=Measured(cer=0.10)), page(2, chars=300, ours=Measured(cer=0.02)),
             page(3, chars=100)]  # not run by "ours": left out, not counted as lost
-    assert bench.pooled_cer(rows, "ours") == pytest.approx((10 + 6) / 400)
+    assert bench_figures.pooled_cer(rows, "ours") == pytest.approx((10 + 6) / 400)
     rows.append(page(4, chars=100, ours=Measured(cer=None)))  # run, but no output
-    assert bench.pooled_cer(rows, "ours") == pytest.approx((10 + 6 + 100) / 500)
-    assert bench.pooled_cer(rows, "baseline") is None
+    assert bench_figures.pooled_cer(rows, "ours") == pytest.approx((10 + 6 + 100) / 500)
+    assert bench_figures.pooled_cer(rows, "baseline") is None
 
 
 def test_groups_split_hard_easy_and_kinds() -> None:
     rows = [page(1), page(2, hard=True, kind="seal"), page(3, hard=True, kind="bw200")]
-    assert [r.n for r in bench.select(rows, "all")] == [1, 2, 3]
-    assert [r.n for r in bench.select(rows, "hard")] == [2, 3]
-    assert [r.n for r in bench.select(rows, "easy")] == [1]
-    assert [r.n for r in bench.select(rows, "seal")] == [2]
+    assert [r.n for r in bench_figures.select(rows, "all")] == [1, 2, 3]
+    assert [r.n for r in bench_figures.select(rows, "hard")] == [2, 3]
+    assert [r.n for r in bench_figures.select(rows, "easy")] == [1]
+    assert [r.n for r in bench_figures.select(rows, "seal")] == [2]
     rows += [page(4, hard=True, style="typewriter"), page(5, hard=True, bleed=True),
              page(6, hard=True, kind="seal", dpi=200)]
-    assert [r.n for r in bench.select(rows, "typewriter")] == [4]
-    assert [r.n for r in bench.select(rows, "bleed")] == [5]
-    assert [r.n for r in bench.select(rows, "dpi200")] == [6]  # by dpi, whatever the colour
-    assert [r.n for r in bench.select(rows, "seal")] == [2, 6]
+    assert [r.n for r in bench_figures.select(rows, "typewriter")] == [4]
+    assert [r.n for r in bench_figures.select(rows, "bleed")] == [5]
+    assert [r.n for r in bench_figures.select(rows, "dpi200")] == [6]  # by dpi, whatever the colour
+    assert [r.n for r in bench_figures.select(rows, "seal")] == [2, 6]
 
 
 def test_skew_figures_are_magnitudes() -> None:
     rows = [page(1, skew=2.0, ours=Measured(residual_skew=-0.3, skew_found=2.1)),
             page(2, skew=-1.0, ours=Measured(residual_skew=0.1, skew_found=-0.8)),
             page(3, ours=Measured())]  # nothing measured on this one
-    assert bench.skew_stats(rows, "ours") == {"mean": pytest.approx(0.2), "max": 0.3,
+    assert bench_figures.skew_stats(rows, "ours") == {"mean": pytest.approx(0.2), "max": 0.3,
                                               "measured": 2}
-    errors = bench.skew_error_stats(rows, "ours")
+    errors = bench_figures.skew_error_stats(rows, "ours")
     assert errors["mean"] == pytest.approx(0.15) and errors["max"] == pytest.approx(0.2)
-    assert bench.skew_stats(rows, "baseline") == {"mean": None, "max": None, "measured": 0}
+    assert bench_figures.skew_stats(rows, "baseline") == {"mean": None, "max": None, "measured": 0}
 
 
 def test_orientation_counts_osd_and_the_rotation_against_the_truth() -> None:
     # The scanner turned page 1 by 90 degrees clockwise: 270 more make it upright.
-    assert bench.expected_rotation(90) == 270 and bench.expected_rotation(0) == 0
+    assert bench_figures.expected_rotation(90) == 270 and bench_figures.expected_rotation(0) == 0
     rows = [page(1, rotation=90, ours=Measured(osd_rotate=0, rotation_found=270)),
             page(2, rotation=180, ours=Measured(osd_rotate=180, rotation_found=0)),
             page(3, ours=Measured(osd_rotate=None, rotation_found=0))]
-    assert bench.orientation_stats(rows, "ours") == {
+    assert bench_figures.orientation_stats(rows, "ours") == {
         "osd_upright": 1, "osd_wrong": 1, "osd_unknown": 1, "rotation_checked": 3,
         "rotation_correct": 2}
 
@@ -178,30 +180,35 @@ def test_orientation_counts_osd_and_the_rotation_against_the_truth() -> None:
 def test_osd_output_is_parsed_and_a_failure_is_unknown() -> None:
     text = ("Page number: 0\nOrientation in degrees: 90\nRotate: 270\n"
             "Orientation confidence: 12.57\nScript: Latin\nScript confidence: 3.1\n")
-    assert bench.parse_osd(text) == (270, 12.57)
-    assert bench.parse_osd("Too few characters. Skipping this page\n") is None
+    assert tesseract.parse_osd(text) == tesseract.Orientation(270, 12.57)
+    assert tesseract.parse_osd("Too few characters. Skipping this page\n") is None
+    if shutil.which("tesseract"):
+        # too little text to tell: unknown for the benchmark, upright for the pipeline
+        blank = np.full((400, 300), 255, np.uint8)
+        assert tesseract.osd(blank) is None
+        assert tesseract.detect_orientation(blank) == tesseract.Orientation(0, 0.0)
 
 
 def test_kb_throughput_and_ratios() -> None:
     rows = [page(1, ours=Measured(kb=40)), page(2, ours=Measured(kb=60)),
             page(3, kind="seal", ours=Measured(kb=200))]
-    assert bench.mean_kb(rows, "ours") == pytest.approx(100)
-    assert bench.mean_kb(bench.select(rows, "bw300"), "ours") == pytest.approx(50)
-    assert bench.throughput(30, 60.0) == {"seconds_per_page": 2.0, "pages_per_minute": 30.0}
-    assert bench.throughput(0, 60.0)["pages_per_minute"] is None
-    assert bench.ratio(8.0, 2.0) == 4.0
-    assert bench.ratio(None, 2.0) is None and bench.ratio(1.0, 0.0) is None
+    assert bench_figures.mean_kb(rows, "ours") == pytest.approx(100)
+    assert bench_figures.mean_kb(bench_figures.select(rows, "bw300"), "ours") == pytest.approx(50)
+    assert bench_figures.throughput(30, 60.0) == {"seconds_per_page": 2.0, "pages_per_minute": 30.0}
+    assert bench_figures.throughput(0, 60.0)["pages_per_minute"] is None
+    assert bench_figures.ratio(8.0, 2.0) == 4.0
+    assert bench_figures.ratio(None, 2.0) is None and bench_figures.ratio(1.0, 0.0) is None
 
 
 def test_goals_compare_each_value_with_its_target() -> None:
-    goals = {g["goal"]: g for g in bench.evaluate_goals(
+    goals = {g["goal"]: g for g in bench_figures.evaluate_goals(
         {"throughput_vs_baseline": 4.5, "residual_skew_max": 0.5, "orientation_wrong": 0})}
-    assert set(goals) == {key for key, *_ in bench.GOALS}
+    assert set(goals) == {key for key, *_ in bench_figures.GOALS}
     assert goals["throughput_vs_baseline"]["met"] is True
     assert goals["residual_skew_max"]["met"] is False  # strictly below 0.5
     assert goals["orientation_wrong"]["met"] is True
     assert goals["kb_seal"]["met"] is None and goals["kb_seal"]["value"] is None
-    goals = {g["goal"]: g["met"] for g in bench.evaluate_goals(
+    goals = {g["goal"]: g["met"] for g in bench_figures.evaluate_goals(
         {"colour_red": 0.9, "colour_blue": 0.79, "colour_red_min": 0.7})}
     assert goals["colour_red"] is True and goals["colour_blue"] is False
     assert goals["colour_red_min"] is True
@@ -227,7 +234,7 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
               "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "rss": rss}}
     meta = {"started_at": "2025-01-01T00:00:00", "environment": {"cpus": 2},
             "corpus": {"pages": 2, "hard_pages": 1, "easy_pages": 1}, "stack": None}
-    report = bench.build_report(rows, phases, meta)
+    report = bench_figures.build_report(rows, phases, meta)
     assert report["ratios"]["throughput_ours_vs_baseline"] == pytest.approx(4.0)
     assert report["ratios"]["seconds_ours_vs_tesseract"] == pytest.approx(2.5)
     assert report["ratios"]["cer_ours_vs_baseline"]["hard"] == pytest.approx(0.25)
@@ -244,7 +251,7 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     assert report["systems"]["baseline"]["colour"]["min_page_red"] == 0.0  # ran, not measured
     assert report["ratios"]["cer_ours_vs_baseline"]["seal"] == pytest.approx(0.25)
     assert report["systems"]["ours"]["cer"]["typewriter"] is None  # no such page here
-    table = bench.render_table(report)
+    table = bench_report.render_table(report)
     for metric in ("pages per minute", "CER, hard pages", "residual skew, max", "KB per page, "
                    "colour seal", "peak memory, process tree, PSS", "upright on output (OSD)",
                    "CER, typewriter pages", "CER, seal pages", "CER, 200 dpi pages",
@@ -260,7 +267,7 @@ def test_tree_sampler_sees_memory_held_by_a_grandchild() -> None:
     # A shell whose child holds 200 MB: only the tree, not the shell, has that memory.
     script = "import time; block = bytearray(200 * 2**20); time.sleep(1.5)"
     proc = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "{script}"; true'])
-    sampler = bench.TreeSampler(proc.pid, with_root=False)
+    sampler = bench_phases.TreeSampler(proc.pid, with_root=False)
     sampler.start()
     proc.wait()
     sampler.done.set()
@@ -307,7 +314,7 @@ def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixt
     assert tess["cleanup_seconds_per_page"] > 0
     assert report["ratios"]["seconds_ours_vs_tesseract"] > 0
 
-    assert {g["goal"] for g in report["goals"]} == {key for key, *_ in bench.GOALS}
+    assert {g["goal"] for g in report["goals"]} == {key for key, *_ in bench_figures.GOALS}
     assert len(report["pages"]) == 2
     for row in report["pages"]:
         assert set(row) >= {"n", "record_id", "kind", "hard", "rotation", "skew", "ours",

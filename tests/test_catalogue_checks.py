@@ -14,12 +14,13 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import runner
+from pipeline.batch import run_batch
 from pipeline.checks import crosscheck, duplicates
 from pipeline.config import Settings
-from pipeline.demo import samples
+from pipeline.demo import defects, layout, render, samples
 from pipeline.errors import BatchError
 from pipeline.models import ManifestRow, RecordStatus
+from pipeline.registration import register_batch
 from pipeline.reporting import dashboard
 from pipeline.store import archive, warehouse
 
@@ -30,7 +31,7 @@ def test_a_batch_before_the_reference_data_is_refused(settings: Settings, tmp_pa
     batch = samples.generate_batch(tmp_path / AGENCY / "B-NOREF", agency_code=AGENCY,
                                    batch_id="B-NOREF", n_records=1, seed=2)
     with pytest.raises(BatchError, match="chưa có trong danh mục cơ quan.*digitize agencies import"):
-        runner.register_batch(settings, batch.batch_dir)
+        register_batch(settings, batch.batch_dir)
 
 
 def test_the_first_page_is_cross_checked_against_the_row(tmp_path: Path) -> None:
@@ -67,7 +68,7 @@ def test_catalogue_rules_quarantine_with_reasons_and_the_rest_is_archived(
         2: {"procedure_code": "1.004272"},
         3: {"still_valid": "không"},
     })
-    summary = runner.run_batch(settings, batch.batch_dir)
+    summary = run_batch(settings, batch.batch_dir)
     by_id = {r.record_id: r for r in summary.records}
     assert by_id[good].status is RecordStatus.archived and by_id[good].warnings == []
     assert by_id[renumbered].status is RecordStatus.archived
@@ -99,10 +100,10 @@ def test_catalogue_rules_quarantine_with_reasons_and_the_rest_is_archived(
 
 
 def _scan(seed: int, dpi: int, skew: float, path: Path) -> None:
-    (lines,) = samples.record_page_lines(seed=seed, procedure_code="1.004227")
+    (lines,) = layout.record_page_lines(seed=seed, procedure_code="1.004227")
     rng = random.Random(seed)
-    page = samples.render_page(lines, dpi=dpi, style="serif", rng=rng)
-    samples.degrade(page, rotation=0, skew=skew, rng=rng, speckle=True, blur=False,
+    page = render.render_page(lines, dpi=dpi, style="serif", rng=rng)
+    defects.degrade(page, rotation=0, skew=skew, rng=rng, speckle=True, blur=False,
                     border=False, dpi=dpi).save(path, dpi=(dpi, dpi))
 
 
@@ -123,11 +124,11 @@ def _batch(root: Path, batch_id: str, rows: list[tuple[str, int, int, float]], e
 def test_a_paper_scanned_again_is_held_as_a_probable_duplicate(
         reference_settings: Settings, tmp_path: Path) -> None:
     settings = reference_settings
-    first = runner.run_batch(settings, _batch(tmp_path, "B-FIRST", [("HS-A", 31, 300, 1.5)]))
+    first = run_batch(settings, _batch(tmp_path, "B-FIRST", [("HS-A", 31, 300, 1.5)]))
     assert first.records[0].status is RecordStatus.archived
     # the same paper at another dpi and skew under a new id, and another paper of that template
     second = _batch(tmp_path, "B-SECOND", [("HS-AR", 31, 200, -2.5), ("HS-B", 32, 300, 1.5)])
-    summary = runner.run_batch(settings, second)
+    summary = run_batch(settings, second)
     rescan, other = summary.records
     assert other.status is RecordStatus.archived
     assert (rescan.status, rescan.reason) == (RecordStatus.quarantined, "probable_duplicate")
@@ -138,7 +139,7 @@ def test_a_paper_scanned_again_is_held_as_a_probable_duplicate(
             / f"{archive.record_name(AGENCY, 'HS-AR')}.pdf").is_file()
     # the archivist confirms it is another paper: named in the manifest, it is archived
     edit_manifest(second, {0: {"not_duplicate_of": "HS-A"}})
-    again = runner.run_batch(settings, second)
+    again = run_batch(settings, second)
     assert [r.status for r in again.records] == [RecordStatus.archived] * 2
 
 
@@ -157,7 +158,7 @@ def test_hashes_and_texts_tell_a_rescan_from_another_paper(tmp_path: Path) -> No
         hashes[name] = duplicates.phash(cleanup.clean_page(image, dpi, CleanupProfile()).image)
     near = duplicates.hash_distances(hashes["a"], [hashes["a_again"], hashes["b"]])
     assert near[0] <= duplicates.MAX_HASH_DISTANCE
-    text_a, text_b = (samples.page_text(samples.record_page_lines(seed=s, procedure_code="1.004227")[0])
+    text_a, text_b = (layout.page_text(layout.record_page_lines(seed=s, procedure_code="1.004227")[0])
                       for s in (31, 32))
     same, shared = duplicates.text_similarity(text_a, text_a.replace("ư", "u"))
     assert same >= duplicates.MIN_TEXT_SIMILARITY and shared == 1.0

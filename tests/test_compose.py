@@ -12,35 +12,35 @@ import pikepdf
 import pytest
 
 from pipeline.config import load_settings
-from pipeline.demo import samples
+from pipeline.demo import defects, layout, render
 from pipeline.demo.quality import cer
 from pipeline.imaging import cleanup, compose, ocr
 from pipeline.models import ManifestRow
 
 
 def _page(seal: bool, style: str = "serif", seed: int = 2) -> tuple[np.ndarray, str]:
-    (lines,) = samples.record_page_lines(seed=seed, style=style, n_pages=1)
-    image = samples.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
-    return np.asarray(image.convert("RGB")), samples.page_text(lines)
+    (lines,) = layout.record_page_lines(seed=seed, style=style, n_pages=1)
+    image = render.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
+    return np.asarray(image.convert("RGB")), layout.page_text(lines)
 
 
 def _scan(seed: int, style: str, *, seal: bool = False, grey: bool = False, paper: int = 255,
-          reverse_seed: int | None = None) -> tuple[np.ndarray, list[tuple[samples.Span, ...]]]:
+          reverse_seed: int | None = None) -> tuple[np.ndarray, list[tuple[layout.Span, ...]]]:
     """A record's page printed on paper of grey ``paper`` (the sheet's own tone darkens print
     and paper alike), scanned upright and square in colour or ``grey`` (RGB, as
     pages.load_page reads every scan), with its rows; with ``reverse_seed``, another record of
     the office printed on the back shows through, as in the benchmark corpus."""
-    (rows,) = samples.record_page_lines(seed=seed, style=style)
+    (rows,) = layout.record_page_lines(seed=seed, style=style)
     rng = random.Random(seed)
-    page = samples.render_page(rows, dpi=300, style=style, seal=seal, rng=rng)
+    page = render.render_page(rows, dpi=300, style=style, seal=seal, rng=rng)
     if grey:
         page = page.convert("L")
-    page = samples.on_paper(page, paper)
+    page = defects.on_paper(page, paper)
     reverse = None
     if reverse_seed is not None:
-        (back,) = samples.record_page_lines(seed=reverse_seed, style=style)
-        reverse = samples.render_page(back, dpi=300, style=style, rng=rng)
-    scanned = samples.degrade(page, rotation=0, skew=0.0, rng=rng, speckle=True, blur=True,
+        (back,) = layout.record_page_lines(seed=reverse_seed, style=style)
+        reverse = render.render_page(back, dpi=300, style=style, rng=rng)
+    scanned = defects.degrade(page, rotation=0, skew=0.0, rng=rng, speckle=True, blur=True,
                               border=False, dpi=300, bleed=reverse)
     return np.asarray(scanned.convert("RGB")), rows
 
@@ -74,7 +74,7 @@ def pages() -> dict[str, tuple[np.ndarray, str]]:
     grey_scan, grey_rows = _scan(2, "serif", seal=True, grey=True, paper=222, reverse_seed=1002)
     return {"bitonal": _page(seal=False), "mixed": _page(seal=True),
             "gray": (_photo_page(), ""), "colour": (_colour_photo_page(), ""),
-            "gray text": (grey_scan, samples.page_text(grey_rows))}
+            "gray text": (grey_scan, layout.page_text(grey_rows))}
 
 
 @pytest.mark.parametrize("kind", ["bitonal", "mixed", "gray", "colour"])
@@ -161,8 +161,8 @@ def test_archived_page_is_pdfa_and_reads_as_well_as_the_cleaned_input(
     ocr.write_view(image, 300, settings.scanner_profile.ocr.colour_dropout, tmp_path, 1)
     row = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
     # ocr_record verifies PDF/A-2B, the output intent and the record id in XMP, or raises
-    out = ocr.ocr_record(part, 1, tmp_path / "out.pdf", row, "000.00.12.H12", "B1",
-                         settings.scanner_profile, 1, tmp_path)
+    out = ocr.ocr_record(ocr.OcrRequest(part, 1, tmp_path / "out.pdf", tmp_path, row,
+                                        "000.00.12.H12", "B1"), settings.scanner_profile, 1)
     archived = subprocess.run(["pdftotext", "-raw", str(out.pdf), "-"], capture_output=True,
                               text=True, check=True).stdout
     cv2.imwrite(str(tmp_path / "input.png"), cleanup.dropout(image))

@@ -1,9 +1,13 @@
 """`digitize cover-sheets`: printed sheets read back as the facts they were printed from, records
-already archived are not printed again, bad rows are rejected with their line and column."""
+already archived are not printed again, bad rows are rejected with their line and column.
+
+The first printed sheet, once read back, is rendered for the clerk's guide
+(``docs/screenshots/to-bia-ho-so.png``, docs/huong-dan-van-thu-so-hoa.md)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import subprocess
 from pathlib import Path
 
@@ -16,13 +20,16 @@ from conftest import import_reference
 from PIL import Image, ImageDraw
 
 from pipeline import cli
-from pipeline.config import Settings, load_settings
+from pipeline._exec import poppler
+from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.intake import coversheets, separator, sheetcode
 from pipeline.intake.sheetcode import SheetFacts
-from pipeline.store import warehouse
+from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"  # Ủy ban nhân dân huyện Đông Anh in the sample registry
 HEADER = "Mã hồ sơ;Mã TTHC;Số ký hiệu;Ngày ban hành;Còn hiệu lực"
+# the sheet as the clerk's guide shows it; rewritten by each run of the test that prints it
+DOCS_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "to-bia-ho-so.png"
 
 
 def _csv(path: Path, *rows: str, header: str = HEADER) -> Path:
@@ -32,7 +39,7 @@ def _csv(path: Path, *rows: str, header: str = HEADER) -> Path:
 
 
 def _archive(url: str, agency: str, record_id: str, status: str = "archived") -> None:
-    """A record of an earlier batch, as the runner leaves it in the warehouse."""
+    """A record of an earlier batch, as a record's run leaves it in the warehouse."""
     with warehouse.engine_for(url).begin() as conn:
         batch_pk = warehouse.pk_of(conn, warehouse.batches, agency_code=agency, batch_id="B-OLD")
         if batch_pk is None:
@@ -87,6 +94,14 @@ def test_printed_sheets_scan_back_as_their_facts(reference_settings: Settings, t
         pages = _scan(out, dpi, tmp_path / f"scan-{dpi}")
         assert [page[0] for page in pages] == expected, dpi
         assert all(page == [page[0]] * 2 for page in pages), "each sheet carries its code twice"
+
+    # small enough for a page of documentation, and still a sheet whose two codes read back
+    png = poppler.render_png(out, 1, 60, gray=True)
+    shown = Image.open(io.BytesIO(png))
+    assert shown.size == (497, 702)  # A4 at 60 dpi
+    assert _codes(shown) == [expected[0]] * 2
+    assert len(png) < 150_000
+    archive.atomic_write_bytes(DOCS_SCREENSHOT, png)
 
 
 def test_one_covered_code_leaves_the_sheet_readable() -> None:

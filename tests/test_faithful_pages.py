@@ -1,8 +1,8 @@
 """The archived page is faithful to the paper and reads well, end to end on real Tesseract and
-OCRmyPDF: each page is generated (pipeline.demo.samples), scanned (``samples.degrade``), cleaned
+OCRmyPDF: each page is generated (pipeline.demo.samples), scanned (``defects.degrade``), cleaned
 (``cleanup.clean_page``), composed (``compose.page_pdf``), given its OCR view
 (``ocr.write_view``) and archived as a one-page PDF/A-2b record (``ocr.ocr_record``), as the
-runner does.
+record's run does (``pipeline.record``).
 
 - A red seal over the text and a blue signature stay in colour in the archived PDF.
 - The text under the seal reads within 2 % CER.
@@ -19,9 +19,7 @@ them where they are, and the scan, the cleaned page and the archived page line u
 from __future__ import annotations
 
 import functools
-import html
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,19 +32,17 @@ from pikepdf.pdfa import validate_written
 from test_compose import _colour_photo_page, _photo_page, _scan
 
 from pipeline.config import load_settings
-from pipeline.demo import bench, samples
+from pipeline.demo import bench_measure, content, layout, render
 from pipeline.demo.quality import cer
-from pipeline.imaging import cleanup, compose, ocr
+from pipeline.imaging import cleanup, compose, hocr, ocr
 from pipeline.models import ManifestRow
 
 DPI = 300
 ROW = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
 ARCHIVE_BYTES = 250_000
 SEALED = 2  # the seed of the sealed record, scanned in colour and in grey
-_HOCR_WORD = re.compile(r"class=['\"]ocrx_word['\"][^>]*title=['\"]bbox (\d+) (\d+) (\d+) (\d+)"
-                        r"[^>]*>(?:<[^>]+>)*([^<]*)")
 
-Rows = Sequence[tuple[samples.Span, ...]]
+Rows = Sequence[tuple[layout.Span, ...]]
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class Page:
 
     @property
     def truth(self) -> str:
-        return samples.page_text(self.rows)
+        return layout.page_text(self.rows)
 
 
 def _archived(scan: np.ndarray, rows: Rows, work: Path, *, clean: bool = True,
@@ -76,8 +72,8 @@ def _archived(scan: np.ndarray, rows: Rows, work: Path, *, clean: bool = True,
     part = work / "page.pdf"
     kind = compose.page_pdf(image, DPI, part)
     ocr.write_view(image, DPI, profile.ocr.colour_dropout, work, 1)
-    out = ocr.ocr_record(part, 1, work / "archived.pdf", ROW, samples.DEFAULT_AGENCY, "B1",
-                         profile, 1, work)
+    out = ocr.ocr_record(ocr.OcrRequest(part, 1, work / "archived.pdf", work, ROW,
+                                        content.DEFAULT_AGENCY, "B1"), profile, 1)
     return Page(scan, rows, image, kind, out, work)
 
 
@@ -117,7 +113,7 @@ def _row_boxes(rows: Rows, style: str) -> list[tuple[int, int, int, int] | None]
     empty = [tuple(replace(span, text="") for span in row) for row in rows]
     boxes: list[tuple[int, int, int, int] | None] = []
     for n, row in enumerate(rows):
-        alone = samples.render_page([*empty[:n], row, *empty[n + 1:]], dpi=100, style=style)
+        alone = render.render_page([*empty[:n], row, *empty[n + 1:]], dpi=100, style=style)
         ys, xs = np.nonzero(np.asarray(alone.convert("L")) < 128)
         boxes.append(None if len(ys) == 0 else (
             int(xs.min()) * 3, int(ys.min()) * 3, int(xs.max() + 1) * 3, int(ys.max() + 1) * 3))
@@ -128,15 +124,14 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _words_in(hocr: Path, boxes: list[tuple[int, int, int, int]], pad: int) -> str:
-    """The words Tesseract read whose centre lies within one of ``boxes`` widened by ``pad``
-    px, in its reading order."""
+def _words_in(path: Path, boxes: list[tuple[int, int, int, int]], pad: int) -> str:
+    """The words Tesseract read (hOCR file ``path``) whose centre lies within one of ``boxes``
+    widened by ``pad`` px, in its reading order."""
     words = []
-    for *bbox, text in _HOCR_WORD.findall(hocr.read_text(encoding="utf-8")):
-        x0, y0, x1, y1 = map(int, bbox)
-        x, y = (x0 + x1) / 2, (y0 + y1) / 2
+    for word in hocr.read_page(path).words:
+        x, y = (word.box.left + word.box.right) / 2, (word.box.top + word.box.bottom) / 2
         if any(b[0] - pad <= x <= b[2] + pad and b[1] - pad <= y <= b[3] + pad for b in boxes):
-            words.append(html.unescape(text))
+            words.append(word.text)
     return " ".join(words)
 
 
@@ -167,9 +162,9 @@ def test_red_seal_and_blue_signature_stay_in_colour(archived: Callable[[str], Pa
     pixels of the scan, at 100 dpi, against the archived PDF rendered by poppler."""
     page = archived("sealed")
     assert page.kind is compose.PageKind.mixed
-    aligned = bench.align_marks(page.scan, DPI, bench._render_rgb(page.out.pdf, 1))
+    aligned = bench_measure.align_marks(page.scan, DPI, bench_measure.render_rgb(page.out.pdf, 1))
     assert aligned is not None, "the seal and signature not found on the archived page"
-    red, blue = bench.colour_kept(*aligned)
+    red, blue = bench_measure.colour_kept(*aligned)
     assert red is not None and red >= 0.90, red
     assert blue is not None and blue >= 0.80, blue
 
@@ -180,11 +175,11 @@ def test_text_under_the_seal_reads(archived: Callable[[str], Page]) -> None:
     row is drawn, the seal is where the page is strongly red), read from the archived record's
     hOCR against the generator's text of those rows."""
     page = archived("sealed")
-    ys, xs = np.nonzero(bench.strongly_red(page.image))
+    ys, xs = np.nonzero(bench_measure.strongly_red(page.image))
     seal = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     under = [(row, box) for row, box in zip(page.rows, _row_boxes(page.rows, "serif"),
                                             strict=True) if box is not None and _overlaps(box, seal)]
-    truth = samples.page_text([row for row, _ in under])
+    truth = layout.page_text([row for row, _ in under])
     assert len(under) >= 2 and len(truth) > 20, truth
     read = _words_in(page.work / "hocr" / "000001_ocr_hocr.hocr", [box for _, box in under],
                      pad=10)
@@ -208,12 +203,12 @@ def test_grey_page_stays_grey_and_small(archived: Callable[[str], Page]) -> None
     assert page.out.pdf.stat().st_size < ARCHIVE_BYTES
     # the seal is still grey, neither lost nor turned black: where the colour page is strongly
     # red, away from the print, the archived page shows a grey between paper and print
-    colour = np.asarray(samples.render_page(page.rows, dpi=DPI, seal=True,
+    colour = np.asarray(render.render_page(page.rows, dpi=DPI, seal=True,
                                             rng=random.Random(SEALED)))
     near_print = cv2.dilate((cleanup.dropout(colour) < 128).astype(np.uint8),
                             np.ones((5, 5), np.uint8)) > 0
-    seal = bench.strongly_red(colour) & ~near_print
-    shown = bench._render_rgb(page.out.pdf, 1)[..., 0][seal]
+    seal = bench_measure.strongly_red(colour) & ~near_print
+    shown = bench_measure.render_rgb(page.out.pdf, 1)[..., 0][seal]
     grey = np.count_nonzero((shown > 60) & (shown < 190)) / len(shown)
     assert len(shown) > 5000 and grey > 0.8, grey
 

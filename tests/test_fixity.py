@@ -17,7 +17,7 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import runner
+from pipeline.batch import run_batch
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
 from pipeline.demo import samples
@@ -50,7 +50,7 @@ def _archived_batch(settings: Settings, batch_id: str, n_records: int, seed: int
     inbox = settings.dir("inbox") / AGENCY / batch_id
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id=batch_id, n_records=n_records,
                            seed=seed, truth_path=tmp_path / f"{batch_id}.truth.json")
-    summary = runner.run_batch(settings, inbox)
+    summary = run_batch(settings, inbox)
     assert [r.status for r in summary.records] == [RecordStatus.archived] * n_records
     assert summary.moved_to == str(settings.dir("done") / AGENCY / batch_id)
     return summary
@@ -93,7 +93,7 @@ def test_damage_to_the_archive_and_the_scans_is_reported_exactly(reference_setti
     inbox = settings.dir("inbox") / AGENCY / "B-FIX"
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-FIX", n_records=3, seed=11,
                            truth_path=tmp_path / "truth.json")
-    summary = runner.run_batch(settings, inbox)
+    summary = run_batch(settings, inbox)
     assert [r.status for r in summary.records] == [RecordStatus.archived] * 3
     done = Path(summary.moved_to or "")
     assert done == settings.dir("done") / AGENCY / "B-FIX"
@@ -184,7 +184,7 @@ def test_the_monthly_dag_fails_at_once_with_the_findings_first_in_its_log(
     inbox = settings.dir("inbox") / AGENCY / "B-DAG"
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-DAG", n_records=1, seed=5,
                            truth_path=tmp_path / "truth.json")
-    (record,) = runner.run_batch(settings, inbox).records
+    (record,) = run_batch(settings, inbox).records
     pdf = Path(record.pdf_path or "")
     (scan,) = (p for p in (settings.dir("done") / AGENCY / "B-DAG").iterdir()
                if p.name != "manifest.csv" and not p.name.startswith("."))
@@ -269,7 +269,7 @@ def test_every_version_is_checked_on_its_own(reference_settings: Settings, tmp_p
     (v1,) = summary.records
     v1_path = Path(v1.pdf_path or "")
     _flip_one_byte(v1_path)
-    (again,) = runner.run_batch(settings, Path(summary.moved_to or "")).records
+    (again,) = run_batch(settings, Path(summary.moved_to or "")).records
     assert (again.status, again.version) == (RecordStatus.archived, 2)
     v2_path = Path(again.pdf_path or "")
     assert v2_path.name.endswith("_v2.pdf") and v1_path.name.endswith("_v1.pdf")
@@ -295,7 +295,7 @@ def test_a_scan_no_archived_record_uses_may_be_gone(reference_settings: Settings
                                    truth_path=tmp_path / "truth.json")
     edit_manifest(inbox, {1: {"procedure_code": "9.999999"}})  # not in the catalogue: held
     held, archived = batch.records[1].record_id, batch.records[0].record_id
-    statuses = {r.record_id: r.status for r in runner.run_batch(settings, inbox).records}
+    statuses = {r.record_id: r.status for r in run_batch(settings, inbox).records}
     assert statuses == {archived: RecordStatus.archived, held: RecordStatus.quarantined}
     needed = _scans_used_by(settings, archived)
     registered = {p.name for p in inbox.iterdir() if p.name != "manifest.csv" and not p.name.startswith(".")}

@@ -1,5 +1,6 @@
-"""Inbox watching: which batches are ready, the runs that process them, and a 3,000-record batch
-split into runs that stay within Airflow's limits."""
+"""Inbox watching: which batches are ready, the runs that process them, a 3,000-record batch
+split into runs that stay within Airflow's limits, and what a clerk finds when a record of a
+batch cannot be archived (its note, copied to ``docs/examples/`` for the clerk's guide)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline import runner
+from pipeline.batch import finalize_batch
 from pipeline.config import PROJECT_DIR, Settings
 from pipeline.intake import inbox
+from pipeline.record import process_record
+from pipeline.registration import record_tasks, register_batch
+from pipeline.store import archive
 
 AGENCY = "000.00.12.H12"
+# a quarantine note as the clerk's guide shows it; rewritten by each run of the test that makes it
+DOCS_NOTE = PROJECT_DIR / "docs" / "examples" / "ghi-chu-ho-so-chua-luu-tru.txt"
 
 
 def _age(folder: Path, seconds: float) -> None:
@@ -244,10 +250,37 @@ def test_a_3000_record_batch_runs_as_parts_within_airflows_limits(
     cfg.read(PROJECT_DIR / "airflow.cfg")
     max_map_length = cfg.getint("core", "max_map_length")
     # each run registers the whole batch (idempotent) and maps only its own part
-    plan, batch_pk, docs = runner.register_batch(reference_settings, folder)
-    tasks = runner.record_tasks(plan, batch_pk, docs)
+    plan, batch_pk, docs = register_batch(reference_settings, folder)
+    tasks = record_tasks(plan, batch_pk, docs)
     parts = [inbox.part_of(tasks, r.conf["part"], r.conf["records_per_run"]) for r in runs]
     assert [len(p) for p in parts] == [500] * 6
     assert max(len(p) for p in parts) <= inbox.RECORDS_PER_RUN < max_map_length
     ids = [t.record.record_id for p in parts for t in p]
     assert ids == [r.record_id for r in plan.records] and len(set(ids)) == 3000
+
+
+def test_a_batch_with_a_missing_scan_stays_in_the_inbox_with_a_note(reference_settings: Settings) -> None:
+    """The clerk's view: the batch folder stays where it was dropped, and the record's note in
+    quarantine/ says which line and file and what to do (no OCR: the record stops before it)."""
+    folder = reference_settings.dir("inbox") / AGENCY / "Lo-2019-03"
+    folder.mkdir(parents=True)
+    (folder / "manifest.csv").write_text(
+        "Mã hồ sơ,Mã TTHC,Số ký hiệu,Ngày ban hành,Tên chủ hồ sơ,Còn hiệu lực,Tệp\n"
+        "HS-2019-0002,1.004227,13/GPXD,06/03/2019,Trần Thị Bình,có,trang-2.tif\n", encoding="utf-8")
+    plan, batch_pk, docs = register_batch(reference_settings, folder)
+    (task,) = record_tasks(plan, batch_pk, docs)
+    result = process_record(reference_settings, task)
+    assert result.reason == "file_missing"
+    outcome = finalize_batch(reference_settings, folder, AGENCY, plan.batch_id, batch_pk,
+                             ["HS-2019-0002"])
+    assert outcome.moved_to is None and (folder / "manifest.csv").is_file()
+    held = reference_settings.dir("quarantine") / AGENCY / "Lo-2019-03"
+    note = held / f"{archive.record_name(AGENCY, 'HS-2019-0002')}.txt"
+    text = note.read_text(encoding="utf-8")
+    assert text.startswith("Hồ sơ: HS-2019-0002\nLô: 000.00.12.H12/Lo-2019-03\nLý do: file_missing\n")
+    assert "Dòng 2 của manifest.csv: không tìm thấy tệp 'trang-2.tif'" in text
+    assert "Chép tệp quét vào thư mục lô hoặc sửa tên tệp ở cột Tệp" in text
+    # the validation run's time in the link changes with every run; the guide shows a fixed one
+    shown, stamps = re.subn(r"/\d{8}T\d{6}\.\d{6}Z/", "/20190306T083000.000000Z/", text)
+    assert stamps == 1
+    archive.atomic_write_bytes(DOCS_NOTE, shown.encode("utf-8"))

@@ -101,15 +101,15 @@ def test_one_column_manifest_beside_a_scanned_stack(tmp_path: Path) -> None:
     the cover sheets."""
     from conftest import qr_page
 
-    from pipeline.demo import samples
+    from pipeline.demo import layout, render
     from pipeline.intake import sheetcode
     agency = "000.00.12.H12"
     batch = tmp_path / "inbox" / agency / "XAP-1"
     _manifest(batch, "Mã hồ sơ\r\nHS-01\r\nHS-02\r\n")
     facts = sheetcode.SheetFacts(agency, "HS-01", "1.004227", "01/QĐ-UBND", dt.date(2019, 3, 5))
     Image.fromarray(qr_page(sheetcode.encode(facts), 200)).save(batch / "xap_1.png", dpi=(200, 200))
-    (lines,) = samples.record_page_lines(seed=3, agency_code=agency)
-    samples.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
+    (lines,) = layout.record_page_lines(seed=3, agency_code=agency)
+    render.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
     plan = plan_batch(batch, layout="separator_sheets", fallback_dpi=200)
     by_id = {r.record_id: r for r in plan.records}
     assert by_id["HS-01"].problems == [] and by_id["HS-01"].row.procedure_code == "1.004227"

@@ -9,8 +9,9 @@ import shutil
 import pytest
 from conftest import skip_or_fail
 
-from pipeline.demo import ocr_candidates
-from pipeline.demo.ocr_candidates import classify_errors, correct_word, load_lexicon, tone_placements
+from pipeline.demo import ocr_candidates, ocr_wordlist
+from pipeline.demo.ocr_errors import classify_errors
+from pipeline.demo.ocr_wordlist import correct_word, load_lexicon, tone_placements
 
 
 def causes_of(truth: str, read: str) -> dict[str, int]:
@@ -91,7 +92,7 @@ def test_post_correction_on_a_tiny_word_list(tmp_path):
     assert correct_word(lex, "hành", None, None) == "hành"  # a syllable: left alone
     assert correct_word(lex, "xyzzy", None, None) == "xyzzy"  # nothing near: left alone
     assert correct_word(lex, "12/QĐ", None, None) == "12/QĐ"  # not letters: left alone
-    with pytest.raises(ocr_candidates.MissingRequirement, match="word list"):
+    with pytest.raises(ocr_wordlist.MissingRequirement, match="word list"):
         load_lexicon(tmp_path / "missing.txt")
 
 

@@ -23,11 +23,11 @@ import pytest
 from conftest import import_reference
 from PIL import Image
 
-from pipeline.demo import samples
+from pipeline.demo import content, samples
 from pipeline.errors import ToolMissingError
 from pipeline.intake import pages
 
-AGENCY = samples.DEFAULT_AGENCY
+AGENCY = content.DEFAULT_AGENCY
 DPI = {"dpi": (300, 300)}
 
 

@@ -23,11 +23,14 @@ from conftest import edit_manifest, import_reference, skip_or_fail
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from pipeline import cli, runner
+from pipeline import cli
+from pipeline.batch import finalize_batch
 from pipeline.config import load_settings
 from pipeline.demo import samples
 from pipeline.errors import ExitCode, WarehouseUnavailableError
 from pipeline.models import BatchOutcome
+from pipeline.record import process_record
+from pipeline.registration import record_tasks, register_batch
 from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
@@ -119,22 +122,22 @@ def test_warehouse_outage_is_transient_and_the_retry_completes_without_duplicate
     settings = load_settings(data_dir=data, db_url=via_proxy)
     batch = samples.generate_batch(tmp_path / "scans" / AGENCY / "B-OUT", agency_code=AGENCY,
                                    batch_id="B-OUT", n_records=1, seed=5)
-    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
-    [task] = runner.record_tasks(plan, batch_pk, docs)
+    plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
+    [task] = record_tasks(plan, batch_pk, docs)
     record_id = task.record.record_id
 
     if cut_at == "mid_load":
-        load = runner._load_archived
+        load = warehouse.load_archived
 
         def load_then_cut(*args: object, **kwargs: object) -> None:
             load(*args, **kwargs)  # records and pages sent, not committed: then the server goes
             proxy.cut()
 
-        monkeypatch.setattr(runner, "_load_archived", load_then_cut)
+        monkeypatch.setattr(warehouse, "load_archived", load_then_cut)
     else:
         proxy.cut()
     with pytest.raises(WarehouseUnavailableError) as failed:
-        runner.process_record(settings, task)
+        process_record(settings, task)
     assert failed.value.exit_code == ExitCode.retry_later
     assert "Không kết nối được kho dữ liệu" in str(failed.value)
     assert record_state(pg_url, record_id) == (0, 0, 0)  # nothing half-loaded, nothing quarantined
@@ -142,7 +145,7 @@ def test_warehouse_outage_is_transient_and_the_retry_completes_without_duplicate
 
     monkeypatch.undo()
     proxy.restore()
-    result = runner.process_record(settings, task)  # what Airflow's retry does
+    result = process_record(settings, task)  # what Airflow's retry does
     assert result.status == "archived" and not result.already_archived
     assert record_state(pg_url, record_id) == (1, len(task.record.pages), 1)
     pdfs = sorted(p for p in (data / "archive").rglob("*") if p.is_file())
@@ -155,7 +158,7 @@ def test_warehouse_outage_is_transient_and_the_retry_completes_without_duplicate
     assert all(any(str(p) in w for w in result.warnings) for p in leftovers)
     assert not [p for p in (data / "work").rglob("*") if p.is_file()]
 
-    again = runner.process_record(settings, task)  # a retry of a task that had in fact finished
+    again = process_record(settings, task)  # a retry of a task that had in fact finished
     assert again.already_archived  # its attempt is an event of its own, "already_archived"
     assert record_state(pg_url, record_id) == (1, len(task.record.pages), 1)
 
@@ -239,13 +242,11 @@ def test_an_outage_before_or_after_the_records_exits_4_and_the_rerun_finishes(
     if cut_at == "register":
         proxy.cut()
     else:
-        finalize = runner.finalize_batch
-
         def cut_then_finalize(*args: Any, **kwargs: Any) -> BatchOutcome:
             proxy.cut()
-            return finalize(*args, **kwargs)
+            return finalize_batch(*args, **kwargs)
 
-        monkeypatch.setattr(runner, "finalize_batch", cut_then_finalize)
+        monkeypatch.setattr("pipeline.batch.finalize_batch", cut_then_finalize)
     assert cli.main(["run", str(batch_dir), "--json", "--jobs", "1"]) == ExitCode.retry_later
     assert "Không kết nối được kho dữ liệu" in caplog.text
     b = warehouse.batches

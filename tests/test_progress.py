@@ -197,6 +197,37 @@ def test_quarters_and_working_days() -> None:
     assert progress.add_working_days(dt.date(9999, 12, 1), 100) is None
 
 
+
+def test_working_days_agree_with_counting_day_by_day() -> None:
+    """numpy's business days against a walk over the calendar, three years long: every pair of
+    some days (weekends, year ends, holidays among them, either order) and forecasts from each."""
+    # one holiday on a Saturday (29/04/2023), one given twice, some on year ends
+    holidays = sorted([dt.date(2023, 1, 2), dt.date(2023, 4, 28), dt.date(2023, 4, 29), dt.date(2023, 5, 1),
+                       dt.date(2023, 5, 1), dt.date(2023, 12, 29), dt.date(2024, 1, 1), dt.date(2024, 9, 2),
+                       dt.date(2024, 12, 31), dt.date(2025, 1, 1)])
+    first = dt.date(2022, 12, 20)
+    days = [first + dt.timedelta(days=i) for i in range(3 * 366 + 30)]
+    year_ends = [d for d in days if (d.month == 12 and d.day >= 24) or (d.month == 1 and d.day <= 8)]
+    sample = sorted(set(days[::13] + year_ends))
+    assert {d.weekday() for d in sample} == set(range(7)) and set(holidays) <= set(days)
+    for off in ((), holidays):
+        # before[i]: working days among days[:i], counted one day at a time
+        before = [0]
+        for d in days:
+            before.append(before[-1] + (d.weekday() < 5 and d not in off))
+        index = {d: i for i, d in enumerate(days)}
+        for start in sample:
+            for end in sample:
+                expected = max(before[index[end] + 1] - before[index[start]], 0)
+                assert progress.working_days(start, end, off) == expected, (start, end, off)
+            for n in (1, 2, 4, 5, 6, 10, 21, 63, 200):
+                day, left = start, n
+                while left:
+                    day += dt.timedelta(days=1)
+                    left -= day.weekday() < 5 and day not in off
+                assert progress.add_working_days(start, n, off) == day, (start, n, off)
+
+
 def test_the_running_summary_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.config import load_settings
 

@@ -489,7 +489,7 @@ DOCS_BATCH = "Lô KT-01"  # a batch id as an agency writes it: a space and a ton
 
 def validated_batch(settings: Settings) -> validate.Validation:
     """A batch's manifest validated with its Data Docs under DATA/reports/validation, as
-    ``runner.register_batch`` does it: one good row, one with a code not in the catalogue."""
+    ``registration.register_batch`` does it: one good row, one with a code not in the catalogue."""
     reference = validate.Reference(H, "huyen", {"1.001022": validate.Procedure(
         "1.001022", "Trích lục", frozenset({"huyen"}))})
     rows = [ManifestRow(line=line, record_id=f"HS-KT-{line}", procedure_code=code,

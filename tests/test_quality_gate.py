@@ -15,9 +15,9 @@ import yaml
 from conftest import import_reference
 from PIL import Image
 
-from pipeline import runner
+from pipeline.batch import run_batch
 from pipeline.config import PROJECT_DIR, Settings, load_settings
-from pipeline.demo import samples
+from pipeline.demo import layout, render
 from pipeline.imaging import cleanup
 from pipeline.models import RecordStatus
 from pipeline.store import archive
@@ -27,9 +27,9 @@ AGENCY = "000.00.12.H12"
 
 @pytest.fixture(scope="module")
 def text_page() -> tuple[np.ndarray, str]:
-    (lines,) = samples.record_page_lines(seed=6, style="serif", n_pages=1)
-    page = samples.render_page(lines, dpi=300, style="serif", rng=random.Random(6))
-    return np.asarray(page.convert("RGB")), samples.page_text(lines)
+    (lines,) = layout.record_page_lines(seed=6, style="serif", n_pages=1)
+    page = render.render_page(lines, dpi=300, style="serif", rng=random.Random(6))
+    return np.asarray(page.convert("RGB")), layout.page_text(lines)
 
 
 def test_flags_of_good_blank_faded_blurred_dark_and_coarse_pages(
@@ -60,7 +60,7 @@ def _batch(root: Path, page: np.ndarray) -> Path:
 def test_blank_page_is_flagged_kept_and_not_ocred(reference_settings: Settings, tmp_path: Path,
                                                   text_page: tuple[np.ndarray, str]) -> None:
     page, _ = text_page
-    summary = runner.run_batch(reference_settings, _batch(tmp_path, page))
+    summary = run_batch(reference_settings, _batch(tmp_path, page))
     (record,) = summary.records
     assert record.status is RecordStatus.archived
     first, blank = record.pages
@@ -90,7 +90,7 @@ def test_poorly_read_record_is_held_for_the_archivist(tmp_path: Path,
     settings = load_settings()
     import_reference(settings.data_dir)
     page, _ = text_page
-    summary = runner.run_batch(settings, _batch(tmp_path, page))
+    summary = run_batch(settings, _batch(tmp_path, page))
     (record,) = summary.records
     assert record.status is RecordStatus.quarantined and record.reason == "ocr_low_confidence"
     (message,) = record.errors

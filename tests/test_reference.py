@@ -15,7 +15,7 @@ from openpyxl import Workbook, load_workbook
 
 from pipeline.checks import reference
 from pipeline.checks.reference import SAMPLE_FILES
-from pipeline.demo import samples
+from pipeline.demo import content, samples
 from pipeline.errors import ExitCode, ReferenceFileError
 from pipeline.store import warehouse
 
@@ -105,9 +105,9 @@ def test_sample_catalogue_fits_the_sample_generator(tmp_path: Path) -> None:
     reference.import_samples(url)
     catalogue = {row[0]: row for row in reference.rows_of(url, "catalogue")}
     agencies = {row[0]: row for row in reference.rows_of(url, "agencies")}
-    level = agencies[samples.DEFAULT_AGENCY][2]
+    level = agencies[content.DEFAULT_AGENCY][2]
     assert level == "huyen"
-    for procedure in samples.PROCEDURES:
+    for procedure in content.PROCEDURES:
         code, name, levels, _field, _agency, valid_from, valid_to = catalogue[procedure.code]
         assert name == procedure.name
         assert reference.parse_level(procedure.level) in levels.split(",")
@@ -335,24 +335,24 @@ def test_upsert_many_refuses_repeated_keys(db_url: str) -> None:
 
 def test_batch_registered_after_import_keeps_the_reference_data(db_url: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import runner
     from pipeline.config import load_settings
+    from pipeline.registration import register_batch
 
     monkeypatch.setenv("DIGITIZE_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("DIGITIZE_DB_URL", db_url)
     settings = load_settings()
     reference.import_samples(db_url)
     before = {kind: reference.rows_of(db_url, kind) for kind in SAMPLE_COUNTS}
-    batch_dir = tmp_path / "inbox" / samples.DEFAULT_AGENCY / "B1"
-    samples.generate_batch(batch_dir, n_records=len(samples.PROCEDURES), seed=3)
-    runner.register_batch(settings, batch_dir)
+    batch_dir = tmp_path / "inbox" / content.DEFAULT_AGENCY / "B1"
+    samples.generate_batch(batch_dir, n_records=len(content.PROCEDURES), seed=3)
+    register_batch(settings, batch_dir)
     # what a batch of an earlier version wrote: its codes alone, with the default DO UPDATE
     with warehouse.engine_for(db_url).begin() as conn:
-        warehouse.upsert(conn, warehouse.agencies, [{"code": samples.DEFAULT_AGENCY}], ("code",))
+        warehouse.upsert(conn, warehouse.agencies, [{"code": content.DEFAULT_AGENCY}], ("code",))
         warehouse.upsert(conn, warehouse.procedures,
-                         [{"code": p.code} for p in samples.PROCEDURES], ("code",))
+                         [{"code": p.code} for p in content.PROCEDURES], ("code",))
         warehouse.upsert_many(conn, warehouse.procedures,
-                              [{"code": p.code} for p in samples.PROCEDURES], ("code",))
+                              [{"code": p.code} for p in content.PROCEDURES], ("code",))
     assert {kind: reference.rows_of(db_url, kind) for kind in SAMPLE_COUNTS} == before
 
 

@@ -351,3 +351,60 @@ def test_formula_text_comes_out_inert(warehouse_url: str, plan: PhasePlan) -> No
     assert not any(c.data_type == "f" for ws in book.worksheets for row in ws.iter_rows() for c in row)
     assert [csv_text(v) for v in ("+1", "-2", "@SUM(A1)", "\tx", "\rx", "Sở Tư pháp", "")] == [
         "'+1", "'-2", "'@SUM(A1)", "'\tx", "'\rx", "Sở Tư pháp", ""]
+
+
+class _Text(HTMLParser):
+    """A page's text as a reader sees it (entities decoded), and its tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_names_from_the_warehouse_are_text_on_the_report_and_the_dashboard(tmp_path: Path,
+                                                                          plan: PhasePlan) -> None:
+    """An agency name (or a filter value) that looks like markup is shown as it is, never run."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy import update
+
+    from pipeline.config import load_settings
+    from pipeline.reporting import dashboard
+    from pipeline.store import warehouse
+
+    evil = '<script>alert(1)</script> & "x"'
+    url = f"sqlite:///{tmp_path / 'w.sqlite'}"
+    fill(url)
+    with warehouse.engine_for(url).begin() as conn:
+        conn.execute(update(warehouse.agencies).where(warehouse.agencies.c.code == T).values(name=evil))
+    quarter = progress.quarter_report(url, "2023Q2", plan)
+    settings = load_settings(data_dir=tmp_path / "var", db_url=url, phase_plan=write_plan(tmp_path))
+    root = FastAPI()
+    root.mount("/digitize", dashboard.create_app(lambda: settings))
+    client = TestClient(root)
+    bad_filter = client.get("/digitize/", params={"quarter": "2023Q2", "agency": evil})
+    assert bad_filter.status_code == 400
+    pages = {
+        "report": report.render(quarter, "html").decode("utf-8"),
+        "report for the plugin": report.render_html(quarter, form_action="/digitize/?a=1&b=2",
+                                                    download_links={"csv": '/x.csv?q="1"&r=2'}),
+        "dashboard": client.get("/digitize/", params={"quarter": "2023Q2"}).text,
+        "dashboard's message": bad_filter.text,
+    }
+    for name, page in pages.items():
+        parsed = _Text()
+        parsed.feed(page)
+        assert "script" not in parsed.tags and "<script" not in page, name
+        assert evil in "".join(parsed.text), name
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; " in page, name
+    for name in ("report for the plugin", "dashboard"):
+        assert f'<option value="{T}">{T} &lt;script&gt;alert(1)&lt;/script&gt; &amp; ' in pages[name]
+    assert 'action="/digitize/?a=1&amp;b=2"' in pages["report for the plugin"]
+    assert 'href="/x.csv?q=&#34;1&#34;&amp;r=2"' in pages["report for the plugin"]

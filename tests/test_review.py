@@ -1,5 +1,5 @@
 """Review: a record task re-reads its manifest row, so a row fixed by the archivist counts when
-the task is cleared and runs again (the runner side of Airflow's Clear)."""
+the task is cleared and runs again (the pipeline's side of Airflow's Clear)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 from conftest import edit_manifest
 from sqlalchemy import select
 
-from pipeline import runner
+from pipeline.batch import bring_batch_up_to_date, finalize_batch, run_batch
 from pipeline.config import Settings
 from pipeline.demo import samples
-from pipeline.models import RecordStatus
+from pipeline.models import RecordStatus, RecordTask
+from pipeline.record import process_record
+from pipeline.registration import record_tasks, refresh_task, register_batch
 from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
@@ -29,29 +31,29 @@ def test_a_fixed_row_is_archived_when_its_task_runs_again(reference_settings: Se
                                    vietnamese_headers=False)
     good_code = batch.records[0].procedure_code
     edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
-    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
-    bad, good = runner.record_tasks(plan, batch_pk, docs)
+    plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
+    bad, good = record_tasks(plan, batch_pk, docs)
     # as the task travels through Airflow: without the holder id
-    bad = runner.RecordTask.model_validate(
+    bad = RecordTask.model_validate(
         bad.model_dump(mode="json", exclude={"record": {"row": {"holder_id"}}}))
-    first = runner.process_record(settings, runner.refresh_task(settings, bad))
+    first = process_record(settings, refresh_task(settings, bad))
     assert (first.status, first.reason) == (RecordStatus.quarantined, "catalogue_mismatch")
-    assert runner.process_record(settings, good).status is RecordStatus.archived
+    assert process_record(settings, good).status is RecordStatus.archived
 
     # unchanged row: what registration found, with the holder id read back from the file
-    same = runner.refresh_task(settings, bad)
+    same = refresh_task(settings, bad)
     assert same.record.problems == bad.record.problems
     assert same.record.row.holder_id == batch.records[0].holder_id
 
     edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})  # the archivist's fix
-    fixed = runner.refresh_task(settings, bad)
+    fixed = refresh_task(settings, bad)
     assert fixed.record.problems == [] and fixed.record.row.procedure_code == good_code
-    second = runner.process_record(settings, fixed)
+    second = process_record(settings, fixed)
     assert second.status is RecordStatus.archived
-    assert runner.process_record(settings, runner.refresh_task(settings, good)).already_archived
+    assert process_record(settings, refresh_task(settings, good)).already_archived
 
-    outcome = runner.finalize_batch(settings, plan.batch_dir, AGENCY, "B-FIX", batch_pk,
-                                    [r.record_id for r in plan.records])
+    outcome = finalize_batch(settings, plan.batch_dir, AGENCY, "B-FIX", batch_pk,
+                             [r.record_id for r in plan.records])
     assert outcome.not_archived == 0 and outcome.moved_to
     counts = warehouse.row_counts(settings.warehouse_url)
     assert counts["records"] == 2 and counts["validation_results"] == 0
@@ -66,14 +68,14 @@ def test_a_record_id_on_two_rows_stays_a_duplicate_on_every_try(reference_settin
                                    batch_id="B-TWICE", n_records=2, seed=22,
                                    vietnamese_headers=False)
     edit_manifest(batch.batch_dir, {1: {"record_id": batch.records[0].record_id}})
-    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
-    for task in runner.record_tasks(plan, batch_pk, docs):
-        same = runner.refresh_task(settings, task)
+    plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
+    for task in record_tasks(plan, batch_pk, docs):
+        same = refresh_task(settings, task)
         assert same.record.row.line == task.record.row.line
         assert "duplicate_record_id" in {p.rule for p in same.record.problems}
     edit_manifest(batch.batch_dir, {1: {"result_number": "99/GPXD"}})  # the second row changes
-    second = runner.record_tasks(plan, batch_pk, docs)[1]
-    changed = runner.refresh_task(settings, second)
+    second = record_tasks(plan, batch_pk, docs)[1]
+    changed = refresh_task(settings, second)
     assert changed.record.row.line == 3 and changed.record.row.result_number == "99/GPXD"
     assert "duplicate_record_id" in {p.rule for p in changed.record.problems}
 
@@ -91,14 +93,14 @@ def test_a_changed_row_finds_its_file_under_a_decomposed_name(reference_settings
     named = unicodedata.normalize("NFC", on_disk)
     good_code = batch.records[0].procedure_code
     edit_manifest(batch.batch_dir, {0: {"files": named, "procedure_code": "9.999999"}})
-    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)
-    (task,) = runner.record_tasks(plan, batch_pk, docs)
+    plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
+    (task,) = record_tasks(plan, batch_pk, docs)
     # registration matched the file: the row's only problems are about its procedure code
     assert task.record.problems and task.record.pages
     assert all(p.field == "procedure_code" for p in task.record.problems), task.record.problems
 
     edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})
-    fixed = runner.refresh_task(settings, task)
+    fixed = refresh_task(settings, task)
     assert fixed.record.problems == []
     assert [p.file for p in fixed.record.pages] == [on_disk] * len(batch.records[0].pages)
     assert fixed.sources[on_disk].sha256 == task.sources[on_disk].sha256
@@ -116,7 +118,7 @@ def test_a_cleared_record_brings_its_batch_the_summary_and_its_note_up_to_date(
                                    vietnamese_headers=False)
     good_code = batch.records[0].procedure_code
     edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
-    first = runner.run_batch(settings, batch.batch_dir)
+    first = run_batch(settings, batch.batch_dir)
     assert (first.archived, first.quarantined) == (1, 1)
     summary = json.loads((settings.dir("reports") / "progress_summary.json").read_text())
     assert (summary[0]["archived"], summary[0]["quarantined"]) == (1, 1)
@@ -125,11 +127,11 @@ def test_a_cleared_record_brings_its_batch_the_summary_and_its_note_up_to_date(
     assert (held / f"{name}.txt").is_file()
 
     edit_manifest(batch.batch_dir, {0: {"procedure_code": good_code}})  # the archivist's fix
-    plan, batch_pk, docs = runner.register_batch(settings, batch.batch_dir)  # as Airflow held it
-    bad = runner.record_tasks(plan, batch_pk, docs)[0]
-    fixed = runner.refresh_task(settings, bad)
-    assert runner.process_record(settings, fixed).status is RecordStatus.archived
-    outcome = runner.bring_batch_up_to_date(settings, fixed)
+    plan, batch_pk, docs = register_batch(settings, batch.batch_dir)  # as Airflow held it
+    bad = record_tasks(plan, batch_pk, docs)[0]
+    fixed = refresh_task(settings, bad)
+    assert process_record(settings, fixed).status is RecordStatus.archived
+    outcome = bring_batch_up_to_date(settings, fixed)
     assert outcome.moved_to == str(settings.dir("done") / AGENCY / "B-CLEAR")
     summary = json.loads((settings.dir("reports") / "progress_summary.json").read_text())
     assert (summary[0]["archived"], summary[0]["quarantined"]) == (2, 0)

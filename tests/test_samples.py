@@ -18,9 +18,10 @@ import pikepdf
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.demo import samples
+from pipeline.demo import content, defects, layout, render, samples
 from pipeline.demo.quality import cer
 from pipeline.demo.samples import SampleBatch
+from pipeline.intake import typeset
 from pipeline.intake.ingest import parse_files_field
 from pipeline.intake.pages import page_count
 from pipeline.models import ManifestRow
@@ -248,18 +249,18 @@ def test_larger_batches_cut_a_shared_stack_with_page_ranges(tmp_path: Path) -> N
 def test_render_page_is_a4_rgb_and_accepts_plain_lines() -> None:
     lines = ["Giấy chứng nhận", "Ông Nguyễn Văn Hùng, thôn Đông, xã Uy Nỗ"]
     for dpi in (200, 300):
-        page = samples.render_page(lines, dpi=dpi)
+        page = render.render_page(lines, dpi=dpi)
         assert page.mode == "RGB"
         assert page.size == (round(A4_IN[0] * dpi), round(A4_IN[1] * dpi))
         grey = np.asarray(page.convert("L"))
         assert grey.min() < 80 and (grey < 128).mean() < 0.05
-    assert samples.page_text(lines) == "\n".join(lines)
+    assert layout.page_text(lines) == "\n".join(lines)
 
 
 def test_seal_is_red_and_stays_on_the_signature_block() -> None:
-    (lines,) = samples.record_page_lines(seed=2, n_pages=1)
-    plain = np.asarray(samples.render_page(lines, dpi=200, rng=random.Random(1)), np.int16)
-    sealed = np.asarray(samples.render_page(lines, dpi=200, seal=True, rng=random.Random(1)),
+    (lines,) = layout.record_page_lines(seed=2, n_pages=1)
+    plain = np.asarray(render.render_page(lines, dpi=200, rng=random.Random(1)), np.int16)
+    sealed = np.asarray(render.render_page(lines, dpi=200, seal=True, rng=random.Random(1)),
                         np.int16)
     changed = np.argwhere(np.abs(sealed - plain).sum(axis=2) > 30)
     assert len(changed) > 1000
@@ -275,11 +276,11 @@ def test_degrade_rotation_is_lossless_and_clockwise() -> None:
     ImageDraw.Draw(img).rectangle((10, 10, 60, 40), fill=0)  # a mark near the top-left corner
     original = np.asarray(img)
     for rotation in (0, 90, 180, 270):
-        out = samples.degrade(img, rotation=rotation, skew=0.0, rng=random.Random(0),
+        out = defects.degrade(img, rotation=rotation, skew=0.0, rng=random.Random(0),
                               speckle=False, blur=False, border=False, dpi=36)
         arr = np.asarray(out)
         assert np.array_equal(np.rot90(arr, k=rotation // 90), original)
-    turned = np.asarray(samples.degrade(img, rotation=90, skew=0.0, rng=random.Random(0),
+    turned = np.asarray(defects.degrade(img, rotation=90, skew=0.0, rng=random.Random(0),
                                         speckle=False, blur=False, border=False, dpi=36))
     ys, xs = np.nonzero(turned < 128)
     # Clockwise: the top-left mark ends up top-right.
@@ -289,31 +290,31 @@ def test_degrade_rotation_is_lossless_and_clockwise() -> None:
 def test_degrade_skew_is_counter_clockwise_and_artefacts_keep_the_frame() -> None:
     img = Image.new("RGB", (600, 800), "white")
     ImageDraw.Draw(img).rectangle((100, 395, 500, 405), fill="black")
-    out = samples.degrade(img, rotation=0, skew=3.0, rng=random.Random(0), speckle=False,
+    out = defects.degrade(img, rotation=0, skew=3.0, rng=random.Random(0), speckle=False,
                           blur=False, border=False, dpi=72)
     arr = np.asarray(out.convert("L"))
     left = np.nonzero(arr[:, 100:200] < 128)[0].mean()
     right = np.nonzero(arr[:, 400:500] < 128)[0].mean()
     assert right < left - 10  # counter-clockwise: the right end rises
-    noisy = samples.degrade(img, rotation=270, skew=-1.5, rng=random.Random(4), speckle=True,
+    noisy = defects.degrade(img, rotation=270, skew=-1.5, rng=random.Random(4), speckle=True,
                             blur=True, border=True, dpi=72)
     assert noisy.mode == "RGB" and noisy.size == (800, 600)
-    again = samples.degrade(img, rotation=270, skew=-1.5, rng=random.Random(4), speckle=True,
+    again = defects.degrade(img, rotation=270, skew=-1.5, rng=random.Random(4), speckle=True,
                             blur=True, border=True, dpi=72)
     assert np.array_equal(np.asarray(noisy), np.asarray(again))
     with pytest.raises(ValueError):
-        samples.degrade(img, rotation=45, skew=0, rng=random.Random(0), speckle=False,
+        defects.degrade(img, rotation=45, skew=0, rng=random.Random(0), speckle=False,
                         blur=False, border=False)
 
 
 def test_record_pages_fit_theirpage_count() -> None:
-    for style in samples.STYLES:
-        for procedure in samples.PROCEDURES:
+    for style in typeset.STYLES:
+        for procedure in content.PROCEDURES:
             for n_pages in (1, 2, 3):
-                pages = samples.record_page_lines(seed=11, style=style, n_pages=n_pages,
+                pages = layout.record_page_lines(seed=11, style=style, n_pages=n_pages,
                                                   procedure_code=procedure.code)
                 assert len(pages) == n_pages
-                texts = [samples.page_text(p) for p in pages]
+                texts = [layout.page_text(p) for p in pages]
                 assert all(t.strip() for t in texts)
                 if n_pages > 1:
                     assert texts[1].splitlines()[0] == "2"  # page number, top centre
@@ -321,13 +322,13 @@ def test_record_pages_fit_theirpage_count() -> None:
 
 def test_fonts_cover_every_character_drawn() -> None:
     from fontTools import ttLib as ttlib
-    text = "".join(samples.page_text(p) for style in samples.STYLES for seed in range(4)
-                   for p in samples.record_page_lines(seed=seed, style=style, n_pages=2))
+    text = "".join(layout.page_text(p) for style in typeset.STYLES for seed in range(4)
+                   for p in layout.record_page_lines(seed=seed, style=style, n_pages=2))
     text += "ễặởữỗậẫằẳẵẻẽềểếịỉọỏốồổộớờởỡợụủứừửữựỳỵỷỹđĐƯƠươăĂ"
-    for style in samples.STYLES:
+    for style in typeset.STYLES:
         for bold in (False, True):
             for italic in (False, True) if style == "serif" else (False,):
-                path = samples.font_path(style, bold=bold, italic=italic)
+                path = typeset.font_path(style, bold=bold, italic=italic)
                 cmap = ttlib.TTFont(path).getBestCmap()
                 missing = {ch for ch in set(text) if not ch.isspace() and ord(ch) not in cmap}
                 assert not missing, f"{path} lacks {sorted(missing)}"
@@ -337,14 +338,14 @@ def test_fonts_cover_every_character_drawn() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("style", "seal", "seed"), [("serif", True, 1), ("typewriter", False, 4)])
 def test_tesseract_reads_the_page(style: str, seal: bool, seed: int, tmp_path: Path) -> None:
-    (lines,) = samples.record_page_lines(seed=seed, style=style, n_pages=1)
-    page = samples.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
+    (lines,) = layout.record_page_lines(seed=seed, style=style, n_pages=1)
+    page = render.render_page(lines, dpi=300, style=style, seal=seal, rng=random.Random(seed))
     # Red-channel dropout: the red seal all but vanishes, black text stays black.
     path = tmp_path / "page.png"
     page.getchannel("R").save(path, dpi=(300, 300))
     ocr = subprocess.run(["tesseract", str(path), "-", "-l", "vie", "--psm", "6"],
                          capture_output=True, text=True, check=True).stdout
-    truth = samples.page_text(lines)
+    truth = layout.page_text(lines)
     assert len(truth) > 800
     error = cer(truth, ocr)
     assert error < 0.02, f"CER {error:.2%}\n--- truth\n{truth}\n--- ocr\n{ocr}"
@@ -357,16 +358,16 @@ def test_show_through_is_mirrored_light_grey_and_off_by_default() -> None:
     back = Image.new("L", (300, 420), 255)
     ImageDraw.Draw(back).rectangle((20, 20, 80, 50), fill=0)  # top left of the reverse side
     scan = dict(rotation=0, skew=0.0, speckle=False, blur=False, border=False, dpi=36)
-    plain = samples.degrade(front, rng=random.Random(0), **scan)
+    plain = defects.degrade(front, rng=random.Random(0), **scan)
     assert np.array_equal(np.asarray(plain), np.asarray(front))
-    out = np.asarray(samples.degrade(front, rng=random.Random(0), bleed=back, **scan))
+    out = np.asarray(defects.degrade(front, rng=random.Random(0), bleed=back, **scan))
     # Seen from the front the mark is mirrored: top right, and light grey, not ink.
     assert 160 < out[28:43, 228:272].mean() < 210
     assert out[28:43, 28:72].min() == 255
     assert out[305:325, 205:255].max() <= 20  # the front's own ink is untouched
-    again = samples.degrade(front, rng=random.Random(0), bleed=back, **scan)
+    again = defects.degrade(front, rng=random.Random(0), bleed=back, **scan)
     assert np.array_equal(out, np.asarray(again))
-    colour = np.asarray(samples.degrade(front.convert("RGB"), rng=random.Random(0), bleed=back,
+    colour = np.asarray(defects.degrade(front.convert("RGB"), rng=random.Random(0), bleed=back,
                                         **scan))
     assert colour.shape == (420, 300, 3) and np.array_equal(colour[..., 0], out)
 
@@ -392,7 +393,7 @@ def test_corpus_covers_every_case_the_benchmark_reports(corpus: SampleBatch) -> 
     assert len(pages) == 16
     assert {p.rotation for p in pages} == {0, 90, 180, 270}
     assert {p.dpi for p in pages} == {200, 300}
-    assert {p.style for p in pages} == set(samples.STYLES)
+    assert {p.style for p in pages} == set(typeset.STYLES)
     assert any(p.seal for p in pages) and any(p.bleed for p in pages)
     skews = [abs(p.skew) for p in pages]
     assert 4.5 <= max(skews) <= 5.0

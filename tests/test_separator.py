@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import qr_page
 
-from pipeline.demo import samples
+from pipeline.demo import layout, render
 from pipeline.errors import ConfigError
 from pipeline.intake import sheetcode
 from pipeline.intake.separator import Kind, StackPage, classify, files_field, split
@@ -134,8 +134,8 @@ def test_classify_reads_sheets_blanks_and_pages(dpi: int) -> None:
     foreign = qr_page("https://dichvucong.gov.vn/tra-cuu?ma=123", dpi)
     assert classify(foreign, dpi) == (Kind.page, "", "")
     assert classify(np.full_like(sheet, 250), dpi)[0] == Kind.blank
-    (lines,) = samples.record_page_lines(seed=3, agency_code=AGENCY)
-    page = np.asarray(samples.render_page(lines, dpi=dpi))
+    (lines,) = layout.record_page_lines(seed=3, agency_code=AGENCY)
+    page = np.asarray(render.render_page(lines, dpi=dpi))
     assert classify(page, dpi) == (Kind.page, "", "")
 
 
@@ -177,8 +177,8 @@ def test_an_unreadable_file_in_a_stack_is_held_under_its_name(tmp_path: Path) ->
     batch.mkdir(parents=True)
     code = sheetcode.encode(_facts("HS-01"))
     Image.fromarray(qr_page(code, 200)).save(batch / "xap_1.png", dpi=(200, 200))
-    (lines,) = samples.record_page_lines(seed=3, agency_code=AGENCY)
-    samples.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
+    (lines,) = layout.record_page_lines(seed=3, agency_code=AGENCY)
+    render.render_page(lines, dpi=200).save(batch / "xap_2.png", dpi=(200, 200))
     (batch / "xap_3.tif").write_bytes(b"")  # the scanner died while writing it
     plan = plan_batch(batch, layout="separator_sheets", fallback_dpi=200)
     good, bad = plan.records

@@ -19,11 +19,13 @@ from conftest import qr_page
 from PIL import Image, TiffImagePlugin
 from sqlalchemy import select
 
-from pipeline import runner
+from pipeline.batch import run_batch
 from pipeline.config import Settings
-from pipeline.demo import samples
+from pipeline.demo import defects, samples
 from pipeline.intake import coversheets, ingest, pages, sheetcode
 from pipeline.models import ManifestRow, RecordStatus
+from pipeline.record import process_record
+from pipeline.registration import record_tasks, refresh_task, register_batch
 from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
@@ -67,14 +69,14 @@ def _scanned_sheets(sheets_pdf: Path, work: Path) -> Iterator[tuple[Image.Image,
         rng = random.Random(f"sheet:{n}")
         printed = Image.open(path)
         printed.load()
-        scanned = samples.degrade(printed, rotation=0, skew=rng.uniform(-3, 3), rng=rng,
+        scanned = defects.degrade(printed, rotation=0, skew=rng.uniform(-3, 3), rng=rng,
                                   speckle=True, blur=False, border=n % 3 == 0, dpi=dpi)
         yield _fold_shadow(scanned, rng), dpi
 
 
 def _blank_backside(dpi: int, rng: random.Random) -> Image.Image:
     back = Image.new("L", (round(210 / 25.4 * dpi), round(297 / 25.4 * dpi)), 247)
-    return samples.degrade(back, rotation=0, skew=0, rng=rng, speckle=True, blur=False,
+    return defects.degrade(back, rotation=0, skew=0, rng=rng, speckle=True, blur=False,
                            border=False, dpi=dpi)
 
 
@@ -146,7 +148,7 @@ def test_a_stack_with_cover_sheets_becomes_its_twenty_records(stack_settings: Se
     want_pages = {r.record_id: [w for w, o in zip(where, owners, strict=True) if o == r.record_id]
                   for r in records}
 
-    summary = runner.run_batch(settings, stack_dir)
+    summary = run_batch(settings, stack_dir)
     assert [(r.record_id, r.status) for r in summary.records] == \
         [(r.record_id, RecordStatus.archived) for r in records], [r.errors for r in summary.records]
     assert (settings.dir("done") / AGENCY / "XAP-1").is_dir()
@@ -176,7 +178,7 @@ def test_a_stack_with_cover_sheets_becomes_its_twenty_records(stack_settings: Se
     sheet.save(again / "xap_1.png", dpi=(300, 300))
     page, dpi = next(_record_pages(source, first))
     page.save(again / "xap_2.png", dpi=(dpi, dpi))
-    (held,) = runner.run_batch(settings, again).records
+    (held,) = run_batch(settings, again).records
     assert (held.record_id, held.status, held.reason) == (first.record_id, "quarantined",
                                                           "duplicate_source")
     assert held.errors[0].startswith(
@@ -219,7 +221,7 @@ def test_what_a_stack_cannot_tie_to_a_record_is_held_and_the_rest_archived(
         writer.writerow(["Mã hồ sơ", "Số ký hiệu", "Tên chủ hồ sơ"])
         writer.writerow([a.record_id, a.result_number, a.holder_name])
         writer.writerow([d.record_id, "999/SAI", d.holder_name])
-    summary = runner.run_batch(settings, batch)
+    summary = run_batch(settings, batch)
     outcome = {r.record_id: (r.status.value, r.reason) for r in summary.records}
     e_pages = len(list(_record_pages(source, e)))
     assert outcome == {
@@ -248,8 +250,8 @@ def test_what_a_stack_cannot_tie_to_a_record_is_held_and_the_rest_archived(
         + len(list(_record_pages(source, d))) + 2
 
     # the archivist corrects the manifest's number, then clears the record's task: it archives
-    plan, batch_pk, docs = runner.register_batch(settings, batch)
-    task = next(t for t in runner.record_tasks(plan, batch_pk, docs)
+    plan, batch_pk, docs = register_batch(settings, batch)
+    task = next(t for t in record_tasks(plan, batch_pk, docs)
                 if t.record.record_id == d.record_id)
     assert [p.rule for p in task.record.problems] == ["sheet_manifest_mismatch"]
     with (batch / "manifest.csv").open("w", encoding="utf-8", newline="") as fh:
@@ -257,6 +259,6 @@ def test_what_a_stack_cannot_tie_to_a_record_is_held_and_the_rest_archived(
         writer.writerow(["Mã hồ sơ", "Số ký hiệu", "Tên chủ hồ sơ"])
         writer.writerow([a.record_id, a.result_number, a.holder_name])
         writer.writerow([d.record_id, d.result_number, d.holder_name])
-    task = runner.refresh_task(settings, task)
+    task = refresh_task(settings, task)
     assert not task.record.problems and task.record.row.holder_name == d.holder_name
-    assert runner.process_record(settings, task).status is RecordStatus.archived
+    assert process_record(settings, task).status is RecordStatus.archived

@@ -7,8 +7,9 @@ missing program always becomes a ToolMissingError with the install hint.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pipeline.errors import ToolMissingError
 
@@ -18,10 +19,13 @@ INSTALL_HINT = "Run scripts/setup.sh (as root) to install the system packages."
 
 
 def run(
-    args: Sequence[str], *, stdin: bytes | None = None, timeout: float = 300, check: bool = True
+    args: Sequence[str], *, stdin: bytes | None = None, timeout: float = 300, check: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run ``args``; ``env`` adds to (or overrides in) this process's environment."""
     try:
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout)
+        proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout,
+                              env={**os.environ, **env} if env else None)
     except FileNotFoundError as exc:
         raise ToolMissingError(f"{args[0]} is not installed. {INSTALL_HINT}") from exc
     for line in proc.stderr.decode("utf-8", "replace").splitlines():

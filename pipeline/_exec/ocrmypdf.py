@@ -55,7 +55,7 @@ _in_worker = False
 
 
 def become_worker(log_level: int, single_threaded: bool) -> None:
-    """Process-pool initializer: this process now runs OCR jobs one at a time, in itself.
+    """For a process pool's initializer: this process now runs OCR jobs one at a time, in itself.
 
     With one worker per core, Tesseract's own OpenMP threads only compete with the other
     workers, so they are turned off.
@@ -70,7 +70,7 @@ def become_worker(log_level: int, single_threaded: bool) -> None:
     import ocrmypdf  # noqa: F401
 
     import pipeline._exec.ocrmypdf_plugin  # noqa: F401
-    import pipeline.runner  # noqa: F401
+
 
 
 def make_pdfa(job: OcrJob, timeout: float = 1800) -> None:

@@ -1,4 +1,5 @@
-"""Poppler's ``pdftotext``: the text a PDF page carries, as a reader's search would find it."""
+"""Poppler: the text a PDF page carries, as a reader's search would find it (``pdftotext``), and
+the page as a reader shows it (``pdftoppm``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from pathlib import Path
 from pipeline._exec import run
 
 
-def page_text(pdf: Path, page: int, timeout: float = 120) -> str:
-    """The text of page ``page`` (1-based), NFC like every text the pipeline keeps."""
-    out = run(["pdftotext", "-enc", "UTF-8", "-f", str(page), "-l", str(page), str(pdf), "-"],
-              timeout=timeout).stdout.decode("utf-8", "replace")
+def page_text(pdf: Path, page: int, timeout: float = 120, *, raw: bool = False) -> str:
+    """The text of page ``page`` (1-based), NFC like every text the pipeline keeps; with ``raw``
+    in the order the page draws it rather than as it is laid out."""
+    args = ["pdftotext", "-enc", "UTF-8", *(["-raw"] if raw else []), "-f", str(page), "-l", str(page),
+            str(pdf), "-"]
+    out = run(args, timeout=timeout).stdout.decode("utf-8", "replace")
     # pdftotext ends every page with a form feed; the caller joins pages with its own
     return unicodedata.normalize("NFC", out.removesuffix("\f"))
+
+
+def render_png(pdf: Path, page: int, dpi: int, *, gray: bool = False, timeout: float = 120) -> bytes:
+    """Page ``page`` (1-based) as a PNG at ``dpi``, turned as its /Rotate says."""
+    args = ["pdftoppm", "-r", str(dpi), *(["-gray"] if gray else []), "-png", "-f", str(page),
+            "-l", str(page), str(pdf)]
+    return run(args, timeout=timeout).stdout

@@ -1,10 +1,12 @@
-"""Tesseract: is it installed with the languages we need, and page orientation (OSD)."""
+"""Tesseract: is it installed with the languages we need, page orientation (OSD), a page's text."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -45,20 +47,38 @@ class Orientation:
     confidence: float
 
 
-def detect_orientation(gray: np.ndarray, timeout: float = 60) -> Orientation:
-    """Tesseract OSD on a grayscale page; a page with too little text reads as upright."""
+def parse_osd(text: str) -> Orientation | None:
+    """The orientation Tesseract's ``--psm 0`` output names, or None if it names none."""
+    rotate = re.search(r"Rotate:\s*(\d+)", text)
+    if not rotate:
+        return None
+    conf = re.search(r"Orientation confidence:\s*([\d.]+)", text)
+    return Orientation(int(rotate[1]) % 360, float(conf[1]) if conf else 0.0)
+
+
+def osd(gray: np.ndarray, *, dpi: int | None = None, timeout: float = 60) -> Orientation | None:
+    """Tesseract OSD on a grayscale page (told its resolution when ``dpi`` is given); None where
+    Tesseract cannot tell."""
     ok, png = cv2.imencode(".png", gray)
     if not ok:
         raise ValueError("cannot encode page for OSD")
+    args = ["tesseract", "stdin", "stdout", "--psm", "0", *(["--dpi", str(dpi)] if dpi else [])]
     try:
-        proc = run(["tesseract", "stdin", "stdout", "--psm", "0"], stdin=png.tobytes(),
-                   timeout=timeout)
+        proc = run(args, stdin=png.tobytes(), timeout=timeout)
     except subprocess.CalledProcessError:
         # Tesseract exits non-zero on pages with too few characters for OSD (blank, photos).
-        return Orientation(0, 0.0)
-    text = proc.stdout.decode()
-    rotate = re.search(r"Rotate:\s*(\d+)", text)
-    conf = re.search(r"Orientation confidence:\s*([\d.]+)", text)
-    if not rotate:
-        return Orientation(0, 0.0)
-    return Orientation(int(rotate[1]) % 360, float(conf[1]) if conf else 0.0)
+        return None
+    return parse_osd(proc.stdout.decode("utf-8", "replace"))
+
+
+def detect_orientation(gray: np.ndarray, timeout: float = 60) -> Orientation:
+    """Tesseract OSD on a grayscale page; a page with too little text reads as upright."""
+    return osd(gray, timeout=timeout) or Orientation(0, 0.0)
+
+
+def read_text(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATION_MODE,
+              timeout: float = 600) -> str:
+    """The text Tesseract reads on one page image, with ``languages`` in page segmentation mode
+    ``psm``."""
+    args = ["tesseract", str(image), "-", "-l", "+".join(languages), "--psm", str(psm)]
+    return run(args, timeout=timeout).stdout.decode("utf-8", "replace")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 
 from rapidfuzz import fuzz
 
 from pipeline.models import ManifestRow
+from pipeline.text import fold
 
 NUMBER_MIN_SIMILARITY = 85
 # letters OCR reads for digits in a date (the text is lower-cased first)
@@ -25,15 +25,8 @@ _WRITTEN_DATE = re.compile(rf"ngay\s*({_D}{{1,2}})\s*thang\s*({_D}{{1,2}})\s*nam
 _NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{4})(?!\d)")
 
 
-def plain(text: str) -> str:
-    """Lower case, no tone marks, đ as d, runs of whitespace as one space."""
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return re.sub(r"\s+", " ", stripped)
-
-
 def _compact(text: str) -> str:
-    return re.sub(r"\s+", "", plain(text))
+    return re.sub(r"\s+", "", fold(text))
 
 
 def has_result_number(number: str, text: str) -> bool:
@@ -52,7 +45,7 @@ def has_result_number(number: str, text: str) -> bool:
 
 
 def dates_on_page(text: str) -> set[dt.date]:
-    page = plain(text)
+    page = fold(text)
     found = set()
     for day, month, year in [*_WRITTEN_DATE.findall(page), *_NUMERIC_DATE.findall(page)]:
         try:

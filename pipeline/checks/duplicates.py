@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from rapidfuzz import fuzz
 
-from pipeline.checks.crosscheck import plain
 from pipeline.imaging.cleanup import dropout
+from pipeline.text import fold
 
 HASH_SIDE = 32
 MAX_HASH_DISTANCE = 16  # of 64 bits
@@ -44,14 +44,14 @@ def hash_distances(wanted: str, hashes: list[str]) -> np.ndarray:
 
 
 def _numbers(text: str) -> Counter[str]:
-    return Counter(w for w in plain(text).split() if any(c.isdigit() for c in w))
+    return Counter(w for w in fold(text).split() if any(c.isdigit() for c in w))
 
 
 def text_similarity(a: str, b: str) -> tuple[float, float]:
     """(character similarity in %, share of number tokens in common) of two OCR texts."""
     na, nb = _numbers(a), _numbers(b)
     shared = sum((na & nb).values()) / max(1, sum((na | nb).values()))
-    return fuzz.ratio(plain(a), plain(b)), shared
+    return fuzz.ratio(fold(a), fold(b)), shared
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ Three files come from outside the pipeline and everything else is checked agains
 - the **inventory** (kiểm đếm): how many still-valid paper results each agency issued per year
   and procedure, the denominator of the phase plan's yearly targets.
 
-Each is a CSV (UTF-8, BOM tolerated, ``,`` ``;`` or tab separated) or an Excel ``.xlsx`` (first
-sheet), with English or Vietnamese headers as the exports write them. Every row is checked; a
+Each is a CSV (UTF-8 or UTF-16, BOM tolerated, ``,`` ``;`` or tab separated) or an Excel ``.xlsx``
+(first sheet), read by :mod:`pipeline.intake.tables`, with English or Vietnamese headers as the
+exports write them, found among the first rows (a title may stand above). Every row is checked; a
 bad row is rejected with a Vietnamese message naming the line, the column, what was found and
 what is expected, and the good rows are written. Writes are upserts on the natural keys inside
 one transaction, so a file is imported entirely or (on any database error) not at all, and
@@ -22,12 +23,9 @@ executemany in chunks (:func:`pipeline.store.warehouse.upsert_many`).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -39,9 +37,18 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from pipeline.config import PROJECT_DIR
 from pipeline.errors import ReferenceFileError
-from pipeline.intake.ingest import nfc
 from pipeline.intake.ingest import parse_date as parse_text_date
+from pipeline.intake.tables import (
+    HEADER_SEARCH_ROWS,
+    FieldOf,
+    Row,
+    TableError,
+    find_header,
+    header_key,
+    read_table,
+)
 from pipeline.store import warehouse
+from pipeline.text import tokens
 
 Kind = Literal["catalogue", "agencies", "inventory"]
 
@@ -59,9 +66,6 @@ LEVELS = ("tinh", "huyen", "xa")  # stored form, highest level first
 LEVEL_NAMES = {"tinh": "tỉnh", "huyen": "huyện", "xa": "xã"}
 FIRST_YEAR = 1975  # results before reunification are not in the digitization plan
 MAX_TEXT = 255  # String(255) columns; PostgreSQL would fail the whole import on a longer value
-HEADER_SEARCH_ROWS = 20  # exports put a title and blank rows above the header
-CSV_SUFFIXES = {".csv", ".txt"}
-XLSX_SUFFIXES = {".xlsx", ".xlsm"}
 
 _LEVEL_WORDS = {"tinh": "tinh", "huyen": "huyen", "xa": "xa",
                 "province": "tinh", "district": "huyen", "commune": "xa"}
@@ -94,19 +98,16 @@ class ImportReport(BaseModel):
 
 
 # --- reading -------------------------------------------------------------------------------------
-def fold(text: str) -> str:
-    """Lower case without diacritics, punctuation as single spaces: ``'Mã TTHC (*)'`` -> ``'ma tthc'``.
-
-    Headers are matched in this form, so ``Mã thủ tục``, ``MÃ THỦ TỤC`` and ``Ma thu tuc`` (a
-    keyboard without Vietnamese input) all name the same column.
-    """
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(re.sub(r"[^0-9a-z_]+", " ", bare.lower()).split())
-
-
 def _aliases(table: dict[str, Sequence[str]]) -> dict[str, str]:
-    return {fold(alias): name for name, aliases in table.items() for alias in (name, *aliases)}
+    """Header (by :func:`header_key`) -> field, for every name a field's column goes by."""
+    return {header_key(alias): name for name, aliases in table.items() for alias in (name, *aliases)}
+
+
+def _field_of(aliases: dict[str, str]) -> FieldOf:
+    def field_of(header: str) -> str | None:
+        return aliases.get(header_key(header))
+
+    return field_of
 
 
 @dataclass
@@ -118,37 +119,14 @@ class Sheet:
     rows: list[tuple[int, dict[str, Any]]]  # (line, field -> cell value), blank rows left out
 
 
-def _cell(value: Any) -> Any:
-    """One cell as the checks expect it: NFC text, ints for whole numbers, dates left as they are."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return nfc(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # Excel stores every number as a float: 2015.0 is the year 2015
-    return value
-
-
-def _header_of(rows: Sequence[Sequence[Any]], aliases: dict[str, str]
-               ) -> tuple[int, int, list[str | None]] | None:
-    """(recognised columns, row index, field per column) of the row that looks most like a header."""
-    best: tuple[int, int, list[str | None]] | None = None
-    for index, row in enumerate(rows):
-        fields = [aliases.get(fold(str(c))) if c is not None else None for c in row]
-        score = len({f for f in fields if f})
-        if score and (best is None or score > best[0]):
-            best = (score, index, fields)
-    return best
-
-
-def _sheet(path: Path, rows: Sequence[tuple[int, Sequence[Any]]], aliases: dict[str, str],
-           required: Sequence[str], labels: dict[str, str]) -> Sheet:
+def _sheet(path: Path, rows: Sequence[Row], field_of: FieldOf, required: Sequence[str],
+           labels: dict[str, str]) -> Sheet:
     """Find the header among the first rows, check the required columns, map the data rows."""
     head = [values for _, values in rows[:HEADER_SEARCH_ROWS]]
-    found = _header_of(head, aliases)
-    fields: list[str | None] = found[2] if found else []
-    header_index = found[1] if found else 0
-    header_cells = [_cell(c) for c in head[header_index]] if head else []
+    found = find_header(head, field_of)
+    fields: list[str | None] = found.fields if found else []
+    header_index = found.index if found else 0
+    header_cells = head[header_index] if head else []
     headers: dict[str, str] = {}
     for name, cell in zip(fields, header_cells, strict=False):
         if name and name not in headers:  # a repeated column: the first one counts
@@ -164,107 +142,27 @@ def _sheet(path: Path, rows: Sequence[tuple[int, Sequence[Any]]], aliases: dict[
     data = []
     used = {f: i for i, f in reversed(list(enumerate(fields))) if f}  # the first of a repeated field
     for line, values in rows[header_index + 1:]:
-        cells = {f: _cell(values[i]) if i < len(values) else "" for f, i in used.items()}
+        cells = {f: values[i] if i < len(values) else "" for f, i in used.items()}
         if any(v != "" for v in cells.values()):
             data.append((line, cells))
     return Sheet(path=path, headers=headers, rows=data)
 
 
-def _csv_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ReferenceFileError(f"Không tìm thấy tệp {path}. Kiểm tra lại đường dẫn.") from exc
-    except OSError as exc:
-        raise ReferenceFileError(f"Không đọc được tệp {path}: {exc.strerror}.") from exc
-    if raw.startswith(b"PK\x03\x04"):
-        raise ReferenceFileError(
-            f"Tệp {path} là tệp Excel (.xlsx) nhưng mang đuôi {path.suffix}. Đổi đuôi thành .xlsx "
-            "hoặc lưu lại thành 'CSV UTF-8' rồi nhập lại.")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ReferenceFileError(
-            f"Tệp {path} không phải UTF-8 (byte lạ ở vị trí {exc.start}). Trong Excel chọn "
-            "Lưu thành 'CSV UTF-8 (Comma delimited)' hoặc lưu .xlsx rồi nhập lại."
-        ) from exc
-
-
-def _csv_rows(text: str, delimiter: str) -> list[tuple[int, list[str]]]:
-    """Rows with the line each starts on; a quoted cell may span lines (Excel's Alt+Enter)."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    rows, last = [], 0
-    for values in reader:
-        rows.append((last + 1, values))
-        last = reader.line_num
-    return rows
-
-
-def detect_delimiter(text: str, aliases: dict[str, str]) -> str:
-    """The separator under which the first rows contain the most known headers.
-
-    csv.Sniffer guesses from character counts and is fooled by a title row or by commas inside
-    Vietnamese headers (``Số, ký hiệu``); counting recognised headers is not.
-    """
-    head = "\n".join(text.splitlines()[:HEADER_SEARCH_ROWS])
-    best, best_score = ",", 0
-    for delimiter in (",", ";", "\t"):
-        found = _header_of(list(csv.reader(io.StringIO(head), delimiter=delimiter)), aliases)
-        if found and found[0] > best_score:
-            best, best_score = delimiter, found[0]
-    return best
-
-
-def _xlsx_rows(path: Path) -> list[tuple[int, Sequence[Any]]]:
-    from openpyxl import load_workbook
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except FileNotFoundError as exc:
-        raise ReferenceFileError(f"Không tìm thấy tệp {path}. Kiểm tra lại đường dẫn.") from exc
-    except Exception as exc:  # noqa: BLE001 - openpyxl fails in many ways on a damaged file
-        raise ReferenceFileError(
-            f"Tệp {path} không mở được như tệp Excel .xlsx ({exc}). Mở bằng Excel, lưu lại "
-            "thành .xlsx hoặc 'CSV UTF-8' rồi nhập lại."
-        ) from exc
-    try:
-        sheet = book.worksheets[0]
-        sheet.reset_dimensions()  # some exporters write a wrong sheet size; read every row
-        return list(enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1))
-    finally:
-        book.close()
-
-
 def read_sheet(path: Path, aliases: dict[str, str], required: Sequence[str],
                labels: dict[str, str]) -> Sheet:
     """Read a CSV or XLSX reference file; :class:`ReferenceFileError` if it cannot be used at all."""
-    suffix = path.suffix.lower()
-    if suffix in XLSX_SUFFIXES:
-        rows: list[tuple[int, Sequence[Any]]] = list(_xlsx_rows(path))
-    elif suffix in CSV_SUFFIXES:
-        text = _csv_text(path)
-        try:
-            rows = list(_csv_rows(text, detect_delimiter(text, aliases)))
-        except csv.Error as exc:  # e.g. a cell over 128 KB: a broken quote swallowed the file
-            raise ReferenceFileError(
-                f"Tệp {path} không đọc được như CSV ({exc}). Mở bằng Excel, lưu lại thành "
-                "'CSV UTF-8' rồi nhập lại.") from exc
-    elif suffix == ".xls":
-        raise ReferenceFileError(
-            f"Tệp {path} là Excel 97-2003 (.xls), chưa đọc được. Mở bằng Excel, lưu thành .xlsx "
-            "hoặc 'CSV UTF-8' rồi nhập lại.")
-    else:
-        raise ReferenceFileError(
-            f"Tệp {path}: không nhận dạng được định dạng '{path.suffix or '(không có đuôi)'}'. "
-            "Dùng tệp CSV (UTF-8, phân cách bằng ',' hoặc ';') hoặc Excel .xlsx.")
-    return _sheet(path, rows, aliases, required, labels)
+    field_of = _field_of(aliases)
+    try:
+        rows = read_table(path, field_of)
+    except TableError as exc:
+        raise ReferenceFileError(str(exc)) from exc
+    return _sheet(path, rows, field_of, required, labels)
 
 
 # --- values --------------------------------------------------------------------------------------
 def parse_level(text: str) -> str | None:
     """``'Cấp Tỉnh'``, ``'tỉnh'``, ``'tinh'``, ``'province'`` -> ``'tinh'``; None if unknown."""
-    key = fold(text)
-    return _LEVEL_WORDS.get(key.removeprefix("cap "))
+    return _LEVEL_WORDS.get(" ".join(tokens(text)).removeprefix("cap "))
 
 
 def parse_levels(text: str) -> list[str] | None:
@@ -700,15 +598,13 @@ def csv_to_xlsx(source: Path, target: Path) -> None:
     whole numbers as numbers, codes as text (used to make ``catalogue.sample.xlsx``)."""
     from openpyxl import Workbook
 
-    text = _csv_text(source)
     every_alias = {k: v for spec in SPECS.values() for k, v in spec.aliases.items()}
     book = Workbook()
     sheet = book.active
     assert sheet is not None
-    for index, (_, values) in enumerate(_csv_rows(text, detect_delimiter(text, every_alias))):
-        for column, raw in enumerate(values, start=1):
+    for index, (_, values) in enumerate(read_table(source, _field_of(every_alias))):
+        for column, value in enumerate(values, start=1):
             cell = sheet.cell(row=index + 1, column=column)
-            value = nfc(raw)
             date = parse_text_date(value) if index and "/" in value else None
             if date is not None:
                 cell.value, cell.number_format = date, "DD/MM/YYYY"
@@ -732,6 +628,6 @@ def rows_of(url: str, kind: Kind) -> list[tuple[Any, ...]]:
 
 __all__ = [
     "AGENCY_CODE", "PROCEDURE_CODE", "SAMPLE_FILES", "ImportReport", "RowProblem",
-    "csv_to_xlsx", "fold", "import_agencies", "import_catalogue", "import_inventory",
+    "csv_to_xlsx", "import_agencies", "import_catalogue", "import_inventory",
     "import_samples", "parse_date", "parse_level", "parse_levels", "read_sheet", "rows_of",
 ]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +16,10 @@ from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import poppler
 from pipeline.config import ScannerProfile
 from pipeline.errors import OcrFailedError, PdfaCheckError
+from pipeline.imaging import hocr
 from pipeline.imaging.cleanup import binarised, dropout, to_gray
 from pipeline.models import ManifestRow
-
-_WORD = re.compile(
-    r"class=['\"]ocrx_word['\"][^>]*title=['\"][^'\"]*x_wconf (\d+)[^>]*>(?:<[^>]+>)*([^<]*)")
+from pipeline.text import has_diacritics
 
 
 @dataclass(frozen=True)
@@ -79,21 +75,16 @@ def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path
     Image.fromarray(view).save(folder / f"{page_no:06d}.tif", dpi=(view_dpi, view_dpi))
 
 
-def has_diacritics(word: str) -> bool:
-    decomposed = unicodedata.normalize("NFD", word)
-    return "đ" in word.lower() or any(unicodedata.combining(c) for c in decomposed)
-
-
 def page_stats(hocr_dir: Path, page_count: int) -> list[PageOcrStats | None]:
     """Word confidences per page from Tesseract's hOCR; None for a page that was not OCR'd."""
     out: list[PageOcrStats | None] = []
     for n in range(1, page_count + 1):
-        hocr = hocr_dir / f"{n:06d}_ocr_hocr.hocr"
-        if not hocr.exists():
+        path = hocr_dir / f"{n:06d}_ocr_hocr.hocr"
+        if not path.exists():
             out.append(None)
             continue
-        words = [(int(conf), html.unescape(text)) for conf, text in
-                 _WORD.findall(hocr.read_text(encoding="utf-8"))]
+        words = [(word.confidence, word.text) for word in hocr.read_page(path).words
+                 if word.confidence is not None]
         low = [text for conf, text in words if conf < LOW_WORD_CONFIDENCE]
         mean = round(sum(c for c, _ in words) / len(words), 1) if words else None
         out.append(PageOcrStats(mean, len(low), sum(has_diacritics(w) for w in low)))
@@ -214,26 +205,37 @@ def _page_texts(out_pdf: Path, hocr_dir: Path, page_count: int, kept: Mapping[in
     return "\f".join(texts)
 
 
-def ocr_record(
-    image_pdf: Path, page_count: int, out_pdf: Path, row: ManifestRow, agency_code: str,
-    batch_id: str, profile: ScannerProfile, jobs: int, work_dir: Path,
-    ocr_pages: list[int] | None = None, kept: Mapping[int, str] | None = None,
-) -> OcrOutput:
+@dataclass(frozen=True)
+class OcrRequest:
+    """One record to OCR: its pages as an image-only PDF, and the record they are."""
+
+    image_pdf: Path  # one page per page of the record
+    page_count: int
+    out_pdf: Path  # the PDF/A-2b to write
+    work_dir: Path  # where ``write_view`` put each page's view; OCRmyPDF's hOCR goes here too
+    row: ManifestRow  # the record's fields, for its XMP and the messages
+    agency_code: str
+    batch_id: str
+    ocr_pages: list[int] | None = None  # 1-based; None: all
+    kept: Mapping[int, str] | None = None  # born-digital pages archived as issued -> their file
+
+
+def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOutput:
     """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b.
 
     Each page to OCR is read from its view, written by ``write_view`` into ``work_dir``.
-    ``ocr_pages`` (1-based) limits OCR to those pages, e.g. to skip blank ones; every page is
-    kept in the PDF. ``kept`` names the born-digital pages (page -> source file) to archive as
-    they are, with their own text, instead of OCR'ing them.
+    ``ocr_pages`` limits OCR to those pages, e.g. to skip blank ones; every page is kept in the
+    PDF. ``kept`` names the born-digital pages (page -> source file) to archive as they are,
+    with their own text, instead of OCR'ing them.
     """
-    kept = kept or {}
-    hocr_dir = work_dir / "hocr"
+    row, out_pdf, kept = request.row, request.out_pdf, request.kept or {}
+    hocr_dir = request.work_dir / "hocr"
     hocr_dir.mkdir(exist_ok=True)
     job = ocrmypdf_exec.OcrJob(
-        input_pdf=str(image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
-        view_dir=str(work_dir / VIEW_DIR), languages=profile.languages, jobs=jobs,
-        pages=",".join(map(str, ocr_pages)) if ocr_pages is not None else None,
-        keep_text=bool(kept), **_metadata(row, agency_code),
+        input_pdf=str(request.image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
+        view_dir=str(request.work_dir / VIEW_DIR), languages=profile.languages, jobs=jobs,
+        pages=",".join(map(str, request.ocr_pages)) if request.ocr_pages is not None else None,
+        keep_text=bool(kept), **_metadata(row, request.agency_code),
     )
     try:
         ocrmypdf_exec.make_pdfa(job)
@@ -247,7 +249,7 @@ def ocr_record(
                     "lại chúng như bản quét, rồi Clear để chạy lại.")
         raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} ({row.where_inline}): OCR không "
                              f"thành công ({exc}). {hint}") from exc
-    add_record_xmp(out_pdf, row, agency_code, batch_id)
-    verify_pdfa(out_pdf, row.record_id, page_count)
-    text = _page_texts(out_pdf, hocr_dir, page_count, kept)
-    return OcrOutput(out_pdf, text, page_stats(hocr_dir, page_count))
+    add_record_xmp(out_pdf, row, request.agency_code, request.batch_id)
+    verify_pdfa(out_pdf, row.record_id, request.page_count)
+    text = _page_texts(out_pdf, hocr_dir, request.page_count, kept)
+    return OcrOutput(out_pdf, text, page_stats(hocr_dir, request.page_count))

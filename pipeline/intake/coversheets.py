@@ -22,13 +22,13 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from pipeline.checks.reference import RowProblem, SheetRow, cell_text, fold, read_sheet
+from pipeline.checks.reference import RowProblem, SheetRow, cell_text, read_sheet
 from pipeline.config import Settings
-from pipeline.demo.samples import font_path, wrap_words
 from pipeline.errors import ConfigError
-from pipeline.intake import sheetcode
+from pipeline.intake import sheetcode, typeset
 from pipeline.intake.ingest import HEADER_ALIASES, parse_bool
 from pipeline.intake.sheetcode import SheetFacts
+from pipeline.intake.tables import header_key
 from pipeline.models import RecordStatus
 from pipeline.store import warehouse
 from pipeline.store.archive import atomic_write_bytes
@@ -48,7 +48,7 @@ INSTRUCTION = ("Đặt tờ này ngay trước trang đầu của hồ sơ khi q
 
 # The manifest's headers (English and Vietnamese) name the columns of the list; field names
 # without the manifest's ``_raw`` suffix, as a message shows them beside the Vietnamese header.
-_ALIASES = {fold(header): name.removesuffix("_raw") for header, name in HEADER_ALIASES.items()}
+_ALIASES = {header_key(header): name.removesuffix("_raw") for header, name in HEADER_ALIASES.items()}
 _REQUIRED = ("record_id", "procedure_code", "result_number", "issued_on")
 _LABELS = {"record_id": "Mã hồ sơ", "procedure_code": "Mã TTHC", "result_number": "Số ký hiệu",
            "issued_on": "Ngày ban hành", "still_valid": "Còn hiệu lực"}
@@ -80,9 +80,7 @@ class _Pen:
         return round(mm / 25.4 * self.dpi)
 
     def font(self, pt: float, bold: bool) -> ImageFont.FreeTypeFont:
-        # BASIC layout: NFC Vietnamese is all precomposed glyphs; no dependency on libraqm
-        return ImageFont.truetype(str(font_path(FONT_STYLE, bold=bold)), round(pt / 72 * self.dpi),
-                                  layout_engine=ImageFont.Layout.BASIC)
+        return typeset.font(FONT_STYLE, bold, False, round(pt / 72 * self.dpi))
 
     def fitting(self, text: str, width_mm: float, pt: float, bold: bool) -> float:
         """``pt``, or the smaller size at which ``text`` (one word, such as a long record id that
@@ -95,7 +93,7 @@ class _Pen:
         """Draw ``text`` wrapped into ``width_mm`` from its top at ``y_mm``; the y below it."""
         font = self.font(pt, bold)
         line_mm = pt * 1.3 * 25.4 / 72
-        lines = wrap_words(text, width_mm * 72 / 25.4, style=FONT_STYLE, size=pt, bold=bold)
+        lines = typeset.wrap_words(text, width_mm * 72 / 25.4, style=FONT_STYLE, size=pt, bold=bold)
         for n, line in enumerate(lines):
             self.draw.text((self.px(x_mm), self.px(y_mm + n * line_mm)), line, font=font, fill=0,
                            anchor="la")

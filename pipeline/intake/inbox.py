@@ -27,7 +27,6 @@ import logging
 import math
 import re
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import BatchError
 from pipeline.intake import pages
 from pipeline.intake.ingest import MANIFEST, read_manifest
+from pipeline.text import strip_marks
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -175,8 +175,7 @@ def ready_batches(inbox: Path, settle_seconds: float, now: float | None = None,
 
 def _readable(text: str) -> str:
     """``text`` in Airflow's run-id characters, accents folded: "Lô 01" -> "Lo-01"."""
-    folded = unicodedata.normalize("NFKD", text.replace("đ", "d").replace("Đ", "D"))
-    ascii_text = "".join(c for c in folded if not unicodedata.combining(c))
+    ascii_text = strip_marks(text, compatibility=True)
     # Airflow refuses ".." in a run id (path traversal), though its pattern allows dots
     return re.sub(r"\.{2,}", ".", _RUN_ID_UNSAFE.sub("-", ascii_text))[:_READABLE_MAX]
 

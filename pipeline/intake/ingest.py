@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import codecs
-import csv
 import datetime as dt
 import hashlib
-import io
 import logging
 import re
 import unicodedata
@@ -15,7 +12,9 @@ from pathlib import Path, PureWindowsPath
 
 from pipeline.errors import BatchError
 from pipeline.intake import pages, separator
+from pipeline.intake.tables import TableError, read_table
 from pipeline.models import BatchPlan, ManifestRow, PageRef, Problem, RecordPlan, SourceFile
+from pipeline.text import nfc
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +77,9 @@ _DATE_FORMATS = ("%d/%m/%Y", "%Y-%m-%d")  # DESIGN: dd/mm/yyyy or ISO
 _FILE_ITEM = re.compile(r"^(?P<name>[^\[\]]+?)\s*(?:\[(?P<first>\d+)(?:\s*-\s*(?P<last>\d+))?\])?$")
 
 
-def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip()
-
-
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def parse_date(text: str) -> dt.date | None:
@@ -108,60 +100,16 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
-def _decode_manifest(path: Path, data: bytes) -> str:
-    """The manifest's text: UTF-16 or UTF-8 by their BOM, else UTF-8, else Windows-1258.
-
-    Excel on a Vietnamese Windows saves "CSV" in Windows-1258 and "Unicode text" in UTF-16.
-    Windows-1258 decodes nearly any bytes, so it is tried last; it writes tone marks as
-    combining characters, which the NFC normalisation of every value puts back together.
-    """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encodings = ("utf-16",)
-    else:
-        encodings = ("utf-8-sig", "cp1258")
-    for encoding in encodings:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise BatchError(
-        f"{path}: manifest.csv is neither UTF-8, UTF-16 nor Windows-1258 text. Save it from Excel "
-        "as 'CSV UTF-8 (Comma delimited)'.")
-
-
 def _canonical_header(header: str) -> str | None:
     key = re.sub(r"\s+", " ", nfc(header).lower())
     return HEADER_ALIASES.get(key)
 
 
-# Excel separates "CSV" cells by the locale's list separator: ``,``, or ``;`` where the comma is
-# the decimal mark (Vietnamese Windows); its "Unicode text" uses tabs
-_DELIMITERS = ",;\t"
 # a column as the clerk knows it, for the messages
 _COLUMN_NAMES = {"record_id": "record_id/Mã hồ sơ", "procedure_code": "procedure_code/Mã TTHC",
                  "issued_on_raw": "issued_on/Ngày ban hành", "files_raw": "files/Tệp"}
 _HEADER_HINT = ("The first line must name the columns as in the template: record_id/Mã hồ sơ, "
                 "procedure_code/Mã TTHC, issued_on/Ngày ban hành, files/Tệp, ...")
-
-
-def _delimiter(header_line: str) -> str:
-    """The manifest's delimiter: the candidate that splits the header line into the most
-    known column names, then the commonest.
-
-    Not csv.Sniffer: on one line it prefers ``,`` whenever present, and Excel on a Vietnamese
-    Windows writes ``Mã hồ sơ;Số, ký hiệu;...`` (``;``-separated, the comma unquoted); and it
-    refuses a header without any candidate, which is one column (a stack's manifest may list
-    record ids only).
-    """
-    present = [d for d in _DELIMITERS if d in header_line]
-    if not present:
-        return ","
-
-    def fit(delimiter: str) -> tuple[int, int]:
-        cells = next(csv.reader([header_line], delimiter=delimiter), [])
-        return sum(_canonical_header(c) is not None for c in cells), header_line.count(delimiter)
-
-    return max(present, key=fit)
 
 
 def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> list[ManifestRow]:
@@ -173,25 +121,19 @@ def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS)
     so each row is quarantined by validation with the usual message while the batch goes on.
     """
     path = batch_dir / MANIFEST
-    try:
-        text = _decode_manifest(path, path.read_bytes())
-    except FileNotFoundError as exc:
+    if not path.is_file():
         raise BatchError(
             f"{path}: no manifest.csv in the batch folder. Add the manifest (one row per record) "
-            "and drop the folder again."
-        ) from exc
-    if not text.strip():
-        raise BatchError(f"{path}: manifest.csv is empty. Add a header row and one row per record.")
-    # The rest is Excel's CSV dialect (a quote inside a quoted cell is doubled), not guessed.
-    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text.splitlines()[0]))
+            "and drop the folder again.")
     try:
-        header = next(reader, None)
-        records = list(reader)
-    except csv.Error as exc:  # e.g. a binary file decoded as Windows-1258: a "cell" over the limit
-        raise BatchError(
-            f"{path}: manifest.csv cannot be read as CSV ({exc}). Save it from Excel as "
-            "'CSV UTF-8 (Comma delimited)' and drop the folder again.") from exc
-    if not header or not any(h.strip() for h in header):
+        # the header must be the first line: the delimiter is chosen on it alone
+        rows = read_table(path, _canonical_header, header_rows=1, windows_1258=True)
+    except TableError as exc:
+        raise BatchError(str(exc)) from exc
+    if not any(any(values) for _, values in rows):
+        raise BatchError(f"{path}: manifest.csv is empty. Add a header row and one row per record.")
+    (_, header), *records = rows
+    if not any(header):
         raise BatchError(f"{path}: the first line of manifest.csv is empty, so it has no header "
                          f"row. {_HEADER_HINT}")
     fields = [_canonical_header(h) for h in header]
@@ -206,11 +148,11 @@ def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS)
         # missing column; this line in the log can
         log.warning("%s: manifest.csv lacks the column(s) %s (found %s): every row lacks them "
                     "and will be quarantined until the column is added.", path, missing, header)
-    rows = []
-    for line_no, values in enumerate(records, start=2):
-        if not any(v.strip() for v in values):
+    manifest = []
+    for line_no, values in records:
+        if not any(values):
             continue
-        data = {f: nfc(v) for f, v in zip(fields, values, strict=False) if f}
+        data = {f: v for f, v in zip(fields, values, strict=False) if f}
         row = ManifestRow(line=line_no, **data)
         row.issued_on = parse_date(row.issued_on_raw)
         row.still_valid = parse_bool(row.still_valid_raw) if row.still_valid_raw else True
@@ -218,8 +160,8 @@ def read_manifest(batch_dir: Path, required: tuple[str, ...] = REQUIRED_COLUMNS)
         # ASCII digits only: str.isdigit() is also true of "²", which int() refuses
         raw_count = row.page_count_raw
         row.page_count = int(raw_count) if raw_count.isascii() and raw_count.isdigit() else None
-        rows.append(row)
-    return rows
+        manifest.append(row)
+    return manifest
 
 
 def parse_files_field(row: ManifestRow) -> tuple[list[tuple[str, int | None, int | None]], list[Problem]]:

@@ -88,20 +88,22 @@ _MAX_FORM_DEPTH = 8  # forms drawing forms: deeper is a crafted loop, not a docu
 
 
 class PageReadError(Exception):
-    """A page file cannot be decoded (empty, truncated, not an image).
+    """A page file cannot be decoded (empty, truncated, not an image, encrypted).
 
-    ``rule`` names the manifest problem it becomes (see pipeline.intake.ingest.resolve_pages).
+    ``rule`` names the manifest problem it becomes (see pipeline.intake.ingest.resolve_pages), and
+    so the typed error of :mod:`pipeline.errors` its record is held with.
     """
 
     rule = "file_readable"
 
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        if rule is not None:
+            self.rule = rule
+
 
 class PageTooLargeError(PageReadError):
     rule = "image_too_large"
-
-
-class PdfEncryptedError(PageReadError):
-    rule = "pdf_encrypted"
 
 
 class PdfActiveContentError(PageReadError):
@@ -387,10 +389,11 @@ def _pdf_page_count(path: Path, fallback_dpi: int) -> int:
     try:
         pdf = pikepdf.open(path)
     except pikepdf.PasswordError as exc:
-        raise PdfEncryptedError(f"{path.name}: PDF có mật khẩu") from exc
+        raise PageReadError(f"{path.name}: PDF có mật khẩu", rule="pdf_encrypted") from exc
     with pdf:
         if pdf.is_encrypted:
-            raise PdfEncryptedError(f"{path.name}: PDF được mã hóa (giới hạn quyền sao chép/in)")
+            raise PageReadError(f"{path.name}: PDF được mã hóa (giới hạn quyền sao chép/in)",
+                                rule="pdf_encrypted")
         active = _active_content(pdf)
         if active:
             raise PdfActiveContentError(f"{path.name}: PDF chứa {', '.join(active)}")

@@ -15,8 +15,9 @@ depends on Airflow, so the same app runs under any ASGI server or FastAPI's Test
 
 Routes (relative to where the app is mounted, ``/digitize`` in Airflow):
 
-- ``GET /`` — the page: ``pipeline.reporting.report.render_html`` of the filtered report, with its filter
-  form (``quarter``, ``level``, ``agency``, ``phase``), the download links and a line naming the
+- ``GET /`` — the page (``templates/dashboard.html.j2``): the page of
+  ``pipeline.reporting.report.render_html`` for the filtered report, with its filter form
+  (``quarter``, ``level``, ``agency``, ``phase``), the download links and a line naming the
   quarter shown as running ("đang thực hiện") or finished ("đã kết thúc") with links to the
   quarter before (and the running one). Without ``quarter`` it shows the running quarter, its
   figures up to today: work archived today is on the page the moment it is archived (the
@@ -42,13 +43,12 @@ the report never reads holder names or ids (the Data Docs hold holder ids masked
 from __future__ import annotations
 
 import datetime as dt
-import html
 import logging
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -57,6 +57,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.reporting.progress import Quarter
+from pipeline.text import strip_marks
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -176,30 +177,36 @@ def download_name(report: QuarterReport, fmt: str) -> str:
 def content_disposition(filename: str) -> str:
     """An attachment header that keeps Vietnamese names (RFC 6266: ``filename*`` in UTF-8) with an
     ASCII ``filename`` (tone marks dropped, đ -> d) for clients that do not read ``filename*``."""
-    folded = unicodedata.normalize("NFKD", filename.replace("đ", "d").replace("Đ", "D"))
+    folded = strip_marks(filename, compatibility=True)
     ascii_name = re.sub(r"[^A-Za-z0-9._-]+", "-", folded.encode("ascii", "ignore").decode()).strip("-")
     encoded = quote(unicodedata.normalize("NFC", filename), safe="")
     return f"attachment; filename=\"{ascii_name or 'bao-cao'}\"; filename*=UTF-8''{encoded}"
 
 
 # --- which quarter the page shows, and the way to the others -------------------------------------
-QUARTER_NAV_CSS = """
-nav.quarters { margin: 8px 0; padding: 8px; border: 1px solid var(--line); background: #eef5ee; }
-nav.quarters .state { font-weight: 600; margin-right: 14px; }
-nav.quarters .state.running { color: var(--ok); }
-nav.quarters a { margin-right: 14px; }
-@media print { nav.quarters a { display: none; } }
-"""
-
-
 def _shift(quarter: Quarter, by: int) -> Quarter:
     n = quarter.year * 4 + quarter.number - 1 + by
     return Quarter(year=n // 4, number=n % 4 + 1)
 
 
-def quarter_nav(report: QuarterReport, today: dt.date, action: str) -> str:
-    """The line under the page's header: the quarter shown, running or finished, and links to the
-    quarter before it, the one after it (when finished) and the running one, keeping the filters.
+class QuarterLink(NamedTuple):
+    css: str  # previous, next, current
+    href: str
+    text: str
+
+
+class QuarterNav(NamedTuple):
+    """The line under the page's header (``after_header`` of dashboard.html.j2)."""
+
+    quarter: str  # Quý 2/2023
+    running: bool
+    state: str  # đang thực hiện / đã kết thúc
+    links: list[QuarterLink]
+
+
+def quarter_nav(report: QuarterReport, today: dt.date, action: str) -> QuarterNav:
+    """The quarter shown, running or finished, and links to the quarter before it, the one after
+    it (when finished) and the running one, keeping the filters.
 
     The running quarter is what the page opens on; the finished one before it (what the
     quarterly report DAG writes) must stay one click away.
@@ -208,33 +215,18 @@ def quarter_nav(report: QuarterReport, today: dt.date, action: str) -> str:
 
     shown, current = parse_quarter(report.quarter), quarter_of(today)
 
-    def link(q: Quarter, css: str, text: str) -> str:
-        href = f"{action}?{urlencode({'quarter': q.label, **report.filters})}"
-        label = f"{text}: {q.label} ({RUNNING if q == current else FINISHED})"
-        return f'<a class="{css}" href="{html.escape(href)}">{html.escape(label)}</a>'
+    def link(q: Quarter, css: str, text: str) -> QuarterLink:
+        return QuarterLink(css, f"{action}?{urlencode({'quarter': q.label, **report.filters})}",
+                           f"{text}: {q.label} ({RUNNING if q == current else FINISHED})")
 
     running = shown == current
-    state = (f'<span class="state {"running" if running else "finished"}">{html.escape(shown.vi_label)}: '
-             f"{RUNNING if running else FINISHED}</span>")
-    parts = [state, link(_shift(shown, -1), "previous", "Quý trước")]
+    links = [link(_shift(shown, -1), "previous", "Quý trước")]
     if not running:
         after = _shift(shown, 1)
         if after != current:
-            parts.append(link(after, "next", "Quý sau"))
-        parts.append(link(current, "current", "Quý hiện tại"))
-    return f'<nav class="quarters" aria-label="Chọn quý">{" ".join(parts)}</nav>'
-
-
-def _with_quarter_nav(page: str, nav: str) -> str:
-    """``render_html``'s page with :func:`quarter_nav` right under its header (and its CSS).
-
-    The report's HTML belongs to pipeline.reporting.report, which also writes the quarterly files: this
-    line only makes sense on the live page, so it is added here rather than there.
-    """
-    page = page.replace("</head>", f"<style>{QUARTER_NAV_CSS}</style>\n</head>", 1)
-    if "</header>" in page:
-        return page.replace("</header>", f"</header>\n{nav}", 1)
-    return page.replace("<body>", f"<body>\n{nav}", 1)
+            links.append(link(after, "next", "Quý sau"))
+        links.append(link(current, "current", "Quý hiện tại"))
+    return QuarterNav(shown.vi_label, running, RUNNING if running else FINISHED, links)
 
 
 # --- the batches' Data Docs ------------------------------------------------------------------------
@@ -274,16 +266,11 @@ def docs_file(root: Path, agency: str, batch_id: str, path: str) -> Path | None:
 
 
 def _message_page(status: int, title: str, message: str, back: str) -> HTMLResponse:
-    """A short page for what went wrong, styled like the report; the message is escaped."""
-    from pipeline.reporting.report import CSS
+    """A short page for what went wrong, styled like the report (templates/message.html.j2)."""
+    from pipeline.reporting.report import TEMPLATES
 
-    esc = html.escape
-    body = "\n".join([
-        "<!DOCTYPE html>", '<html lang="vi">', "<head>", '<meta charset="utf-8">',
-        f"<title>{esc(title)} — {esc(PAGE_TITLE)}</title>",
-        f"<style>{CSS}\np.error {{ color: var(--late); font-weight: 600; }}</style>", "</head>", "<body>",
-        f"<h1>{esc(title)}</h1>", f'<p class="error" role="alert">{esc(message)}</p>',
-        f'<p><a href="{esc(back)}">Xem báo cáo quý hiện tại (không lọc)</a></p>', "</body>", "</html>", ""])
+    body = TEMPLATES.get_template("message.html.j2").render(
+        title=title, page_title=PAGE_TITLE, message=message, back=back)
     return HTMLResponse(body, status_code=status, headers=NO_SHARED_CACHE)
 
 
@@ -335,7 +322,7 @@ def create_app(settings_provider: Callable[[], Settings], *, dependencies: Seque
     @app.get("/", name="dashboard", response_class=HTMLResponse)
     def dashboard(request: Request, quarter: str | None = None, level: str | None = None,
                   agency: str | None = None, phase: str | None = None) -> Response:
-        from pipeline.reporting.report import FORMATS, render_html
+        from pipeline.reporting.report import FORMATS, TEMPLATES, page_context
 
         made = _report(request, quarter, level, agency, phase)
         if isinstance(made, HTMLResponse):
@@ -343,9 +330,10 @@ def create_app(settings_provider: Callable[[], Settings], *, dependencies: Seque
         report, today = made
         links = {fmt: f"{request.url_for('download', fmt=fmt).path}?{_params(report)}" for fmt in FORMATS}
         action = request.url_for("dashboard").path
-        page = render_html(report, form_action=action, download_links=links)
-        return HTMLResponse(_with_quarter_nav(page, quarter_nav(report, today, action)),
-                            headers=NO_SHARED_CACHE)
+        page = TEMPLATES.get_template("dashboard.html.j2").render(
+            page_context(report, form_action=action, download_links=links),
+            nav=quarter_nav(report, today, action))
+        return HTMLResponse(page, headers=NO_SHARED_CACHE)
 
     @app.get("/bao-cao.{fmt}", name="download")
     def download(request: Request, fmt: str, quarter: str | None = None, level: str | None = None,

@@ -60,13 +60,13 @@ import io
 import json
 import re
 import zoneinfo
-from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -175,29 +175,24 @@ def previous_quarter(day: dt.date) -> str:
             else Quarter(year=current.year, number=current.number - 1)).label
 
 
+def _calendar(holidays: Sequence[dt.date]) -> np.busdaycalendar:
+    # holidays on a weekend, repeated or unsorted are fine: numpy drops and sorts them
+    return np.busdaycalendar(weekmask="Mon Tue Wed Thu Fri", holidays=list(holidays))
+
+
 def working_days(start: dt.date, end: dt.date, holidays: Sequence[dt.date] = ()) -> int:
-    """Monday-to-Friday days from ``start`` to ``end`` inclusive, less ``holidays`` (sorted)."""
-    days = (end - start).days + 1
-    if days <= 0:
+    """Monday-to-Friday days from ``start`` to ``end`` inclusive, less ``holidays``."""
+    if end < start:
         return 0
-    weeks, extra = divmod(days, 7)
-    count = weeks * 5 + sum((start.weekday() + weeks * 7 + i) % 7 < 5 for i in range(extra))
-    off = holidays[bisect_left(holidays, start):bisect_right(holidays, end)]
-    return count - sum(1 for d in set(off) if d.weekday() < 5)
+    # busday_count leaves out its end; numpy's day after date.max still exists
+    return int(np.busday_count(start, np.datetime64(end, "D") + 1, busdaycal=_calendar(holidays)))
 
 
 def add_working_days(after: dt.date, n: int, holidays: Sequence[dt.date] = ()) -> dt.date | None:
-    """The ``n``-th working day after ``after`` (None past the calendar's end)."""
-    lo, hi = 1, (n // 5 + 2) * 7 + 2 * len(holidays)
-    if hi > (dt.date.max - after).days:
-        return None
-    while lo < hi:  # the first day by which n working days have passed
-        mid = (lo + hi) // 2
-        if working_days(after + dt.timedelta(days=1), after + dt.timedelta(days=mid), holidays) >= n:
-            hi = mid
-        else:
-            lo = mid + 1
-    return after + dt.timedelta(days=lo)
+    """The ``n``-th (``n`` >= 1) working day after ``after`` (None past the calendar's end)."""
+    # "backward": a day off counts from the working day before it, whose n-th successor is the same
+    day = np.busday_offset(after, n, roll="backward", busdaycal=_calendar(holidays))
+    return day.astype(dt.date) if day <= np.datetime64(dt.date.max, "D") else None
 
 
 # --- the report's data ----------------------------------------------------------------------------

@@ -4,9 +4,11 @@ API (the figures themselves are :mod:`pipeline.reporting.progress`)::
 
     render(report, fmt) -> bytes                   # fmt: "xlsx" | "csv" | "json" | "html"
     render_html(report, *, form_action=None, download_links=None) -> str
+    page_context(report, *, form_action=None, download_links=None) -> dict  # report.html.j2's data
     write_quarter_report(settings, quarter, formats=FORMATS, folder=None) -> dict[str, str]
 
-``render_html`` is what the Airflow UI plugin wraps: with ``form_action`` the page starts with a
+``render_html`` is what the Airflow UI plugin's page shows (its template extends
+``report.html.j2`` with ``page_context``): with ``form_action`` the page starts with a
 GET form (``quarter``, ``level``, ``agency``, ``phase``, choices from ``report.choices``) posting
 to that URL; ``download_links`` maps a format to the URL of the same report in that format.
 
@@ -23,24 +25,27 @@ a report rerun for a past quarter is byte-identical.
   *Loại dòng*; decimals with a point.
 - **JSON**: the QuarterReport itself (``QuarterReport.model_validate_json`` reads it back).
 - **HTML**: one self-contained page (inline CSS and SVG charts, no script, nothing fetched),
-  ``lang="vi"``, printable (A4 landscape, one phase per page).
+  ``lang="vi"``, printable (A4 landscape, one phase per page), from the Jinja2 templates of
+  ``templates/`` (``report.html.j2``; :data:`TEMPLATES`, autoescaped: names from the warehouse stay text).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import html
 import io
 import json
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pipeline.config import Settings
 from pipeline.reporting.cells import csv_text, xlsx_text
 from pipeline.reporting.progress import (
+    PhaseInfo,
     ProgressRow,
     QuarterReport,
     level_name,
@@ -404,11 +409,24 @@ def _vi_number(value: float | int, decimals: int = 0) -> str:
     return text.replace(",", " ").replace(".", ",").replace(" ", ".")
 
 
+def _vi_date(day: dt.date) -> str:
+    return f"{day:%d/%m/%Y}"
+
+
+# The reporting stage's one template environment (this page and the dashboard's). Autoescaped:
+# agency names, codes and URLs come from outside and must stay text. StrictUndefined: a name a
+# template expects and the data lacks is an error, not a silently blank cell.
+TEMPLATES = Environment(loader=PackageLoader("pipeline.reporting"),
+                        autoescape=select_autoescape(["html.j2"]), undefined=StrictUndefined,
+                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+TEMPLATES.filters.update(vi_number=_vi_number, vi_date=_vi_date)
+
+
 def _html_value(value: Any, kind: str) -> str:
     if value is None or value == "":
         return "—"
     if isinstance(value, dt.date):
-        return f"{value:%d/%m/%Y}"
+        return _vi_date(value)
     if kind == "int" and isinstance(value, int):
         return _vi_number(value)
     if kind == "pct" and isinstance(value, int | float):
@@ -418,196 +436,159 @@ def _html_value(value: Any, kind: str) -> str:
     return str(value)
 
 
-# Literal colours in the SVG: presentation attributes do not take CSS variables everywhere.
-OK, LATE, NO_TARGET = "#2e7d32", "#c62828", "#78909c"
-CSS = """
-:root { --ok: #2e7d32; --late: #c62828; --line: #b0bec5; }
-* { box-sizing: border-box; }
-body { font-family: "Noto Sans", "DejaVu Sans", Arial, sans-serif; font-size: 13px; color: #1a1a1a;
-       margin: 16px 24px; line-height: 1.35; }
-h1 { font-size: 18px; margin: 0 0 4px; }
-h2 { font-size: 15px; margin: 22px 0 6px; border-bottom: 2px solid #37474f; padding-bottom: 2px; }
-p.meta { margin: 0 0 8px; color: #37474f; }
-table { border-collapse: collapse; margin: 6px 0 10px; }
-th, td { border: 1px solid var(--line); padding: 3px 5px; vertical-align: top; }
-th { background: #dde6f0; font-weight: 600; text-align: center; }
-td.n { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-tr.total td { background: #f2f2f2; font-weight: 600; }
-tr.group td { background: #f7f9fb; }
-td.ok { color: var(--ok); font-weight: 600; } td.late { color: var(--late); font-weight: 600; }
-.scroll { overflow-x: auto; }
-form.filters, nav.downloads { margin: 8px 0; padding: 8px; background: #f5f7f9;
-                              border: 1px solid var(--line); }
-form.filters label { margin-right: 10px; }
-nav.downloads a { margin-right: 12px; }
-svg { display: block; margin: 6px 0 12px; max-width: 100%; height: auto; }
-svg text { font-family: inherit; font-size: 11px; }
-dl.defs dt { font-weight: 600; margin-top: 4px; } dl.defs dd { margin: 0 0 0 16px; }
-@page { size: A4 landscape; margin: 10mm; }
-@media print {
-  body { margin: 0; font-size: 9pt; }
-  form.filters, nav.downloads { display: none; }
-  section.phase, section.all-phases { break-before: page; }
-  .scroll { overflow: visible; }
-  thead { display: table-header-group; }
-  tr, svg { break-inside: avoid; }
-  th { background: #dde6f0 !important; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-}
-"""
+class Cell(NamedTuple):
+    text: str
+    css: str  # "n": a number (right-aligned); "ok" / "late": a judgement; "": text
 
 
-def _bar_chart(title: str, items: Sequence[tuple[str, float | None, float | None, bool | None]]) -> str:
-    """Horizontal bars: percentage per item, a tick at the level due; inline SVG, no script."""
-    label_w, bar_w, row_h, top = 270, 430, 18, 40
-    width, height = label_w + bar_w + 70, top + row_h * max(len(items), 1) + 26
-    esc = html.escape
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" aria-label="{esc(title)}">', f"<title>{esc(title)}</title>"]
-    legend = [(OK, "Đạt"), (LATE, "Chưa đạt"), (NO_TARGET, "Không có chỉ tiêu")]
-    x = label_w
-    for colour, text in legend:
-        out.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{colour}"/>'
-                   f'<text x="{x + 16}" y="16">{esc(text)}</text>')
-        x += 26 + 7 * len(text)
-    out.append(f'<line x1="{x}" y1="5" x2="{x}" y2="19" stroke="#111" stroke-width="2"/>'
-               f'<text x="{x + 6}" y="16">Mức cần đạt</text>')
-    bottom = top + row_h * len(items)
-    for tick in range(0, 101, 25):
-        tx = label_w + bar_w * tick / 100
-        out.append(f'<line x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{bottom}" stroke="#cfd8dc"/>'
-                   f'<text x="{tx:.1f}" y="{bottom + 14}" text-anchor="middle">{tick}%</text>')
-    for i, (label, percent, expected, on_track) in enumerate(items):
-        y = top + i * row_h
-        colour = NO_TARGET if on_track is None else OK if on_track else LATE
-        shown = label if len(label) <= 42 else label[:41] + "…"
-        value = "—" if percent is None else f"{_vi_number(percent, 1)}%"
-        tip = f"{label}: {value}" + ("" if expected is None else f", cần đạt {_vi_number(expected, 1)}%")
-        out.append(f"<g><title>{esc(tip)}</title>"
-                   f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end">{esc(shown)}</text>')
-        length = bar_w * min(percent or 0.0, 100.0) / 100
-        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{row_h - 6}" '
-                   f'fill="{colour}"/>')
-        out.append(f'<text x="{label_w + length + 4:.1f}" y="{y + 13}">{esc(value)}</text>')
-        if expected is not None:
-            ex = label_w + bar_w * min(expected, 100.0) / 100
-            out.append(f'<line x1="{ex:.1f}" y1="{y + 1}" x2="{ex:.1f}" y2="{y + row_h - 1}" '
-                       'stroke="#111" stroke-width="2"/>')
-        out.append("</g>")
-    out.append("</svg>")
-    return "\n".join(out)
+class TableRow(NamedTuple):
+    css: str  # "total", "group" (a level's row) or "" (an agency's row)
+    cells: list[Cell]
 
 
-def _html_table(report: QuarterReport, keys: Sequence[str], rows: Sequence[ProgressRow],
-                totals: Sequence[ProgressRow] = (), caption: str = "") -> str:
+class FigureTable(NamedTuple):
+    headers: list[str]
+    rows: list[TableRow]
+
+
+def _figure_table(report: QuarterReport, keys: Sequence[str], rows: Sequence[ProgressRow],
+                  totals: Sequence[ProgressRow] = ()) -> FigureTable:
     columns = [COLUMN_SET[k] for k in keys]
-    out = ['<div class="scroll"><table>']
-    if caption:
-        out.append(f"<caption>{html.escape(caption)}</caption>")
-    out.append("<thead><tr>" + "".join(f'<th scope="col">{html.escape(c.header)}</th>' for c in columns)
-               + "</tr></thead><tbody>")
+    lines = []
     for is_total, row in [*((False, x) for x in rows), *((True, x) for x in totals)]:
-        css = "total" if is_total else "" if row.kind.startswith("agency") else "group"
         cells = []
         for c in columns:
             value = c.value(report, row)
-            klass = "n" if c.kind in ("int", "pct", "float") else ""
+            css = "n" if c.kind in ("int", "pct", "float") else ""
             if c.header == "Đạt/Chưa đạt" and value:
-                klass = "ok" if row.on_track else "late"
+                css = "ok" if row.on_track else "late"
             if c.header == "Kịp hạn" and value:
-                klass = "ok" if row.meets_deadline else "late"
-            attr = f' class="{klass}"' if klass else ""
-            cells.append(f"<td{attr}>{html.escape(_html_value(value, c.kind))}</td>")
-        out.append((f'<tr class="{css}">' if css else "<tr>") + "".join(cells) + "</tr>")
-    out.append("</tbody></table></div>")
-    return "\n".join(out)
+                css = "ok" if row.meets_deadline else "late"
+            cells.append(Cell(_html_value(value, c.kind), css))
+        css = "total" if is_total else "" if row.kind.startswith("agency") else "group"
+        lines.append(TableRow(css, cells))
+    return FigureTable([c.header for c in columns], lines)
 
 
-def _select(name: str, label: str, options: Sequence[tuple[str, str]], chosen: str) -> str:
-    opts = ['<option value="">(tất cả)</option>'] + [
-        f'<option value="{html.escape(v)}"{" selected" if v == chosen else ""}>{html.escape(t)}</option>'
-        for v, t in options]
-    return f'<label>{html.escape(label)} <select name="{name}">{"".join(opts)}</select></label>'
+# Literal colours in the SVG: presentation attributes do not take CSS variables everywhere.
+OK, LATE, NO_TARGET = "#2e7d32", "#c62828", "#78909c"
+# The charts' layout, in SVG units: labels, then bars up to 100 %, one row per item under the legend.
+_LABEL_W, _BAR_W, _ROW_H, _TOP = 270, 430, 18, 40
 
 
-def _form(report: QuarterReport, action: str) -> str:
-    c, f = report.choices, report.filters
+class LegendKey(NamedTuple):
+    x: int
+    colour: str
+    text: str
+
+
+class Tick(NamedTuple):
+    x: float
+    percent: int
+
+
+class Bar(NamedTuple):
+    y: int
+    colour: str
+    label: str  # cut to fit; the tip has it whole
+    value: str
+    tip: str
+    length: float
+    due_x: float | None  # where the level due is marked
+
+
+class SvgChart(NamedTuple):
+    title: str
+    width: int
+    height: int
+    top: int
+    bottom: int
+    bar_x: int
+    row_height: int
+    legend: list[LegendKey]
+    due_key_x: int
+    ticks: list[Tick]
+    bars: list[Bar]
+
+
+def _bar_chart(title: str, items: Sequence[tuple[str, float | None, float | None, bool | None]]) -> SvgChart:
+    """Horizontal bars: percentage per item (label, percent, expected, on track), a tick at the
+    level due; drawn by the ``bar_chart`` macro of macros.html.j2."""
+    legend, x = [], _LABEL_W
+    for colour, text in ((OK, "Đạt"), (LATE, "Chưa đạt"), (NO_TARGET, "Không có chỉ tiêu")):
+        legend.append(LegendKey(x, colour, text))
+        x += 26 + 7 * len(text)
+    bars = []
+    for i, (label, percent, expected, on_track) in enumerate(items):
+        value = "—" if percent is None else f"{_vi_number(percent, 1)}%"
+        bars.append(Bar(
+            y=_TOP + i * _ROW_H, colour=NO_TARGET if on_track is None else OK if on_track else LATE,
+            label=label if len(label) <= 42 else label[:41] + "…", value=value,
+            tip=f"{label}: {value}" + ("" if expected is None else f", cần đạt {_vi_number(expected, 1)}%"),
+            length=_BAR_W * min(percent or 0.0, 100.0) / 100,
+            due_x=None if expected is None else _LABEL_W + _BAR_W * min(expected, 100.0) / 100))
+    return SvgChart(title=title, width=_LABEL_W + _BAR_W + 70, height=_TOP + _ROW_H * max(len(items), 1) + 26,
+                    top=_TOP, bottom=_TOP + _ROW_H * len(items), bar_x=_LABEL_W, row_height=_ROW_H,
+                    legend=legend, due_key_x=x, ticks=[Tick(_LABEL_W + _BAR_W * t / 100, t)
+                                                       for t in range(0, 101, 25)], bars=bars)
+
+
+class Section(NamedTuple):
+    """A part of the page with one row per agency: a phase's, or all phases'."""
+
+    css: str
+    id: str
+    title: str
+    phase: PhaseInfo | None
+    chart: SvgChart
+    table: FigureTable
+
+
+def _form(report: QuarterReport, action: str) -> dict[str, Any]:
+    c = report.choices
     names = {p.id: p.name for p in report.phases}
-    return "\n".join([
-        f'<form class="filters" method="get" action="{html.escape(action)}">',
-        f'<label>Quý <input name="quarter" value="{html.escape(report.quarter)}" size="7" '
-        'pattern="[0-9]{4}Q[1-4]" title="dạng 2023Q2"></label>',
-        _select("level", "Cấp", [(lv, level_name(lv)) for lv in c.levels], f.get("level", "")),
-        _select("agency", "Cơ quan", [(a.code, f"{a.code} {a.name}") for a in c.agencies],
-                f.get("agency", "")),
-        _select("phase", "Giai đoạn", [(p, names.get(p, p)) for p in c.phases], f.get("phase", "")),
-        '<button type="submit">Xem</button>', "</form>"])
+    return {"action": action, "quarter": report.quarter, "chosen": report.filters,
+            "levels": [(lv, level_name(lv)) for lv in c.levels],
+            "agencies": [(a.code, f"{a.code} {a.name}") for a in c.agencies],
+            "phases": [(p, names.get(p, p)) for p in c.phases]}
+
+
+def page_context(report: QuarterReport, *, form_action: str | None = None,
+                 download_links: dict[str, str] | None = None) -> dict[str, Any]:
+    """The data of report.html.j2 (see :func:`render_html`); the dashboard's page extends that
+    template and adds its own."""
+
+    def agencies(css: str, id_: str, title: str, phase: PhaseInfo | None, rows: Sequence[ProgressRow],
+                 totals: Sequence[ProgressRow]) -> Section:
+        chart = _bar_chart(f"{title}: tỷ lệ số hóa so với mức cần đạt", [
+            (x.agency_name or x.agency_code or "", x.percent, x.expected, x.on_track) for x in rows])
+        return Section(css, id_, title, phase, chart, _figure_table(report, AGENCY_COLUMNS, rows, totals))
+
+    sections = [agencies("phase", p.id, p.name, p, [x for x in report.rows if x.phase == p.id],
+                         [x for x in report.totals if x.phase == p.id]) for p in report.phases]
+    if report.agency_totals:
+        sections.append(agencies("all-phases", "tat-ca", ALL_PHASES, None, report.agency_totals,
+                                 [x for x in report.totals if x.phase is None]))
+    return {
+        "title": f"Báo cáo tiến độ số hóa — {report.quarter_label}", "heading": TITLE,
+        "subtitle": _subtitle(report), "filter_text": _filter_text(report),
+        "form": None if form_action is None else _form(report, form_action),
+        "download_links": download_links or {},
+        "plan_headers": PLAN_HEADERS, "plan_rows": _plan_rows(report),
+        "summary_chart": _bar_chart("Tỷ lệ số hóa so với mức cần đạt, theo cấp", [
+            (f"{level_name(r.level)} – {report.phase_name(r.phase)}", r.percent, r.expected, r.on_track)
+            for r in report.summary]),
+        "summary_table": _figure_table(report, GROUP_COLUMNS, report.summary, report.totals),
+        "top_reasons": report.top_reasons, "sections": sections, "definitions": definitions(report),
+    }
 
 
 def render_html(report: QuarterReport, *, form_action: str | None = None,
                 download_links: dict[str, str] | None = None) -> str:
-    """The report as one HTML page (same tables and charts as the XLSX); see the module doc."""
-    esc = html.escape
-    title = f"Báo cáo tiến độ số hóa — {report.quarter_label}"
-    out = ["<!DOCTYPE html>", '<html lang="vi">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{esc(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-           f"<header><h1>{esc(TITLE)}</h1><p class=\"meta\">{esc(_subtitle(report))}</p>"]
-    if report.filters:
-        out.append(f'<p class="meta">{esc(_filter_text(report))}</p>')
-    out.append("</header>")
-    if form_action is not None:
-        out.append(_form(report, form_action))
-    if download_links:
-        links = " ".join(f'<a href="{esc(url)}" download>{esc(fmt.upper())}</a>'
-                         for fmt, url in download_links.items())
-        out.append(f'<nav class="downloads">Tải về: {links}</nav>')
-
-    out.append('<section id="ke-hoach"><h2>Kế hoạch</h2><table><thead><tr>'
-               + "".join(f"<th>{esc(h)}</th>" for h in PLAN_HEADERS) + "</tr></thead><tbody>")
-    for values in _plan_rows(report):
-        out.append("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in values) + "</tr>")
-    out.append("</tbody></table></section>")
-
-    out.append('<section id="tong-hop"><h2>Theo cấp và giai đoạn; toàn tỉnh</h2>')
-    out.append(_bar_chart("Tỷ lệ số hóa so với mức cần đạt, theo cấp", [
-        (f"{level_name(r.level)} – {report.phase_name(r.phase)}", r.percent, r.expected, r.on_track)
-        for r in report.summary]))
-    out.append(_html_table(report, GROUP_COLUMNS, report.summary, report.totals))
-    out.append("<h2>Lý do cần xử lý chính (toàn tỉnh)</h2>")
-    if report.top_reasons:
-        out.append("<table><thead><tr><th>Lý do</th><th>Mã lý do</th><th>Số hồ sơ</th></tr></thead><tbody>"
-                   + "".join(f'<tr><td>{esc(c.label)}</td><td>{esc(c.reason)}</td>'
-                             f'<td class="n">{_vi_number(c.count)}</td></tr>' for c in report.top_reasons)
-                   + "</tbody></table>")
-    else:
-        out.append("<p>Không có hồ sơ cần xử lý.</p>")
-    out.append("</section>")
-
-    for phase in report.phases:
-        rows = [x for x in report.rows if x.phase == phase.id]
-        totals = [x for x in report.totals if x.phase == phase.id]
-        out.append(f'<section class="phase" id="{esc(phase.id)}"><h2>{esc(phase.name)}</h2>'
-                   f'<p class="meta">{esc(phase.description)}. Thực hiện {phase.work_start:%d/%m/%Y} – '
-                   f'{phase.work_end:%d/%m/%Y}{"" if phase.started else " (chưa bắt đầu)"}.</p>')
-        out.append(_bar_chart(f"{phase.name}: tỷ lệ số hóa so với mức cần đạt", [
-            (x.agency_name or x.agency_code or "", x.percent, x.expected, x.on_track) for x in rows]))
-        out.append(_html_table(report, AGENCY_COLUMNS, rows, totals))
-        out.append("</section>")
-    if report.agency_totals:
-        totals = [x for x in report.totals if x.phase is None]
-        out.append(f'<section class="all-phases" id="tat-ca"><h2>{ALL_PHASES}</h2>')
-        out.append(_bar_chart("Tất cả giai đoạn: tỷ lệ số hóa so với mức cần đạt", [
-            (x.agency_name or x.agency_code or "", x.percent, x.expected, x.on_track)
-            for x in report.agency_totals]))
-        out.append(_html_table(report, AGENCY_COLUMNS, report.agency_totals, totals))
-        out.append("</section>")
-
-    out.append('<section id="giai-thich"><h2>Giải thích</h2><dl class="defs">')
-    for term, text in definitions(report):
-        out.append(f"<dt>{esc(term)}</dt><dd>{esc(text)}</dd>")
-    out.append("</dl></section>", )
-    out.append("</body>\n</html>\n")
-    return "\n".join(out)
+    """The report as one HTML page (same tables and charts as the XLSX; templates/report.html.j2);
+    see the module doc."""
+    return TEMPLATES.get_template("report.html.j2").render(
+        page_context(report, form_action=form_action, download_links=download_links))
 
 
 # --- one entry point ------------------------------------------------------------------------------

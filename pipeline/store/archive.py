@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pipeline.checks.reference import fold
 from pipeline.errors import BatchError
 from pipeline.intake.ingest import sha256_file
+from pipeline.text import tokens
 
 # mkstemp creates owner-only files; archived records are for every reader of the archive
 ARCHIVE_MODE = 0o644
@@ -165,7 +165,7 @@ def record_name(agency_code: str, record_id: str) -> str:
     """``<slug>_<key>``: ``HS/001`` -> ``hs-001_3f9c…``; unique per (agency, record id), at most
     61 ASCII characters whatever the id's length."""
     key = hashlib.sha256(f"{agency_code}\0{record_id}".encode()).hexdigest()[:_KEY_HEX]
-    slug = "-".join(fold(record_id).split())[:_SLUG_CHARS].strip("-") or "hs"
+    slug = "-".join(tokens(record_id))[:_SLUG_CHARS].strip("-") or "hs"
     return f"{slug}_{key}"
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline.config import PROJECT_DIR
 from pipeline.errors import WarehouseUnreachableError
+from pipeline.models import RecordResult, RecordStatus, RecordTask
 
 metadata = MetaData()
 
@@ -383,6 +384,74 @@ def upsert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 def pk_of(conn: Connection, table: Table, **key: Any) -> int | None:
     where = [table.c[k] == v for k, v in key.items()]
     return conn.execute(select(table.c.id).where(*where)).scalar_one_or_none()
+
+
+def record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
+    """The warehouse row of a record: the manifest's fields plus this run's outcome."""
+    row = task.record.row
+    return {
+        "agency_code": task.agency_code, "record_id": task.record.record_id,
+        "batch_pk": task.batch_pk, "manifest_line": row.line,
+        "procedure_code": row.procedure_code or None, "result_number": row.result_number or None,
+        "issued_on": row.issued_on, "holder_name": row.holder_name or None,
+        "holder_id": row.holder_id or None, "still_valid": row.still_valid,
+        "updated_at": now(), **outcome,
+    }
+
+
+def load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
+    """The archived record, its new version and its pages (the earlier version's pages go)."""
+    upsert(conn, records, [record_row(
+        task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
+        pdf_sha256=result.pdf_sha256, version=result.version, page_count=result.page_count,
+        mean_confidence=result.mean_confidence, text=text,
+        warnings="\n".join(result.warnings) or None,
+    )], ("agency_code", "record_id"))
+    record_pk = pk_of(conn, records, agency_code=task.agency_code, record_id=result.record_id)
+    upsert(conn, record_versions, [{
+        "record_pk": record_pk, "version": result.version, "batch_pk": task.batch_pk,
+        "pdf_path": result.pdf_path, "pdf_sha256": result.pdf_sha256,
+        "reason": ("archived" if result.version == 1
+                   else "replaced" if task.record.row.replace_archived else "rearchived"),
+        "created_at": now(),
+    }], ("record_pk", "version"), update=False)
+    conn.execute(pages.delete().where(pages.c.record_pk == record_pk))
+    upsert(conn, pages, [{
+        "record_pk": record_pk, "page_no": p.page_no, "file_sha256": p.source_sha256,
+        "page_in_file": p.page_in_file, "width": p.width, "height": p.height, "dpi": p.dpi,
+        "rotation": p.rotation, "skew": p.skew, "confidence": p.confidence,
+        "encoding": p.encoding, "flags": ",".join(p.flags) or None, "phash": p.phash or None,
+    } for p in result.pages], ("record_pk", "page_no"))
+
+
+def load_quarantined(conn: Connection, task: RecordTask, reason: str) -> None:
+    status = conn.execute(select(records.c.status).where(
+        records.c.agency_code == task.agency_code,
+        records.c.record_id == task.record.record_id)).scalar()
+    if status == RecordStatus.archived:
+        return  # never let a rejected duplicate overwrite the record that is archived
+    upsert(conn, records, [record_row(
+        task, status=RecordStatus.quarantined.value, reason=reason, pdf_path=None,
+        pdf_sha256=None, page_count=len(task.record.pages), mean_confidence=None, text=None,
+        warnings=None,
+    )], ("agency_code", "record_id"))
+
+
+def add_event(conn: Connection, task: RecordTask, stage: str, outcome: str, detail: str,
+              duration_s: float | None = None) -> None:
+    """One more row of the record's history (never an update): this attempt of ``stage``."""
+    conn.execute(events.insert().values(
+        batch_pk=task.batch_pk, record_id=task.record.record_id, stage=stage, outcome=outcome,
+        detail=detail, at=now(), duration_s=round(duration_s, 3) if duration_s is not None else None))
+
+
+def next_version(conn: Connection, task: RecordTask) -> int:
+    latest = conn.execute(
+        select(func.max(record_versions.c.version))
+        .join(records, records.c.id == record_versions.c.record_pk)
+        .where(records.c.agency_code == task.agency_code,
+               records.c.record_id == task.record.record_id)).scalar()
+    return (latest or 0) + 1
 
 
 def require_empty(url: str, tables: Iterable[Table], what: str) -> None:
