@@ -229,9 +229,10 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     ]
     rss = {"self_max_rss_mb": 300.0, "children_max_rss_mb": 200.0, "tree_peak_rss_mb": 600.0,
            "tree_peak_pss_mb": 500.0, "largest_process_rss_mb": 300.0, "peak_rss_mb": 300.0}
-    phases = {"ours": {"wall_seconds": 10.0, "rss": rss},
+    phases = {"ours": {"wall_seconds": 10.0, "cpu_seconds": 16.0, "rss": rss},
               "baseline": {"wall_seconds": 40.0, "rss": rss},
-              "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "rss": rss}}
+              "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "ocr_cpu_seconds": 4.0,
+                            "rss": rss}}
     meta = {"started_at": "2025-01-01T00:00:00", "environment": {"cpus": 2},
             "corpus": {"pages": 2, "hard_pages": 1, "easy_pages": 1}, "stack": None}
     report = bench_figures.build_report(rows, phases, meta)
@@ -243,7 +244,8 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     assert report["systems"]["tesseract"]["cleanup_seconds_per_page"] == pytest.approx(1.0)
     goals = {g["goal"]: g["met"] for g in report["goals"]}
     assert goals["throughput_vs_baseline"] is True and goals["cer_hard_vs_baseline"] is True
-    assert goals["seconds_vs_tesseract"] is False and goals["orientation_wrong"] is True
+    assert report["ratios"]["cpu_ours_vs_tesseract"] == pytest.approx(4.0)
+    assert goals["cpu_vs_tesseract"] is False and goals["orientation_wrong"] is True
     assert goals["stack_peak_memory_mb"] is None
     assert goals["colour_red"] is True and goals["colour_red_min"] is True
     assert report["systems"]["ours"]["colour"]["red"] == pytest.approx(0.95)

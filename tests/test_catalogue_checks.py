@@ -34,6 +34,22 @@ def test_a_batch_before_the_reference_data_is_refused(settings: Settings, tmp_pa
         register_batch(settings, batch.batch_dir)
 
 
+@pytest.mark.parametrize("read", [
+    "Đông Anh, ngày l5 tháng l] năm 2017",  # Tesseract on a typewriter page of the stack test
+    "Đông Anh, ngày 15 tháng lÌ năm 2017",
+    "ngày [5 tháng !1 năm 2O17",
+    "Hà Nội, 15/11/2017",
+])
+def test_a_date_read_with_letters_for_digits_is_still_the_date(read: str) -> None:
+    assert dt.date(2017, 11, 15) in crosscheck.dates_on_page(read)
+
+
+@pytest.mark.parametrize("read", ["ngày 15 tháng 12 năm 2017", "ngày l5 tháng l] năm 2016",
+                                  "ngày ]] tháng 11 năm 2017"])
+def test_a_date_read_with_other_digits_is_another_date(read: str) -> None:
+    assert dt.date(2017, 11, 15) not in crosscheck.dates_on_page(read)
+
+
 def test_the_first_page_is_cross_checked_against_the_row(tmp_path: Path) -> None:
     (record,) = samples.generate_batch(tmp_path / AGENCY / "B-X", agency_code=AGENCY,
                                        batch_id="B-X", n_records=1, seed=4).records

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import CleanupProfile
-from pipeline.demo import samples
+from pipeline.demo import render
 from pipeline.imaging import cleanup
 
 LINES = [
@@ -27,7 +27,7 @@ LINES = [
 
 @pytest.fixture(scope="module")
 def upright() -> np.ndarray:
-    page = samples.render_page(LINES, dpi=200, style="serif", rng=random.Random(3))
+    page = render.render_page(LINES, dpi=200, style="serif", rng=random.Random(3))
     return np.asarray(page.convert("RGB"))
 
 
@@ -57,7 +57,7 @@ def test_osd_and_the_layout_agree_on_a_turned_skewed_page(upright: np.ndarray,
 
 
 def test_a_page_of_two_lines_is_left_to_tesseract_osd(upright: np.ndarray) -> None:
-    sparse = samples.render_page(LINES[:2], dpi=200, style="serif", rng=random.Random(3))
+    sparse = render.render_page(LINES[:2], dpi=200, style="serif", rng=random.Random(3))
     scanned = np.rot90(np.asarray(sparse.convert("RGB")), k=2)
     assert cleanup.orientation_from_layout(cleanup.to_gray(scanned), 200, max_skew=6) is None
     result = cleanup.clean_page(scanned, 200, CleanupProfile(deskew=False))
@@ -70,6 +70,21 @@ def test_known_skew_is_found_within_a_third_of_a_degree(upright: np.ndarray, ske
                                                         method: str) -> None:
     found = cleanup.detect_skew(cleanup.to_gray(_skewed(upright, skew)), 200, 6, method)
     assert abs(found - skew) < 0.3
+
+
+@pytest.mark.parametrize("angle", [-5.0, -1.2, 0.0, 0.3, 4.0])
+def test_sheared_row_sums_are_those_of_the_page_turned(upright: np.ndarray, angle: float) -> None:
+    """The skew searches sum rows of strips shifted by the turn instead of turning the page:
+    the profile must be the turned page's, in the same direction."""
+    ink = cleanup._ink(cleanup.to_gray(upright), 200, cleanup.SKEW_DPI)
+    sheared = cleanup._Sheared(ink)
+    fast = sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height]
+    turned = cleanup._turned(ink, angle).sum(axis=1, dtype=np.float64)
+    same = np.corrcoef(fast, turned)[0, 1]
+    assert same > 0.99
+    # turned the other way the lines fall elsewhere
+    if abs(angle) >= 1:
+        assert np.corrcoef(fast, cleanup._turned(ink, -angle).sum(axis=1))[0, 1] < same - 0.05
 
 
 def test_a_straight_page_is_not_resampled(upright: np.ndarray) -> None:
@@ -115,6 +130,27 @@ def test_despeckle_removes_dust_and_keeps_every_diacritic(upright: np.ndarray) -
     assert removed == len(clear) > 50
     # the page's own ink, dots and tone marks included, is exactly what it was
     assert np.array_equal(cleaned, upright)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_despeckle_clears_a_page_of_more_specks_than_16_bit_labels_can_count(channels: int) -> None:
+    """A very noisy page (here 90,000 specks around a block of print) is labelled again with
+    32-bit labels when 16-bit ones overflow, and cleaned the same way."""
+    page = np.full((1200, 1200), 255, np.uint8)
+    page[1::4, 1::4] = 0
+    page[500:700, 400:800] = 0  # the print
+    reach = max(3, 200 // 12)
+    ys, xs = np.mgrid[1:1200:4, 1:1200:4]
+    # a speck survives when the print is within its square reach
+    near = (np.maximum(np.maximum(500 - ys, ys - 699), 0) <= reach) & (
+        np.maximum(np.maximum(400 - xs, xs - 799), 0) <= reach)
+    outside = ~((ys >= 500) & (ys < 700) & (xs >= 400) & (xs < 800))
+    image = page if channels == 1 else np.repeat(page[..., None], 3, axis=2)
+    cleaned, removed = cleanup.despeckle(image, 200)
+    assert removed == int((outside & ~near).sum()) > 80_000
+    grey = cleaned if channels == 1 else cleaned[..., 0]
+    assert (grey[ys[near], xs[near]] == 0).all() and (grey[ys[~near], xs[~near]] == 255).all()
+    assert (grey[500:700, 400:800] == 0).all()
 
 
 def test_uneven_lighting_is_flattened_and_print_stays_black(upright: np.ndarray) -> None:

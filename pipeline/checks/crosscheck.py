@@ -3,8 +3,8 @@ date written in the manifest are looked for in the OCR text of the record's firs
 
 A mismatch does not stop the record: it is a warning the archivist sees, because it usually
 means the wrong paper was scanned under that row. Matching tolerates what OCR does to a page:
-lost or wrong tone marks (đ read as d), spaces around ``/`` and ``-``, O for 0 and l or I for 1,
-and dates written out as ``ngày 05 tháng 3 năm 2019``.
+lost or wrong tone marks (đ read as d), spaces around ``/`` and ``-``, O for 0 and l, I or ] for
+1, and dates written out as ``ngày 05 tháng 3 năm 2019``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from pipeline.models import ManifestRow
 from pipeline.text import fold
 
 NUMBER_MIN_SIMILARITY = 85
-# letters OCR reads for digits in a date (the text is lower-cased first)
-_DIGIT_LOOKALIKES = str.maketrans({"o": "0", "l": "1", "i": "1", "|": "1"})
-_D = "[0-9oli|]"
+# what OCR reads for digits in a date (the text is lower-cased and its tone marks dropped first,
+# so Ì is i): a typewriter's 1, with its flag and foot, also comes out as ] or [ or !
+_DIGIT_LOOKALIKES = str.maketrans({"o": "0", "l": "1", "i": "1", "|": "1", "]": "1", "[": "1",
+                                   "!": "1"})
+_D = r"[0-9oli|\]\[!]"
 _WRITTEN_DATE = re.compile(rf"ngay\s*({_D}{{1,2}})\s*thang\s*({_D}{{1,2}})\s*nam\s*({_D}{{4}})")
 _NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{4})(?!\d)")
 

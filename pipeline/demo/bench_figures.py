@@ -18,7 +18,8 @@ SYSTEMS = ("ours", "baseline", "tesseract")
 GOALS: tuple[tuple[str, str, str, float], ...] = (
     ("throughput_vs_baseline", "pages/min, ours / baseline", ">=", 4.0),
     ("cer_hard_vs_baseline", "CER on hard pages, ours / baseline", "<=", 0.5),
-    ("seconds_vs_tesseract", "s/page, ours / Tesseract alone", "<=", 1.3),
+    # the issue counts CPU: the wall clock lets our two workers race one Tesseract
+    ("cpu_vs_tesseract", "CPU s/page, ours / Tesseract alone", "<=", 1.3),
     ("residual_skew_mean", "residual skew mean (deg)", "<", 0.15),
     ("residual_skew_max", "residual skew max (deg)", "<", 0.5),
     ("orientation_wrong", "pages wrongly oriented", "<=", 0),
@@ -328,7 +329,7 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
         "goals": evaluate_goals({
             "throughput_vs_baseline": ratios["throughput_ours_vs_baseline"],
             "cer_hard_vs_baseline": ratios["cer_ours_vs_baseline"]["hard"],
-            "seconds_vs_tesseract": ratios["seconds_ours_vs_tesseract"],
+            "cpu_vs_tesseract": ratios["cpu_ours_vs_tesseract"],
             "residual_skew_mean": dig(ours, "residual_skew", "mean"),
             "residual_skew_max": dig(ours, "residual_skew", "max"),
             "orientation_wrong": (orientation["rotation_checked"] - orientation["rotation_correct"]

@@ -103,6 +103,22 @@ def flatten_illumination(image: np.ndarray, dpi: int) -> np.ndarray:
     return cv2.divide(image, np.maximum(paper, 1), scale=255)
 
 
+def _components(ink: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Connected components of ``ink`` (8-connected): their count, labels and stats.
+
+    16-bit labels when the page has fewer than 65,536 blobs: OpenCV's labelling then costs a
+    third of the CPU (17 against 53 ms on a 300 dpi page); a page of more blobs (noise) raises
+    on the overflow and is labelled again with 32-bit labels.
+    """
+    try:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8,
+                                                                   ltype=cv2.CV_16U)
+    except cv2.error:
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8,
+                                                                   ltype=cv2.CV_32S)
+    return count, labels, stats
+
+
 def despeckle(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
     """Whiten isolated specks of dust and toner; returns the cleaned page and the specks removed.
 
@@ -111,28 +127,30 @@ def despeckle(image: np.ndarray, dpi: int) -> tuple[np.ndarray, int]:
     """
     gray = to_gray(image)
     _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    count, labels, stats = _components(ink)
     if count <= 1:
         return image, 0
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    tiny = areas <= max(4, int((dpi / 100) ** 2 * 6))
+    tiny = np.zeros(count, np.uint8)
+    tiny[1:][stats[1:, cv2.CC_STAT_AREA] <= max(4, int((dpi / 100) ** 2 * 6))] = 255
     if not tiny.any():
         return image, 0
-    big = np.zeros(count, np.uint8)
-    big[1:][~tiny] = 255
+    # One look-up over the whole page by label; the rest works on the tiny blobs' own pixels,
+    # where three such look-ups cost 0.04 CPU s/page (issue 15).
+    tiny_pixels = tiny[labels]
     reach = max(3, dpi // 12)  # about 2 mm: more than a diacritic's or a hyphen's gap to text
     # a square reach: OpenCV dilates with a rectangle in two cheap 1-D passes
-    near_text = cv2.dilate(big[labels], np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
-    is_tiny = np.zeros(count, bool)
-    is_tiny[1:] = tiny
+    near_text = cv2.dilate(cv2.subtract(ink, tiny_pixels),
+                           np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    xy = cv2.findNonZero(tiny_pixels).reshape(-1, 2)  # (x, y) of the tiny blobs' pixels
+    where = xy[:, 1].astype(np.intp) * labels.shape[1] + xy[:, 0]
+    blob = labels.ravel()[where]
     # a blob is kept whole when any of its pixels is near text, never trimmed
     keep = np.zeros(count, bool)
-    keep[np.unique(labels[near_text & is_tiny[labels]])] = True
-    specks = is_tiny & ~keep
+    keep[blob[near_text.ravel()[where] > 0]] = True
+    speck = ~keep[blob]
     out = image.copy()
-    out[specks[labels]] = 255
-    removed = int(specks.sum())
-    return out, removed
+    out.reshape(-1, *image.shape[2:])[where[speck]] = 255
+    return out, int(np.count_nonzero(tiny)) - int(np.count_nonzero(keep))
 
 
 def _ink(gray: np.ndarray, dpi: int, target_dpi: int) -> np.ndarray:
@@ -148,33 +166,78 @@ def _turned(ink: np.ndarray, angle: float) -> np.ndarray:
     return cv2.warpAffine(ink, matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
 
 
-def _row_profile(ink: np.ndarray, angle: float) -> np.ndarray:
-    return _turned(ink, angle).sum(axis=1, dtype=np.float64)
+# Width of the vertical strips whose row sums are shifted to sum the rows of the page turned
+# (pixels at SKEW_DPI): narrow enough that a line tilted by the largest skew moves under 1 px
+# inside one strip, wide enough to keep the strips few.
+STRIP_PX = 16
 
 
-def _profile_variance(ink: np.ndarray, angle: float) -> float:
-    return float(np.var(_row_profile(ink, angle)))
+class _Sheared:
+    """Row sums of a page's ink turned by small angles, without turning the page.
+
+    A turn by a few degrees moves each column up or down by its distance from the centre times
+    the angle's sine (OpenCV's ``warpAffine`` about the centre, the ``cosine`` scaling of rows
+    aside). Summing the page's row profile per vertical strip once, then shifting each strip's
+    profile by that much (linearly interpolated) and adding, gives the turned page's row profile
+    for a fraction of a rotation: the skew searches try about 100 angles a page, and the
+    rotations were half the cleanup's CPU (0.15 of 0.30 s/page on the benchmark).
+    """
+
+    def __init__(self, ink: np.ndarray) -> None:
+        h, w = ink.shape
+        strips = max(1, w // STRIP_PX)
+        edges = np.linspace(0, w, strips + 1).round().astype(int)
+        self.offsets = (edges[:-1] + edges[1:]) / 2 - w / 2
+        # every strip's rows, with room to move by the largest shift (45 degrees) each way
+        self.margin = int(np.ceil(w / 2)) + 2
+        self.profiles = np.zeros((strips, h + 2 * self.margin), np.float64)
+        for n, (start, stop) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            self.profiles[n, self.margin:self.margin + h] = ink[:, start:stop].sum(
+                axis=1, dtype=np.float64)
+        self.height = h
+
+    def rows(self, angle: float) -> np.ndarray:
+        """The row profile of the ink turned ``angle`` degrees counter-clockwise."""
+        out = np.zeros(self.profiles.shape[1] + 1)
+        size = self.profiles.shape[1]
+        for profile, offset in zip(self.profiles, self.offsets, strict=True):
+            shift = -np.sin(np.radians(angle)) * offset
+            whole = int(np.floor(shift))
+            part = shift - whole
+            # a row moves down by ``shift``: it lands on rows ``whole`` and ``whole + 1``
+            start, stop = max(0, whole), min(size, size + whole)
+            source = profile[start - whole:stop - whole]
+            out[start:stop] += (1 - part) * source
+            out[start + 1:stop + 1] += part * source
+        return out[:-1]
 
 
-def _line_contrast(ink: np.ndarray, angle: float) -> float:
+def _profile_variance(sheared: _Sheared, angle: float) -> float:
+    # over the page's own height: the margins' zeros would add the same to every angle
+    rows = sheared.rows(angle)
+    return float(np.var(rows[sheared.margin:sheared.margin + sheared.height]))
+
+
+def _line_contrast(sheared: _Sheared, angle: float) -> float:
     """How strongly the rows alternate between text line and gap at ``angle``.
 
     The row profile is band-passed (pixel noise and the page's block layout removed) so a
     page turned on its side, whose rows cut across every line, scores several times lower.
     """
-    profile = _row_profile(ink, angle).reshape(-1, 1)
+    profile = sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height].reshape(-1, 1)
     return float(np.var(cv2.GaussianBlur(profile, (1, 0), 1.0)
                         - cv2.GaussianBlur(profile, (1, 0), 20.0)))
 
 
-def _search(ink: np.ndarray, score: Callable[[np.ndarray, float], float], max_skew: float,
+def _search(ink: np.ndarray, score: Callable[[_Sheared, float], float], max_skew: float,
             steps: tuple[tuple[float, float], ...]) -> tuple[float, float]:
     """The angle (counter-clockwise turn making lines level) with the best score, coarse to fine."""
-    best, value = 0.0, score(ink, 0.0)
+    sheared = _Sheared(ink)
+    best, value = 0.0, score(sheared, 0.0)
     span = max_skew
     for step, next_span in steps:
         for angle in np.arange(best - span, best + span + step / 2, step):
-            candidate = score(ink, float(angle))
+            candidate = score(sheared, float(angle))
             if candidate > value:
                 best, value = float(angle), candidate
         span = next_span
