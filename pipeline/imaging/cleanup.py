@@ -167,9 +167,10 @@ def _turned(ink: np.ndarray, angle: float) -> np.ndarray:
 
 
 # Width of the vertical strips whose row sums are shifted to sum the rows of the page turned
-# (pixels at SKEW_DPI): narrow enough that a line tilted by the largest skew moves under 1 px
-# inside one strip, wide enough to keep the strips few.
-STRIP_PX = 16
+# (pixels at SKEW_DPI): a line tilted by the largest skew moves under half a pixel inside one.
+# On 60 benchmark pages the skew found is then as near the truth as with the page turned (mean
+# 0.012, max 0.03 degrees); 16 px strips erred by up to 0.14.
+STRIP_PX = 4
 
 
 class _Sheared:
@@ -178,7 +179,7 @@ class _Sheared:
     A turn by a few degrees moves each column up or down by its distance from the centre times
     the angle's sine (OpenCV's ``warpAffine`` about the centre, the ``cosine`` scaling of rows
     aside). Summing the page's row profile per vertical strip once, then shifting each strip's
-    profile by that much (linearly interpolated) and adding, gives the turned page's row profile
+    profile by that much (to the nearest row) and adding, gives the turned page's row profile
     for a fraction of a rotation: the skew searches try about 100 angles a page, and the
     rotations were half the cleanup's CPU (0.15 of 0.30 s/page on the benchmark).
     """
@@ -198,18 +199,16 @@ class _Sheared:
 
     def rows(self, angle: float) -> np.ndarray:
         """The row profile of the ink turned ``angle`` degrees counter-clockwise."""
-        out = np.zeros(self.profiles.shape[1] + 1)
         size = self.profiles.shape[1]
-        for profile, offset in zip(self.profiles, self.offsets, strict=True):
-            shift = -np.sin(np.radians(angle)) * offset
-            whole = int(np.floor(shift))
-            part = shift - whole
-            # a row moves down by ``shift``: it lands on rows ``whole`` and ``whole + 1``
-            start, stop = max(0, whole), min(size, size + whole)
-            source = profile[start - whole:stop - whole]
-            out[start:stop] += (1 - part) * source
-            out[start + 1:stop + 1] += part * source
-        return out[:-1]
+        out = np.zeros(size)
+        # Whole rows, as the nearest-neighbour rotation moved them: sharing a strip's rows out
+        # between two rows blurs the profile at every angle but 0, which then wins whenever
+        # the page is within a tenth of a degree of level (a bias the benchmark measured).
+        shifts = np.rint(-np.sin(np.radians(angle)) * self.offsets).astype(int)
+        for profile, shift in zip(self.profiles, shifts, strict=True):
+            start, stop = max(0, shift), min(size, size + shift)
+            out[start:stop] += profile[start - shift:stop - shift]
+        return out
 
 
 def _profile_variance(sheared: _Sheared, angle: float) -> float:
