@@ -7,9 +7,12 @@ supposed to have installed it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,12 @@ from pipeline.reporting.plan import PhasePlan, load_plan
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_ADMIN_URL = os.environ.get("DIGITIZE_TEST_PG_URL",
                               "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+# The scanner resolution of sample batches (samples.generate_batch(dpis=...)) where what a test
+# checks does not depend on it: a 200 dpi page has less than half the pixels of a 300 dpi one,
+# which the samples otherwise mix in, and is cleaned and OCR'd faster.
+QUICK_DPIS = (200,)
+# what the migrate_airflow fixture gives: prepares the metadata database of an airflow_env()
+MigrateAirflow = Callable[[dict[str, str]], None]
 
 
 def free_port() -> int:
@@ -60,8 +69,6 @@ def settled_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Scanner profiles with ``settle_seconds: 0`` (DIGITIZE_PROFILES_DIR, which the Airflow
     commands inherit): the watcher takes a batch at its first look. A batch cannot be made to
     look settled by backdating its files: their ctimes, and the watcher's memory, tell."""
-    import shutil
-
     import yaml
 
     from pipeline.config import PROJECT_DIR
@@ -74,6 +81,31 @@ def settled_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         path.write_text(yaml.safe_dump(profile, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("DIGITIZE_PROFILES_DIR", str(profiles))
     return profiles
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Airflow's SQLite metadata database as ``airflow db migrate`` leaves it, made once per
+    session: the migration takes seconds, and many tests run ``airflow dags test``."""
+    from pipeline.cli import airflow_env
+
+    env = airflow_env(load_settings(data_dir=tmp_path_factory.mktemp("airflow") / "var"))
+    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
+                   check=True, capture_output=True)
+    return Path(env["AIRFLOW_HOME"]) / "airflow.db"
+
+
+@pytest.fixture
+def migrate_airflow(migrated_airflow_db: Path) -> MigrateAirflow:
+    """``airflow db migrate`` for an environment of ``pipeline.cli.airflow_env`` (its SQLite
+    database under AIRFLOW_HOME): a copy of the session's migrated database."""
+
+    def migrate(env: dict[str, str]) -> None:
+        target = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{target}"
+        shutil.copyfile(migrated_airflow_db, target)
+
+    return migrate
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pikepdf
 import pytest
-from conftest import import_reference
+from conftest import MigrateAirflow, import_reference
 from fontTools import subset
 from fontTools.ttLib import TTFont
 from PIL import Image
@@ -524,13 +524,14 @@ def test_corpus_through_digitize_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.airflow
-def test_corpus_through_the_batch_dag(reference_settings: Settings, tmp_path: Path) -> None:
+def test_corpus_through_the_batch_dag(reference_settings: Settings, tmp_path: Path,
+                                      migrate_airflow: MigrateAirflow) -> None:
     settings = reference_settings
     batch = settings.dir("inbox") / AGENCY / "B-CORPUS"
     cases = write_corpus(batch, tmp_path / "work")
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     subprocess.run([airflow, "pools", "set", "ocr", "2", "OCR"], env=env, check=True,
                    capture_output=True)
     run = subprocess.run([airflow, "dags", "test", "digitize_batch", "--conf",

@@ -278,6 +278,7 @@ def test_tree_sampler_sees_memory_held_by_a_grandchild() -> None:
     assert 200 * 2**20 <= sampler.peak_pss <= sampler.peak
 
 
+@pytest.mark.slow  # the whole benchmark, real OCR in each of its phases
 def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench"
     assert bench.main(["--pages", "2", "--skip-baseline", "--out", str(out), "--jobs", "2"]) == 0

@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import import_reference, skip_or_fail
+from conftest import QUICK_DPIS, import_reference, skip_or_fail
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -50,7 +50,7 @@ DEPLOY = PROJECT_DIR / "deploy" / "celery"
 REDIS_URL = os.environ.get("DIGITIZE_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 AGENCY = "000.00.12.H12"
 BATCHES = {"CELERY-A": 101, "CELERY-B": 202}  # batch id -> sample seed
-RECORDS_PER_BATCH = 3
+RECORDS_PER_BATCH = 2
 WORKERS = ("w1", "w2")
 RUNS_TIMEOUT = 15 * 60
 REVIEW_BATCH = "CELERY-B"
@@ -266,7 +266,7 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
             batch_id: samples.generate_batch(
                 settings.dir("inbox") / AGENCY / batch_id, agency_code=AGENCY, batch_id=batch_id,
                 n_records=RECORDS_PER_BATCH, seed=seed, truth_path=tmp_path / f"{batch_id}.truth.json",
-                vietnamese_headers=False)
+                vietnamese_headers=False, dpis=QUICK_DPIS)
             for batch_id, seed in BATCHES.items()
         }
         # the clerk typed a code that is not in the catalogue on one row of the second batch
@@ -338,7 +338,7 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
             return None
 
         runs = deployment.wait_for("both digitize_batch runs to finish", runs_finished,
-                                   timeout=RUNS_TIMEOUT, every=5)
+                                   timeout=RUNS_TIMEOUT)
         review_run = next(r.run_id for r in inbox.batch_runs(review_batch.batch_dir))
         assert runs == {**dict.fromkeys(expected_runs, "success"), review_run: "failed"}, runs
 
@@ -371,8 +371,8 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
             ((state,),) = query("select state from dag_run where run_id = :r", r=review_run)
             return state if state in ("success", "failed") else None
 
-        assert deployment.wait_for("the cleared run", review_run_done, timeout=RUNS_TIMEOUT,
-                                   every=5) == "success"
+        assert deployment.wait_for("the cleared run", review_run_done,
+                                   timeout=RUNS_TIMEOUT) == "success"
         runs = dict(query("select run_id, state from dag_run where dag_id = 'digitize_batch'"))
         timing = query("select run_id, extract(epoch from start_date - queued_at), "
                        "extract(epoch from end_date - start_date) from dag_run "

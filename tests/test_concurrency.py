@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import import_reference
+from conftest import QUICK_DPIS, import_reference
 from sqlalchemy import func, select
 
 from pipeline.demo import samples
@@ -30,7 +30,7 @@ def test_two_runs_of_one_batch_archive_each_record_once(tmp_path: Path, db_url: 
     url = import_reference(data, db_url)
     batch_dir = data / "inbox" / AGENCY / "B-TWICE"
     batch = samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="B-TWICE", n_records=3,
-                                   seed=5)
+                                   seed=5, dpis=QUICK_DPIS)
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
     env.pop("DIGITIZE_DB_URL", None)
     if db_url:

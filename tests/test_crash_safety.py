@@ -6,8 +6,10 @@ same archived files byte for byte, no temp files, and the scans untouched in ``d
 sits in the inbox, as the watcher finds it, so the last step (the move to ``done/``) is at stake
 too: two more kills land right before and right after it, where a random moment hardly ever
 falls. The same run is killed against the embedded SQLite warehouse (20 random moments) and a
-real PostgreSQL one (the first 10 of the same moments, to keep the suite's time in bounds: what is
-at stake there is the server's transactions, which fewer kills already cross).
+real PostgreSQL one (10, to keep the suite's time in bounds: what is at stake there is the
+server's transactions, which fewer kills already cross). The random kills go in two chains side
+by side, each on data folders of its own: a run with ``--jobs 1`` keeps one of the machine's two
+cores busy, and each moment is still drawn over the whole of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import import_reference
+from conftest import QUICK_DPIS, import_reference
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
@@ -36,6 +40,8 @@ from pipeline.store import archive, warehouse
 
 AGENCY = "000.00.12.H12"
 KILLS = {"sqlite": 20, "postgresql": 10}
+# the random kills are shared between this many chains running side by side
+CHAINS = 2
 # Every run makes its PDFs at this moment (pipeline.imaging.ocr._source_date): the archived bytes then
 # depend on the scans alone, and two runs can be compared by SHA-256.
 SOURCE_DATE_EPOCH = "1700000000"
@@ -179,70 +185,94 @@ def test_sigkill_at_random_moments_then_rerun_ends_as_an_uninterrupted_run(
         tmp_path: Path, new_warehouse: Callable[[Path], str], request: pytest.FixtureRequest) -> None:
     wanted = KILLS[request.node.callspec.params["new_warehouse"]]
     batch = samples.generate_batch(tmp_path / "scans" / AGENCY / "B-KILL", agency_code=AGENCY,
-                                   batch_id="B-KILL", n_records=2, seed=5)
+                                   batch_id="B-KILL", n_records=2, seed=5, dpis=QUICK_DPIS)
     scans = {p.name: sha256(p) for p in batch.batch_dir.iterdir()}
+    # Alembic's commands keep their context in module state: one migration at a time
+    migrating = threading.Lock()
 
     def fresh(name: str) -> tuple[Path, str]:
         """A data folder with its own warehouse and its own copy of the batch in the inbox."""
         data = tmp_path / name
         shutil.copytree(batch.batch_dir, data / BATCH)
-        return data, new_warehouse(data)
+        with migrating:
+            return data, new_warehouse(data)
 
-    reference, reference_url = fresh("uninterrupted")
-    started = time.monotonic()
-    finish(reference, reference_url)
-    duration = time.monotonic() - started
-    expected = outcome(reference, reference_url)
-    assert len(expected["archive"]) == len(batch.records) and not expected["quarantine"]
-    assert expected["scans"] == {str(DONE / name): sha for name, sha in scans.items()}
+    def uninterrupted() -> tuple[dict[str, object], float]:
+        reference, reference_url = fresh("uninterrupted")
+        started = time.monotonic()
+        finish(reference, reference_url)
+        return outcome(reference, reference_url), time.monotonic() - started
 
-    rng = random.Random(20261123)
-    kills = completions = 0
-    data, url = fresh("crashed-0")
-    for attempt in range(4 * wanted):
-        if kills == wanted:
-            break
-        run = start(data, url)
-        try:
-            run.wait(timeout=rng.uniform(0.5, duration))
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-            kills += 1
-            continue
-        # The batch finished before the kill: check it, then crash a fresh data folder again,
-        # so that the kills keep landing in the middle of real work.
-        assert run.returncode == 0, log_tail(data)
-        assert outcome(data, url) == expected and not leftovers(data)
-        completions += 1
-        data, url = fresh(f"crashed-{attempt + 1}")
-    assert kills == wanted, f"only {kills} runs were killed while running"
-    finish(data, url)
-    assert outcome(data, url) == expected
-    assert leftovers(data) == []
+    def kill_at_random(chain: int, expected: dict[str, object], duration: float) -> tuple[int, int]:
+        """This chain's share of the random kills, each run going on in the data folder the
+        last one left; returns the kills and the runs that finished before their kill."""
+        rng = random.Random(20261123 + chain)
+        share = wanted // CHAINS
+        kills = completions = 0
+        data, url = fresh(f"crashed-{chain}-0")
+        for attempt in range(4 * share):
+            if kills == share:
+                break
+            run = start(data, url)
+            try:
+                run.wait(timeout=rng.uniform(0.5, duration))
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+                kills += 1
+                continue
+            # The batch finished before the kill: check it, then crash a fresh data folder
+            # again, so that the kills keep landing in the middle of real work.
+            assert run.returncode == 0, log_tail(data)
+            assert outcome(data, url) == expected and not leftovers(data)
+            completions += 1
+            data, url = fresh(f"crashed-{chain}-{attempt + 1}")
+        assert kills == share, f"only {kills} runs of chain {chain} were killed while running"
+        finish(data, url)
+        assert outcome(data, url) == expected
+        assert leftovers(data) == []
+        return kills, completions
 
-    # A fresh folder, as a random kill hardly ever catches these moments: killed between the
-    # link of an archived PDF and the sync of its folder, after the sync before the warehouse's
-    # commit, right before the move, then right after it (the warehouse still says "running").
-    data, url = fresh("killed-at-moments")
-    for moment in ("archive-linked", "archive-synced"):
-        assert start(data, url, kill_at=moment).wait(timeout=900) == -signal.SIGKILL
-        r = warehouse.records
+    def kill_at_moments() -> tuple[Path, str]:
+        """A fresh folder, as a random kill hardly ever catches these moments: killed between
+        the link of an archived PDF and the sync of its folder, after the sync before the
+        warehouse's commit, right before the move, then right after it (the warehouse still
+        says "running"); then run to the end."""
+        data, url = fresh("killed-at-moments")
+        for moment in ("archive-linked", "archive-synced"):
+            assert start(data, url, kill_at=moment).wait(timeout=900) == -signal.SIGKILL
+            r = warehouse.records
+            with warehouse.engine_for(url).connect() as conn:
+                assert conn.execute(select(r.c.id).where(r.c.status == "archived")).first() is None
+            warehouse.dispose(url)
+        assert list(data.glob("archive/**/*.pdf")), "the kills came after a PDF was placed"
+        assert start(data, url, kill_at="move-before").wait(timeout=900) == -signal.SIGKILL
+        assert (data / BATCH / "manifest.csv").is_file() and not (data / DONE).exists()
+        assert start(data, url, kill_at="move-after").wait(timeout=900) == -signal.SIGKILL
+        assert not (data / BATCH).exists() and (data / DONE / "manifest.csv").is_file()
+        b = warehouse.batches
         with warehouse.engine_for(url).connect() as conn:
-            assert conn.execute(select(r.c.id).where(r.c.status == "archived")).first() is None
+            assert conn.execute(select(b.c.status)).scalar_one() == "running"
         warehouse.dispose(url)
-    assert list(data.glob("archive/**/*.pdf")), "the kills came after a PDF was placed"
-    assert start(data, url, kill_at="move-before").wait(timeout=900) == -signal.SIGKILL
-    assert (data / BATCH / "manifest.csv").is_file() and not (data / DONE).exists()
-    assert start(data, url, kill_at="move-after").wait(timeout=900) == -signal.SIGKILL
-    assert not (data / BATCH).exists() and (data / DONE / "manifest.csv").is_file()
-    b = warehouse.batches
-    with warehouse.engine_for(url).connect() as conn:
-        assert conn.execute(select(b.c.status)).scalar_one() == "running"
-    warehouse.dispose(url)
-    finish(data, url)
-    assert outcome(data, url) == expected
-    assert leftovers(data) == []
+        finish(data, url)
+        return data, url
+
+    # Each `digitize run --jobs 1` keeps one core busy: two at a time use the machine's two. The
+    # uninterrupted run is timed beside the kills at chosen moments, so its duration is that of
+    # a run sharing the machine with another, as every randomly killed run does.
+    with ThreadPoolExecutor(CHAINS) as pool:
+        reference = pool.submit(uninterrupted)
+        moments = pool.submit(kill_at_moments)
+        expected, duration = reference.result()
+        assert len(expected["archive"]) == len(batch.records) and not expected["quarantine"]
+        assert expected["scans"] == {str(DONE / name): sha for name, sha in scans.items()}
+        chains = [pool.submit(kill_at_random, chain, expected, duration) for chain in range(CHAINS)]
+        data, url = moments.result()
+        assert outcome(data, url) == expected
+        assert leftovers(data) == []
+        kills, completions = (sum(counts) for counts in zip(*(c.result() for c in chains),
+                                                           strict=True))
+    assert kills == wanted
     assert {p.name: sha256(p) for p in batch.batch_dir.iterdir()} == scans
     print(f"{kills} random SIGKILLs + 2 around the archived PDF + 2 at the batch move survived, "
           f"{completions} interim completions checked, uninterrupted run {duration:.1f} s")

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_DPIS, MigrateAirflow
 from pikepdf import Pdf
 from sqlalchemy import select
 
@@ -70,12 +71,12 @@ def test_dag_files_are_cheap_to_parse() -> None:
 
 @pytest.mark.slow
 @pytest.mark.airflow
-def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings,
-                                                 tmp_path: Path) -> None:
+def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings, tmp_path: Path,
+                                                 migrate_airflow: MigrateAirflow) -> None:
     settings = reference_settings
     inbox = settings.dir("inbox") / "000.00.12.H12" / "DAGTEST"
     batch = samples.generate_batch(inbox, agency_code="000.00.12.H12", batch_id="DAGTEST",
-                                   n_records=3, seed=11, truth_path=tmp_path / "truth.json")
+                                   n_records=3, seed=11, truth_path=tmp_path / "truth.json", dpis=QUICK_DPIS)
     # A StatsD server stands in for Prometheus' statsd_exporter: it collects what tasks emit.
     statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     statsd.bind(("127.0.0.1", 0))
@@ -84,7 +85,7 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings,
            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
            "AIRFLOW__METRICS__STATSD_PORT": str(statsd.getsockname()[1])}
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     subprocess.run([airflow, "pools", "set", "ocr", "2", "OCR"], env=env, check=True,
                    capture_output=True)
     metrics: list[str] = []
@@ -135,19 +136,20 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings,
             assert len(doc.pages) == len(record.pages)
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
-def test_the_watcher_starts_each_ready_batch_exactly_once(reference_settings: Settings,
-                                                          settled_at_once: Path) -> None:
+def test_the_watcher_starts_each_ready_batch_exactly_once(
+        reference_settings: Settings, settled_at_once: Path, migrate_airflow: MigrateAirflow) -> None:
     settings = reference_settings
     ready = []
     for n in (1, 2):
         folder = settings.dir("inbox") / "000.00.12.H12" / f"W{n}"
         samples.generate_batch(folder, agency_code="000.00.12.H12", batch_id=f"W{n}",
-                               n_records=1, seed=n)
+                               n_records=1, seed=n, dpis=QUICK_DPIS)
         ready.append(folder)
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     for _ in range(2):  # the second watcher run finds the batch runs already there
         run = subprocess.run([airflow, "dags", "test", "digitize_watch"], env=env,
                              capture_output=True, text=True, timeout=600)

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import edit_manifest
+from conftest import QUICK_DPIS, MigrateAirflow, edit_manifest
 from sqlalchemy import select
 
 from pipeline.batch import run_batch
@@ -49,7 +49,7 @@ def _archived_batch(settings: Settings, batch_id: str, n_records: int, seed: int
     """A sample batch dropped in the inbox and run through to done/, every record archived."""
     inbox = settings.dir("inbox") / AGENCY / batch_id
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id=batch_id, n_records=n_records,
-                           seed=seed, truth_path=tmp_path / f"{batch_id}.truth.json")
+                           seed=seed, truth_path=tmp_path / f"{batch_id}.truth.json", dpis=QUICK_DPIS)
     summary = run_batch(settings, inbox)
     assert [r.status for r in summary.records] == [RecordStatus.archived] * n_records
     assert summary.moved_to == str(settings.dir("done") / AGENCY / batch_id)
@@ -92,7 +92,7 @@ def test_damage_to_the_archive_and_the_scans_is_reported_exactly(reference_setti
     settings = reference_settings
     inbox = settings.dir("inbox") / AGENCY / "B-FIX"
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-FIX", n_records=3, seed=11,
-                           truth_path=tmp_path / "truth.json")
+                           truth_path=tmp_path / "truth.json", dpis=QUICK_DPIS)
     summary = run_batch(settings, inbox)
     assert [r.status for r in summary.records] == [RecordStatus.archived] * 3
     done = Path(summary.moved_to or "")
@@ -179,11 +179,11 @@ def _task_log(output: str, task_id: str) -> list[tuple[str, str]]:
 @pytest.mark.slow
 @pytest.mark.airflow
 def test_the_monthly_dag_fails_at_once_with_the_findings_first_in_its_log(
-        reference_settings: Settings, tmp_path: Path) -> None:
+        reference_settings: Settings, tmp_path: Path, migrate_airflow: MigrateAirflow) -> None:
     settings = reference_settings
     inbox = settings.dir("inbox") / AGENCY / "B-DAG"
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-DAG", n_records=1, seed=5,
-                           truth_path=tmp_path / "truth.json")
+                           truth_path=tmp_path / "truth.json", dpis=QUICK_DPIS)
     (record,) = run_batch(settings, inbox).records
     pdf = Path(record.pdf_path or "")
     (scan,) = (p for p in (settings.dir("done") / AGENCY / "B-DAG").iterdir()
@@ -193,7 +193,7 @@ def test_the_monthly_dag_fails_at_once_with_the_findings_first_in_its_log(
 
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     run = subprocess.run([airflow, "dags", "test", "digitize_fixity", "2024-03-01T02:00:00+00:00"],
                          env=env, capture_output=True, text=True, timeout=600)
     output = run.stdout + run.stderr
@@ -292,7 +292,7 @@ def test_a_scan_no_archived_record_uses_may_be_gone(reference_settings: Settings
     inbox = settings.dir("inbox") / AGENCY / "B-HELD"
     batch = samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-HELD", n_records=2,
                                    seed=51, vietnamese_headers=False,
-                                   truth_path=tmp_path / "truth.json")
+                                   truth_path=tmp_path / "truth.json", dpis=QUICK_DPIS)
     edit_manifest(inbox, {1: {"procedure_code": "9.999999"}})  # not in the catalogue: held
     held, archived = batch.records[1].record_id, batch.records[0].record_id
     statuses = {r.record_id: r.status for r in run_batch(settings, inbox).records}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import edit_manifest, import_reference
+from conftest import QUICK_DPIS, MigrateAirflow, edit_manifest, import_reference
 from PIL import Image
 from sqlalchemy import select
 
@@ -70,8 +70,8 @@ def test_ids_that_differ_by_slash_case_or_dots_never_share_a_file(tmp_path: Path
     import_reference(data, db_url)
     batch_dir = data / "inbox" / AGENCY / "Lô 01"
     samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="Lô 01", n_records=3,
-                                   seed=31, truth_path=tmp_path / "truth.json",
-                                   vietnamese_headers=False)
+                           seed=31, truth_path=tmp_path / "truth.json", vietnamese_headers=False,
+                           dpis=QUICK_DPIS)
     climbing = f"x/../../../../archive/{AGENCY}/2015/HS_001"
     ids = ["HS/001", "HS_001", "hs/001"]
     rows = {i: {"record_id": rid, "issued_on": "15/03/2015"} for i, rid in enumerate(ids)}
@@ -127,14 +127,14 @@ def test_a_folder_name_used_again_is_a_new_batch_and_the_first_stays_whole(
     import_reference(data, db_url)
     inbox = data / "inbox" / AGENCY / "REUSE"
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="REUSE", n_records=1, seed=33,
-                           truth_path=tmp_path / "t1.json", vietnamese_headers=False)
+                           truth_path=tmp_path / "t1.json", vietnamese_headers=False, dpis=QUICK_DPIS)
     first = digitize(data, db_url, "run", str(inbox), "--json")
     assert first.returncode == 0, first.stderr[-3000:]
     done = data / "done" / AGENCY / "REUSE"
     kept = files_under(done)
     # next month, the clerk drops another batch into a folder of the same name
     samples.generate_batch(inbox, agency_code=AGENCY, batch_id="REUSE", n_records=1, seed=34,
-                           truth_path=tmp_path / "t2.json", vietnamese_headers=False)
+                           truth_path=tmp_path / "t2.json", vietnamese_headers=False, dpis=QUICK_DPIS)
     # the watcher names its run after the new batch: the first batch's run would skip it forever
     with warehouse.engine_for(url_of(data, db_url)).connect() as conn:
         new_id = batches.resolve_batch_id(conn, AGENCY, "REUSE", inbox.resolve())
@@ -169,7 +169,7 @@ def test_a_rescan_marked_to_replace_becomes_the_next_version_beside_the_first(
     first_dir = data / "inbox" / AGENCY / "B-V1"
     (record,) = samples.generate_batch(first_dir, agency_code=AGENCY, batch_id="B-V1", n_records=1,
                                        seed=38, truth_path=tmp_path / "t1.json",
-                                       vietnamese_headers=False).records
+                                       vietnamese_headers=False, dpis=QUICK_DPIS).records
     assert digitize(data, db_url, "run", str(first_dir)).returncode == 0
     (v1,) = (data / "archive").rglob("*_v1.pdf")
     kept = sha256(v1)
@@ -177,7 +177,7 @@ def test_a_rescan_marked_to_replace_becomes_the_next_version_beside_the_first(
     # marks the row, then archived as version 2 beside version 1
     rescan_dir = data / "inbox" / AGENCY / "B-V2"
     samples.generate_batch(rescan_dir, agency_code=AGENCY, batch_id="B-V2", n_records=1, seed=39,
-                           truth_path=tmp_path / "t2.json", vietnamese_headers=False)
+                           truth_path=tmp_path / "t2.json", vietnamese_headers=False, dpis=QUICK_DPIS)
     edit_manifest(rescan_dir, {0: {"record_id": record.record_id,
                                    "issued_on": record.issued_on.strftime("%d/%m/%Y")}})
     refused = digitize(data, db_url, "run", str(rescan_dir), "--json")
@@ -210,7 +210,7 @@ def test_a_record_held_twice_then_archived_keeps_its_whole_story(tmp_path: Path,
     batch_dir = data / "inbox" / AGENCY / "B-STORY"
     batch = samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="B-STORY",
                                    n_records=1, seed=35, truth_path=tmp_path / "truth.json",
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     (record,) = batch.records
     files = next(iter(rows_of(batch_dir)))["files"]
     edit_manifest(batch_dir, {0: {"files": "mat-tep.tif", "procedure_code": "9.999999"}})
@@ -267,7 +267,7 @@ def test_an_unforeseen_failure_holds_one_record_and_the_batch_goes_on(tmp_path: 
     batch_dir = data / "inbox" / AGENCY / "B-ODD"
     batch = samples.generate_batch(batch_dir, agency_code=AGENCY, batch_id="B-ODD", n_records=1,
                                    seed=36, truth_path=tmp_path / "truth.json",
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     odd_page(batch_dir / "le.png")
     (good,) = batch.records
     # the odd record comes first: the one after it must still be archived
@@ -288,19 +288,19 @@ def test_an_unforeseen_failure_holds_one_record_and_the_batch_goes_on(tmp_path: 
 
 
 @pytest.mark.airflow
-def test_the_dag_fails_only_the_odd_record_and_finishes_the_rest(reference_settings: Settings,
-                                                                  tmp_path: Path) -> None:
+def test_the_dag_fails_only_the_odd_record_and_finishes_the_rest(
+        reference_settings: Settings, tmp_path: Path, migrate_airflow: MigrateAirflow) -> None:
     settings = reference_settings
     inbox = settings.dir("inbox") / AGENCY / "DAG-ODD"
     batch = samples.generate_batch(inbox, agency_code=AGENCY, batch_id="DAG-ODD", n_records=1,
                                    seed=37, truth_path=tmp_path / "truth.json",
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     odd_page(inbox / "le.png")
     rows = rows_of(inbox)
     write_rows(inbox, [*rows, {**rows[0], "record_id": "HS-ODD", "files": "le.png"}])
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     subprocess.run([airflow, "pools", "set", "ocr", "2", "OCR"], env=env, check=True,
                    capture_output=True)
     run = subprocess.run([airflow, "dags", "test", "digitize_batch", "--conf",

@@ -23,6 +23,7 @@ import pytest
 from conftest import import_reference
 from PIL import Image
 
+from pipeline._exec import poppler
 from pipeline.demo import content, samples
 from pipeline.errors import ToolMissingError
 from pipeline.intake import pages
@@ -323,6 +324,13 @@ def test_poppler_failures_while_rendering(tmp_path: Path, monkeypatch: pytest.Mo
                         failing(exceptions.PDFInfoNotInstalledError("no pdfinfo")))
     with pytest.raises(ToolMissingError):
         pages.load_page(path, 1, 300)
+
+
+def test_a_machine_without_poppler_is_told_at_registration(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError, match="pdftotext is not installed.*scripts/setup.sh"):
+        poppler.probe()
 
 
 # --- active content ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import edit_manifest, import_reference, skip_or_fail
+from conftest import QUICK_DPIS, edit_manifest, import_reference, skip_or_fail
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -121,7 +121,7 @@ def test_warehouse_outage_is_transient_and_the_retry_completes_without_duplicate
     import_reference(data, via_proxy)
     settings = load_settings(data_dir=data, db_url=via_proxy)
     batch = samples.generate_batch(tmp_path / "scans" / AGENCY / "B-OUT", agency_code=AGENCY,
-                                   batch_id="B-OUT", n_records=1, seed=5)
+                                   batch_id="B-OUT", n_records=1, seed=5, dpis=QUICK_DPIS)
     plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
     [task] = record_tasks(plan, batch_pk, docs)
     record_id = task.record.record_id

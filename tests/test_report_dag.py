@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import MigrateAirflow
 from progress_fixtures import fill, write_plan
 
 from pipeline.cli import airflow_env
@@ -39,8 +40,10 @@ def test_the_dag_runs_at_the_start_of_each_quarter(dag: object) -> None:
     assert dag.params["quarter"] == ""  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
-def test_a_run_writes_the_quarter_just_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_writes_the_quarter_just_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             migrate_airflow: MigrateAirflow) -> None:
     monkeypatch.setenv("DIGITIZE_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("DIGITIZE_PHASE_PLAN", str(write_plan(tmp_path)))
     monkeypatch.delenv("DIGITIZE_DB_URL", raising=False)
@@ -48,7 +51,7 @@ def test_a_run_writes_the_quarter_just_ended(tmp_path: Path, monkeypatch: pytest
     fill(settings.warehouse_url)
     env = airflow_env(settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    migrate_airflow(env)
     # the run of 1 July 2023, 06:00 reports on 2023Q2
     run = subprocess.run([airflow, "dags", "test", "digitize_report", "2023-07-01T06:00:00+00:00"],
                          env=env, capture_output=True, text=True, timeout=600)

@@ -8,7 +8,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import edit_manifest
+from conftest import QUICK_DPIS, edit_manifest
 from sqlalchemy import select
 
 from pipeline.batch import bring_batch_up_to_date, finalize_batch, run_batch
@@ -28,7 +28,7 @@ def test_a_fixed_row_is_archived_when_its_task_runs_again(reference_settings: Se
     settings = reference_settings
     batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-FIX", agency_code=AGENCY,
                                    batch_id="B-FIX", n_records=2, seed=21,
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     good_code = batch.records[0].procedure_code
     edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
     plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
@@ -66,7 +66,7 @@ def test_a_record_id_on_two_rows_stays_a_duplicate_on_every_try(reference_settin
     settings = reference_settings
     batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-TWICE", agency_code=AGENCY,
                                    batch_id="B-TWICE", n_records=2, seed=22,
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     edit_manifest(batch.batch_dir, {1: {"record_id": batch.records[0].record_id}})
     plan, batch_pk, docs = register_batch(settings, batch.batch_dir)
     for task in record_tasks(plan, batch_pk, docs):
@@ -86,7 +86,7 @@ def test_a_changed_row_finds_its_file_under_a_decomposed_name(reference_settings
     settings = reference_settings
     batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-NFD", agency_code=AGENCY,
                                    batch_id="B-NFD", n_records=1, seed=23,
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     (scan,) = (p for p in batch.batch_dir.iterdir() if p.name != "manifest.csv")
     on_disk = unicodedata.normalize("NFD", f"giấy phép{scan.suffix}")
     scan.rename(batch.batch_dir / on_disk)
@@ -115,7 +115,7 @@ def test_a_cleared_record_brings_its_batch_the_summary_and_its_note_up_to_date(
     settings = reference_settings
     batch = samples.generate_batch(settings.dir("inbox") / AGENCY / "B-CLEAR", agency_code=AGENCY,
                                    batch_id="B-CLEAR", n_records=2, seed=24,
-                                   vietnamese_headers=False)
+                                   vietnamese_headers=False, dpis=QUICK_DPIS)
     good_code = batch.records[0].procedure_code
     edit_manifest(batch.batch_dir, {0: {"procedure_code": "9.999999"}})
     first = run_batch(settings, batch.batch_dir)

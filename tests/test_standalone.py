@@ -47,7 +47,7 @@ from urllib.parse import quote, urlsplit
 import psutil
 import pytest
 import yaml
-from conftest import edit_manifest, free_port, import_reference, skip_or_fail, tail
+from conftest import QUICK_DPIS, edit_manifest, free_port, import_reference, skip_or_fail, tail
 from sqlalchemy import create_engine, text
 
 from pipeline import cli
@@ -328,7 +328,8 @@ def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: P
     standalone = Standalone(env, tmp_path, tmp_path / "standalone.log")
     api = Api(base)
     batch = samples.generate_batch(tmp_path / "staging" / BATCH, agency_code=AGENCY, batch_id=BATCH,
-                                   n_records=RECORDS, seed=14, truth_path=tmp_path / "truth.json")
+                                   n_records=RECORDS, seed=14, truth_path=tmp_path / "truth.json",
+                                   dpis=QUICK_DPIS)
     source = batch.batch_dir
     record_ids = sorted(r.record_id for r in batch.records)
     day_ago = time.time() - 86400
@@ -436,7 +437,7 @@ def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: P
         # now and looked at once (the settling starts), it settles while the screenshots are taken
         review = samples.generate_batch(
             tmp_path / "staging" / REVIEW_BATCH, agency_code=AGENCY, batch_id=REVIEW_BATCH,
-            n_records=RECORDS, seed=24, vietnamese_headers=False,
+            n_records=RECORDS, seed=24, vietnamese_headers=False, dpis=QUICK_DPIS,
             truth_path=tmp_path / "truth-review.json")
         bad = review.records[0]
         edit_manifest(review.batch_dir, {0: {"procedure_code": BAD_CODE}})

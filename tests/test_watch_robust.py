@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import QUICK_DPIS, MigrateAirflow
 
 from pipeline.cli import airflow_env
 from pipeline.config import Settings
@@ -33,20 +34,21 @@ def _bad_batches(settings: Settings) -> dict[str, Path]:
     return folders
 
 
-def _airflow(settings: Settings) -> tuple[str, dict[str, str]]:
+def _airflow(settings: Settings, migrate: MigrateAirflow) -> tuple[str, dict[str, str]]:
     env = airflow_env(settings)
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    return airflow, env
+    migrate(env)
+    return str(Path(sys.executable).with_name("airflow")), env
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
-def test_the_watcher_starts_good_batches_beside_malformed_ones(settings: Settings,
-                                                               settled_at_once: Path) -> None:
+def test_the_watcher_starts_good_batches_beside_malformed_ones(
+        settings: Settings, settled_at_once: Path, migrate_airflow: MigrateAirflow) -> None:
     good = settings.dir("inbox") / AGENCY / "W-GOOD"
-    samples.generate_batch(good, agency_code=AGENCY, batch_id="W-GOOD", n_records=1, seed=1)
+    samples.generate_batch(good, agency_code=AGENCY, batch_id="W-GOOD", n_records=1, seed=1,
+                           dpis=QUICK_DPIS)
     bad = _bad_batches(settings)
-    airflow, env = _airflow(settings)
+    airflow, env = _airflow(settings, migrate_airflow)
     run = subprocess.run([airflow, "dags", "test", "digitize_watch"], env=env,
                          capture_output=True, text=True, timeout=600)
     log = run.stdout + run.stderr
@@ -73,10 +75,12 @@ def test_the_watcher_starts_good_batches_beside_malformed_ones(settings: Setting
     assert "manifest.csv cannot be read" in log, log[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.airflow
-def test_register_fails_at_once_with_the_manifests_message(settings: Settings) -> None:
+def test_register_fails_at_once_with_the_manifests_message(settings: Settings,
+                                                          migrate_airflow: MigrateAirflow) -> None:
     folder = _bad_batches(settings)["W-NOID"]
-    airflow, env = _airflow(settings)
+    airflow, env = _airflow(settings, migrate_airflow)
     # finalize (all_done) would run after the failed register and be retried with back-off for
     # minutes, its XCom missing: not what this test is about
     run = subprocess.run([airflow, "dags", "test", "digitize_batch", "--conf",

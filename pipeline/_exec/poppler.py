@@ -9,6 +9,13 @@ from pathlib import Path
 from pipeline._exec import run
 
 
+def probe() -> str:
+    """Poppler's version (``pdftotext -v``, on stderr), or ToolMissingError with the install hint:
+    a batch fails at registration rather than on its first born-digital page."""
+    out = run(["pdftotext", "-v"]).stderr.decode("utf-8", "replace")
+    return out.split()[2] if out.startswith("pdftotext version ") else out.strip()
+
+
 def page_text(pdf: Path, page: int, timeout: float = 120, *, raw: bool = False) -> str:
     """The text of page ``page`` (1-based), NFC like every text the pipeline keeps; with ``raw``
     in the order the page draws it rather than as it is laid out."""
