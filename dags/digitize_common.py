@@ -3,7 +3,8 @@
 The warehouse is the Airflow connection ``digitize_warehouse`` (a postgres connection, a sqlite
 one whose host is the file, or any type with ``extra.sqlalchemy_url``); without it, the embedded
 SQLite warehouse under ``DIGITIZE_DATA_DIR``. ``digitize airflow`` defines the connection from
-the project's settings unless the deployment already does.
+the project's settings unless the deployment already does. The signing key may come from the
+connection ``digitize_sign`` (the PIN as its password).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from pipeline.config import Settings
 
 WAREHOUSE_CONN_ID = "digitize_warehouse"
+# the signing key's PIN as an Airflow secret (password) with its key and timestamp server
+# (extra): optional, DIGITIZE_SIGN_* otherwise (pipeline.config.settings_for_connection)
+SIGN_CONN_ID = "digitize_sign"
 
 
 def task_settings(**overrides: object) -> Settings:
@@ -26,11 +30,13 @@ def task_settings(**overrides: object) -> Settings:
     from pipeline.config import quiet_libraries, settings_for_connection
 
     quiet_libraries()
-    try:
-        conn = Connection.get(WAREHOUSE_CONN_ID)
-    except AirflowNotFoundException:
-        conn = None
-    return settings_for_connection(conn, **overrides)
+    found = []
+    for conn_id in (WAREHOUSE_CONN_ID, SIGN_CONN_ID):
+        try:
+            found.append(Connection.get(conn_id))
+        except AirflowNotFoundException:
+            found.append(None)
+    return settings_for_connection(*found, **overrides)
 
 
 def emit_record_metrics(result: dict[str, object]) -> None:

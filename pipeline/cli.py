@@ -22,6 +22,7 @@ from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
 if TYPE_CHECKING:  # the import itself is lazy: `digitize --help` must not load SQLAlchemy
     from pipeline.checks.reference import ImportReport
+    from pipeline.signing.verify import Verdict
     from pipeline.store.fixity import FixityReport
 
 log = logging.getLogger("pipeline")
@@ -41,6 +42,8 @@ def _record_json(result: RecordResult) -> dict[str, object]:
         "skew": [p.skew for p in result.pages],
         "ocr_mean_confidence": result.mean_confidence,
         "already_archived": result.already_archived,
+        "signature_level": result.signature_level,
+        "signed_by": result.signed_by,
         "reason": result.reason,
         "errors": result.errors,
     }
@@ -482,6 +485,60 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.ok
 
 
+def cmd_sign(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline.signing.backfill import sign_archived
+
+    def said(record_id: str, problem: str | None) -> None:
+        print(f"Hồ sơ {record_id}: " + ("đã ký số." if problem is None else problem), flush=True)
+
+    outcome = sign_archived(settings, args.agency, args.batch, on_record=said)
+    print(f"Đã ký: {len(outcome.signed)}   Đã ký từ trước: {outcome.already_signed}   "
+          f"Chưa ký được: {len(outcome.problems)}")
+    return ExitCode.ok if outcome.ok else ExitCode.some_quarantined
+
+
+def _verdict_lines(v: Verdict) -> list[str]:
+    def yes(flag: bool | None, no: str = "không") -> str:
+        return "có" if flag else "chưa kiểm tra" if flag is None else no
+
+    if not v.signed:
+        return [f"{v.path}: KHÔNG HỢP LỆ", *(f"  - {p}" for p in v.problems)]
+    return [
+        f"{v.path}: {'HỢP LỆ' if v.valid else 'KHÔNG HỢP LỆ'} (PAdES {v.level or '?'})",
+        f"  Người ký: {v.signer}; thời điểm ký: {v.signed_at:%Y-%m-%d %H:%M:%S %Z}"
+        if v.signed_at else f"  Người ký: {v.signer}",
+        f"  Dấu thời gian: {v.timestamp:%Y-%m-%d %H:%M:%S %Z}" if v.timestamp
+        else "  Dấu thời gian: không có",
+        f"  Nguyên vẹn từ khi ký: {yes(v.intact)}; chữ ký bao trọn tệp: {yes(v.whole_document)}",
+        f"  Chuỗi chứng thư tin cậy: {yes(v.trusted)}; đã kiểm tra thu hồi: "
+        f"{yes(v.revocation_checked)}; định danh PDF/A: {yes(v.pdfa)}",
+        *(f"  - Lỗi: {p}" for p in v.problems), *(f"  - Lưu ý: {w}" for w in v.warnings),
+    ]
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline.signing.verify import verify_pdf
+
+    trust = [Path(t) for t in args.trust] or ([settings.sign_trust] if settings.sign_trust else [])
+    verdicts, unusable = [], []
+    for name in args.paths:
+        try:
+            verdicts.append(verify_pdf(Path(name), trust))
+        except DigitizeError as exc:
+            unusable.append({"path": name, "error": str(exc)})
+    if args.json:
+        print(json.dumps([v.as_json() for v in verdicts] + unusable, ensure_ascii=False,
+                         indent=2, default=str))
+    else:
+        for v in verdicts:
+            print("\n".join(_verdict_lines(v)))
+        for u in unusable:
+            print(f"{u['path']}: KHÔNG DÙNG ĐƯỢC — {u['error']}")
+    if unusable:
+        return ExitCode.bad_usage
+    return ExitCode.ok if all(v.valid for v in verdicts) else ExitCode.some_quarantined
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="digitize",
@@ -623,6 +680,30 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--agency", metavar="CODE", help="only this agency's record of that id")
     hist.add_argument("--json", action="store_true", help="print the story as JSON")
     hist.set_defaults(func=cmd_history)
+
+    sign = sub.add_parser(
+        "sign", help="ký số: sign an agency's records archived unsigned",
+        description="Signs every archived record of the agency that is still unsigned (archived "
+                    "before it had a key) with its key (DIGITIZE_SIGN_KEY or the table "
+                    "DIGITIZE_SIGN_KEYS): each signed file is a new version of the record, the "
+                    "unsigned one stays. Records already signed are left alone.",
+        epilog="Exit codes: 0 all signed, 3 some could not be signed (each is named), 2 no key or "
+               "a key that cannot sign, 4 token or timestamp server away (run again later).")
+    sign.add_argument("--agency", required=True, metavar="CODE", help="the agency's code")
+    sign.add_argument("--batch", metavar="ID", help="only the records of this batch")
+    sign.set_defaults(func=cmd_sign)
+
+    verify = sub.add_parser(
+        "verify", help="check the digital signature of archived PDFs",
+        description="For each PDF: intact since signing, signer, signing time, timestamp, "
+                    "certificate chain trusted, revocation checked (its absence is a warning), "
+                    "PDF/A identification present.",
+        epilog="Exit codes: 0 all valid, 3 some not valid, 2 unusable input (not a PDF).")
+    verify.add_argument("paths", nargs="+", metavar="PATH", help="PDF files")
+    verify.add_argument("--trust", action="append", default=[], metavar="CA.pem",
+                        help="trusted CA certificates, PEM (default DIGITIZE_SIGN_TRUST)")
+    verify.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    verify.set_defaults(func=cmd_verify)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
     migrate.set_defaults(func=cmd_migrate)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     # like Airflow's [api] base_url): the Data Docs links in quarantine notes and task logs are
     # made with it (pipeline.reporting.dashboard.docs_url), as a worker's file:// path opens nowhere else
     ui_base_url: str = Field("http://localhost:8080", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    # Ký số (pipeline.signing). The key that signs every agency's records, "pkcs12:/path/x.p12" or
+    # "pkcs11:/path/module.so?token=LABEL&key=LABEL", unless the table ``sign_keys`` (YAML:
+    # agency code -> key, pin_env, tsa) gives the agency its own. With neither, records are
+    # archived unsigned: a state the warehouse, the events and the report show.
+    sign_key: str | None = None
+    # the PIN of the token, or the PKCS#12 file's password; SecretStr keeps it out of reprs
+    sign_pin: SecretStr | None = None
+    # an RFC 3161 timestamp server: PAdES B-T instead of B-B
+    sign_tsa: str | None = Field(None, pattern=r"^https?://\S+$")
+    sign_keys: Path | None = None
+    # PEM file of the CA certificates that signatures chain to: checked before a signed file is
+    # archived, and what makes B-LT (revocation data embedded) possible
+    sign_trust: Path | None = None
 
     @property
     def warehouse_url(self) -> str:
@@ -167,10 +180,22 @@ def url_from_connection(conn: Any) -> str:
         "extra {\"sqlalchemy_url\": \"...\"}.")
 
 
-def settings_for_connection(conn: Any | None, **overrides: object) -> Settings:
-    """Settings whose warehouse is the orchestrator connection ``conn`` (None: the default)."""
+def settings_for_connection(conn: Any | None, sign_conn: Any | None = None,
+                            **overrides: object) -> Settings:
+    """Settings whose warehouse is the orchestrator connection ``conn`` (None: the default).
+
+    ``sign_conn``, when given, holds the signing key instead of the environment: its password is
+    the PIN (kept in the orchestrator's secrets, never in a task's arguments or results), its
+    extra ``key``, ``tsa`` and ``keys`` are DIGITIZE_SIGN_KEY, _TSA and _KEYS.
+    """
     if conn is not None:
         overrides = {"db_url": url_from_connection(conn), **overrides}
+    if sign_conn is not None:
+        extra = sign_conn.extra_dejson or {}
+        signing = {f"sign_{name}": extra[name] for name in ("key", "tsa", "keys") if extra.get(name)}
+        if sign_conn.password:
+            signing["sign_pin"] = sign_conn.password
+        overrides = {**signing, **overrides}
     return load_settings(**overrides)
 
 

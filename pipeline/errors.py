@@ -206,3 +206,32 @@ class UnexpectedRecordError(RecordError):
     odd page, a bug): the record is held with the exception text, the batch goes on."""
 
     reason = "unexpected_error"
+
+
+class SigningFailedError(RecordError):
+    """The record could not be signed with a key that passed the batch's check (its certificate
+    expired or was revoked since), or the signature just made does not verify: the record is not
+    archived, never archived as signed without a valid signature."""
+
+    reason = "signing_failed"
+
+
+class SigningKeyError(ConfigError):
+    """The agency's signing key cannot be used as configured: the PKCS#12 file or PKCS#11 module
+    is missing, the PIN or password is wrong, the certificate is not valid now or lacks the
+    digitalSignature / nonRepudiation key usage, or the token holds no key with that label.
+    It stops the batch before any page is touched (exit 2); the message names the key, never
+    the PIN."""
+
+
+class SigningUnavailableError(TransientError):
+    """Signing cannot be done right now, though nothing is wrong with the key: the USB token is
+    not plugged in, or the timestamp server does not answer. Retried like a warehouse outage
+    (exit 4, Airflow's retry)."""
+
+
+class UnusableInputError(DigitizeError):
+    """A file given to ``digitize verify`` is not a readable PDF (or cannot be read at all):
+    a usage error (exit 2), not a failed verification."""
+
+    exit_code = ExitCode.bad_usage

@@ -148,6 +148,10 @@ class RecordResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # archived, but the archivist should look
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage (metrics)
     already_archived: bool = False
+    # ký số of the archived file: PAdES level (B-B, B-T, B-LT, B-LTA), signer, time; None unsigned
+    signature_level: str | None = None
+    signed_by: str | None = None
+    signed_at: dt.datetime | None = None
 
 
 class BatchOutcome(BaseModel):

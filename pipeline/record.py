@@ -57,6 +57,8 @@ from pipeline.intake import pages
 from pipeline.intake.ingest import sha256_file
 from pipeline.models import PageRef, PageResult, RecordResult, RecordStatus, RecordTask
 from pipeline.privacy import mask_personal_id
+from pipeline.signing import policy
+from pipeline.signing.sign import SignatureInfo
 from pipeline.store import archive, claims, warehouse
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,8 @@ class RecordContext:
     task: RecordTask
     work: Path  # the record's own work folder (archive.work_folder), emptied before and after
     started: float  # time.perf_counter() at the attempt's start, for its events' durations
+    # the agency's signing key (pipeline.signing.policy); None: archived unsigned
+    key: policy.AgencyKey | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (metrics)
     notes: list[str] = field(default_factory=list)  # for the archivist, found reading the pages
 
@@ -77,7 +81,7 @@ class RecordContext:
     def begin(cls, settings: Settings, task: RecordTask, started: float) -> RecordContext:
         rid = task.record.record_id
         return cls(settings, task, archive.work_folder(settings.dir("work"), task.agency_code, rid),
-                   started)
+                   started, policy.key_for(settings, task.agency_code))
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -104,6 +108,13 @@ class Placement(NamedTuple):
     path: Path
     sha256: str
     version: int
+
+
+class Signed(NamedTuple):
+    """The file to archive: the PDF/A signed by the agency, or as made when it has no key."""
+
+    pdf: Path
+    info: SignatureInfo | None
 
 
 def process_record(settings: Settings, task: RecordTask) -> RecordResult:
@@ -147,8 +158,9 @@ def archive_record(ctx: RecordContext) -> RecordResult:
         cleaned = _clean_pages(ctx)
         output = _ocr(ctx, cleaned)
         warnings = _check(ctx, cleaned.results, output)
-        placed = _place(ctx, output.pdf, version, warnings)
-    result = _archived_result(ctx, cleaned.results, placed, warnings)
+        signed = _sign(ctx, output.pdf)
+        placed = _place(ctx, signed.pdf, version, warnings)
+    result = _archived_result(ctx, cleaned.results, placed, warnings, signed.info)
     _load(ctx, result, output.text)
     return result
 
@@ -213,7 +225,8 @@ def _already_archived(conn: Connection, task: RecordTask) -> RecordResult | None
                 record_id=rec.record_id, line=rec.row.line, status=RecordStatus.archived,
                 pdf_path=str(pdf), pdf_sha256=existing["pdf_sha256"], version=existing["version"],
                 page_count=existing["page_count"], mean_confidence=existing["mean_confidence"],
-                already_archived=True,
+                already_archived=True, signature_level=existing["signature_level"],
+                signed_by=existing["signed_by"], signed_at=existing["signed_at"],
             )
         if stored != wanted and not rec.row.replace_archived:
             raise DuplicateSourceError(rec.record_id, (
@@ -486,6 +499,20 @@ def _hold_probable_duplicate(ctx: RecordContext, first_page_hash: str, text: str
         f"'{other.record_id}' vào cột 'Không trùng với' của dòng này rồi Clear để chạy lại."))
 
 
+def _sign(ctx: RecordContext, pdf: Path) -> Signed:
+    """The checked PDF/A signed with the agency's key and verified; unsigned without a key."""
+    if ctx.key is None:
+        return Signed(pdf, None)
+    task = ctx.task
+    with ctx.timed("sign"):
+        with warehouse.engine_for(ctx.settings.warehouse_url).connect() as conn:
+            location = warehouse.agency_name(conn, task.agency_code)
+        out = ctx.work / "signed.pdf"
+        info = policy.sign_and_verify(ctx.settings, ctx.key, task.record.record_id, location,
+                                      pdf, out)
+    return Signed(out, info)
+
+
 # Versions tried past the first free-looking one before the record is held: each is a file left
 # by an interrupted run with other content, which is never replaced.
 _MAX_VERSION_TRIES = 20
@@ -526,7 +553,7 @@ def _place(ctx: RecordContext, pdf: Path, version: int, warnings: list[str]) -> 
 
 
 def _archived_result(ctx: RecordContext, page_results: list[PageResult], placed: Placement,
-                     warnings: list[str]) -> RecordResult:
+                     warnings: list[str], signature: SignatureInfo | None) -> RecordResult:
     rec = ctx.task.record
     known = [p.confidence for p in page_results if p.confidence is not None]
     return RecordResult(
@@ -535,6 +562,7 @@ def _archived_result(ctx: RecordContext, page_results: list[PageResult], placed:
         page_count=len(page_results), pages=page_results,
         mean_confidence=round(sum(known) / len(known), 1) if known else None, warnings=warnings,
         timings={stage: round(seconds, 3) for stage, seconds in ctx.timings.items()},
+        **warehouse.signature_fields(signature),
     )
 
 
@@ -547,11 +575,23 @@ def _load(ctx: RecordContext, result: RecordResult, text: str) -> None:
         warehouse.add_event(conn, task, "archive", "archived",
                             f"{result.pdf_path} sha256={result.pdf_sha256} v{result.version}",
                             ctx.elapsed())
+        warehouse.add_event(conn, task, "sign", *_signing_event(ctx, result))
         if result.warnings:
             warehouse.add_event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
         _resolve_notes(ctx.settings, conn, task)
     log.info("record %s archived: %d pages, mean confidence %s -> %s", result.record_id,
              result.page_count, result.mean_confidence, result.pdf_path)
+
+
+def _signing_event(ctx: RecordContext, result: RecordResult) -> tuple[str, str]:
+    """The sign stage's outcome and detail: unsigned is said, never left silent."""
+    if result.signature_level:
+        return "signed", (f"PAdES {result.signature_level}, {result.signed_by}, "
+                          f"{result.signed_at:%Y-%m-%dT%H:%M:%SZ}")
+    return "unsigned", (
+        f"Chưa ký số: cơ quan {ctx.task.agency_code} chưa có khóa ký (DIGITIZE_SIGN_KEY hoặc bảng "
+        "DIGITIZE_SIGN_KEYS). Khi có khóa, 'digitize sign --agency "
+        f"{ctx.task.agency_code}' ký các hồ sơ đã lưu trữ chưa ký.")
 
 
 def _resolve_notes(settings: Settings, conn: Connection, task: RecordTask) -> None:

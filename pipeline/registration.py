@@ -29,6 +29,7 @@ from pipeline.intake.ingest import (
     resolve_pages,
 )
 from pipeline.models import BatchPlan, Problem, RecordPlan, RecordStatus, RecordTask, SourceFile
+from pipeline.signing import policy
 from pipeline.store import archive, warehouse
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
     folder_name = archive.check_component(plan.batch_id, "Mã lô")
     archive.check_component(plan.agency_code, "Mã cơ quan")
+    # a key that cannot sign stops the batch before any page is touched
+    policy.check_key(settings, plan.agency_code)
     content = batches.content_sha256(plan)
     with engine.connect() as conn:
         plan.batch_id = batches.resolve_batch_id(conn, plan.agency_code, folder_name,

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   sqlite3 make
   # headless browser for the progress page's test (tests/test_progress_plugin.py, Selenium)
   chromium chromium-driver
+  # a real PKCS#11 token for the signing tests (tests/test_signing.py, SoftHSM2)
+  softhsm2
 )
 
 missing=()

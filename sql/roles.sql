@@ -3,9 +3,10 @@
 --   digitize_loader     what the pipeline (CLI, Airflow tasks) connects as: reads and writes the
 --                       tables; no DDL, so schema changes stay with the owner (`digitize migrate`).
 --   digitize_reporting  what the progress page, the quarterly report and any BI tool connect as:
---                       the aggregate progress views and the agency registry only. Nothing of
---                       records, pages, files, validation_results, validation_runs, events or
---                       batches, so no holder name or id, OCR text or path can be read.
+--                       the aggregate progress views and the agency registry, and of records
+--                       only the five columns the signed count reads. Nothing of pages, files,
+--                       validation_results, validation_runs, events or batches, so no holder
+--                       name or id, OCR text or path can be read.
 --
 -- Idempotent: run it again after every migration, as the owner of the tables, so that new tables
 -- reach the loader (`digitize roles apply`, or `psql "$URL" -v ON_ERROR_STOP=1 -f sql/roles.sql`).
@@ -40,4 +41,10 @@ GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO digitize_loader
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM digitize_reporting;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM digitize_reporting;
 GRANT SELECT ON progress_inventory, progress_archived, progress_quarantine, agencies
+    TO digitize_reporting;
+-- The report's "Đã ký số" counts signed records per agency and issue year: the columns it reads
+-- and nothing else of records (no holder, no text, no path; SELECT * stays refused). A view
+-- would need a migration of its own: the views above are made from sql/views by migration 0005,
+-- before the signature columns exist.
+GRANT SELECT (agency_code, issued_on, status, updated_at, signed_at) ON records
     TO digitize_reporting;

@@ -208,7 +208,8 @@ def test_the_monthly_dag_fails_at_once_with_the_findings_first_in_its_log(
     assert level == "error", summary
     lines = summary.splitlines()
     assert lines[0] == ("Kiểm tra toàn vẹn: 1 bản lưu trữ PDF/A và 1 tệp quét gốc đã được băm lại.")
-    assert lines[1].startswith("PHÁT HIỆN VẤN ĐỀ: 1 mất tệp, 1 bị thay đổi, 0 tệp lạ, 0 tệp dùng chung.")
+    assert lines[1].startswith("PHÁT HIỆN VẤN ĐỀ: 1 mất tệp, 1 bị thay đổi, 0 tệp lạ, 0 tệp dùng chung, "
+                               "0 chữ ký số không hợp lệ.")
     assert sorted(lines[2:4]) == sorted([
         f"- mất tệp: tệp quét gốc {scan} (lô {AGENCY}/B-DAG, hồ sơ {record.record_id})",
         f"- nội dung bị thay đổi: bản lưu trữ PDF/A {pdf} (hồ sơ {record.record_id}, phiên bản 1)"])

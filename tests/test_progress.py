@@ -7,7 +7,17 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, H, T, X, fill, write_plan
+from progress_fixtures import (
+    EXPECTED_2023Q2,
+    HOLDER_ID,
+    HOLDER_NAME,
+    H,
+    T,
+    X,
+    add_after_quarter,
+    fill,
+    write_plan,
+)
 from sqlalchemy import text
 
 from pipeline.reporting import progress
@@ -56,6 +66,33 @@ def test_the_views_hold_no_personal_data_and_serve_plain_sql(warehouse_url: str)
             "SELECT issue_year, still_valid FROM progress_inventory WHERE agency_code = :a"),
             {"a": T}).tuples().all())
     assert inventory == {2004: 50, 2010: 100, 2015: 100}
+
+
+def test_a_record_counts_as_signed_from_the_quarter_it_was_signed(warehouse_url: str,
+                                                                   plan: PhasePlan) -> None:
+    """Digitized in the quarter it was archived, signed in the quarter it was signed (the
+    quarter's end at local midnight); unsigned is 0, not missing."""
+    f = fill(warehouse_url)
+    add_after_quarter(f)  # the xã signs its 10 records of 2022 on 10 July
+
+    def signed(quarter: str) -> dict[tuple[str | None, str | None], tuple[int, int, float | None]]:
+        report = progress.quarter_report(warehouse_url, quarter, plan)
+        return {(r.agency_code, r.phase): (r.digitized, r.signed, r.signed_percent)
+                for r in [*report.rows, *report.agency_totals]}
+
+    # Sở Tư pháp's 60 of January are digitized in Q1, 30 of them signed only on 20 June
+    q1 = signed("2023Q1")
+    assert q1[(T, "GD2")] == (60, 0, 0.0)
+    assert q1[(H, None)] == (100, 0, 0.0)  # the one of 00:30 on 1 April (local) is Q2's
+    assert signed("2023Q2")[(T, "GD2")] == (130, 99, 76.2)
+    q3 = signed("2023Q3")
+    # + 10 archived unsigned on 3 July; + the one archived in Q2 and signed on 3 July
+    assert q3[(T, "GD2")] == (140, 100, 71.4)
+    # + the one signed at 23:59 on 30 June and archived after midnight, + the one of August
+    assert q3[(H, "GD2")] == (153, 48, 31.4)
+    # 10 of 2022 signed in July, 25 archived in July unsigned; nothing of GD3 digitized
+    assert q3[(X, None)] == (35, 10, 28.6)
+    assert q3[(X, "GD3")] == (0, 0, None)
 
 
 def test_targets_follow_the_year_and_the_phase(tmp_path: Path, plan: PhasePlan) -> None:
@@ -151,13 +188,22 @@ def test_a_warehouse_without_the_views_says_to_migrate(warehouse_url: str, plan:
     fill(warehouse_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(warehouse.MIGRATIONS))
-    with warehouse.engine_for(warehouse_url).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0004")  # the migration also goes back cleanly
+
+    def downgrade(revision: str) -> None:
+        with warehouse.engine_for(warehouse_url).begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+    downgrade("0008")  # the views, without the signature columns of 0009
+    with pytest.raises(ConfigError, match="(?s)signed_at.*digitize migrate"):
+        progress.quarter_report(warehouse_url, "2023Q2", plan)
+    downgrade("0004")  # the migration also goes back cleanly
     with pytest.raises(ConfigError, match="digitize migrate"):
         progress.quarter_report(warehouse_url, "2023Q2", plan)
     warehouse.migrate(warehouse_url)
-    assert progress.quarter_report(warehouse_url, "2023Q2", plan).totals[-1].digitized == 296
+    total = progress.quarter_report(warehouse_url, "2023Q2", plan).totals[-1]
+    # the signatures went with 0009's columns: what was archived before it is unsigned
+    assert (total.digitized, total.signed, total.signed_percent) == (296, 0, 0.0)
 
 
 def test_percentages_round_half_up() -> None:

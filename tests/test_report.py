@@ -72,6 +72,8 @@ def expected_cells(e: dict[str, Any]) -> dict[str, Any]:
         else f"{e['agencies_on_track']}/{e['agencies_judged']}",
         "Còn lại": e["remaining"],
         "Số trang": e["pages"],
+        "Đã ký số": e["signed"],
+        "Tỷ lệ đã ký số (%)": e["signed_percent"],
         "Cần xử lý": e["quarantined"],
         "Lý do chính": "; ".join(f"{r['label']} ({r['count']})" for r in e["reasons"][:3]),
         "Số hóa trong quý": e["digitized_in_quarter"],
@@ -138,7 +140,7 @@ def test_xlsx_sheets_charts_and_every_cell(quarter: progress.QuarterReport, tmp_
         assert [r["Mã cơ quan"] for r in rows] == [T, H, X, ""]
         for got, e in zip(rows, expected, strict=True):
             cells = expected_cells(e)
-            assert len(got) == 22, sheet
+            assert len(got) == 24, sheet
             assert got == {h: _xlsx_value(cells[h]) for h in got}, (sheet, e["agency_code"])
     # numbers are numbers, dates are dates: Sở TT&TT sums and filters them in Excel
     gd2 = book["GD2 Giai đoạn 2"]
@@ -241,6 +243,39 @@ def test_html_same_tables_and_charts_printable_self_contained(quarter: progress.
         for got, e in zip(table[1:], expected, strict=True):
             cells = expected_cells(e)
             assert got == [_vi(cells[h], h) for h in table[0]], (phase, e["agency_code"])
+
+
+def test_the_signed_column_in_every_format(quarter: progress.QuarterReport) -> None:
+    """Đã ký số per agency: a record signed after the quarter's end or held in quarantine is not
+    counted, and the xã without a key shows 0, never a blank cell (tests/progress_fixtures.py)."""
+    data = json.loads(report.render(quarter, "json"))
+    signed = {r["agency_code"]: (r["signed"], r["signed_percent"]) for r in data["agency_totals"]}
+    assert signed == {T: (104, 77.0), H: (46, 30.5), X: (0, 0.0)}
+    assert [(r["signed"], r["signed_percent"]) for r in data["totals"]] == [
+        (145, 49.8), (5, 100.0), (150, 50.7)]
+
+    rows = list(csv.DictReader(io.StringIO(report.render(quarter, "csv").decode("utf-8-sig"))))
+    agencies = {(r["Mã cơ quan"], r["Giai đoạn"]): (r["Đã ký số"], r["Tỷ lệ đã ký số (%)"])
+                for r in rows if r["Loại dòng"].startswith("Cơ quan")}
+    assert agencies == {
+        (T, "Giai đoạn 2"): ("99", "76.2"), (T, "Giai đoạn 3"): ("5", "100.0"),
+        (T, "Tất cả giai đoạn"): ("104", "77.0"),
+        (H, "Giai đoạn 2"): ("46", "30.5"), (H, "Giai đoạn 3"): ("0", ""),  # nothing digitized
+        (H, "Tất cả giai đoạn"): ("46", "30.5"),
+        (X, "Giai đoạn 2"): ("0", "0.0"), (X, "Giai đoạn 3"): ("0", ""),
+        (X, "Tất cả giai đoạn"): ("0", "0.0")}
+
+    parsed = _Tables()
+    parsed.feed(report.render(quarter, "html").decode("utf-8"))
+    figures = [t for t in parsed.tables if t[0][0] in ("Cấp", "Mã cơ quan")]
+    assert len(figures) == 4
+    for table in figures:
+        header = table[0]
+        assert header[header.index("Số trang") + 1:][:2] == ["Đã ký số", "Tỷ lệ đã ký số (%)"]
+    column = figures[1][0].index("Đã ký số")  # GD2's agencies, then the province
+    assert {row[0]: row[column] for row in figures[1][1:]} == {T: "99", H: "46", X: "0", "—": "145"}
+    assert dict(report.definitions(quarter))["Đã ký số"].startswith(
+        "số hồ sơ trong Đã số hóa đã được cơ quan ký số đến hết ngày 30/06/2023")
 
 
 def test_html_for_the_plugin_has_a_filter_form_and_download_links(quarter: progress.QuarterReport) -> None:

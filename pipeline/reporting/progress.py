@@ -32,6 +32,11 @@ Definitions (the figures at the end of the quarter, "số liệu đến hết ng
   before the end of the quarter; *pages*: their pages;
 - *percent* (Tỷ lệ): digitized / inventoried, one decimal rounded half up; none without
   inventory;
+- *signed* (Đã ký số): digitized records whose current version was signed (``records.signed_at``)
+  before the end of the quarter, 0 for an agency without a key; a record archived in one quarter
+  and signed in a later one counts as digitized in the first and as signed from the second;
+  *signed percent* (Tỷ lệ đã ký số): signed / digitized, one decimal rounded half up; none when
+  nothing is digitized;
 - *year's target* (Chỉ tiêu năm): the plan's cumulative target for the agency's level and the
   quarter's year (a phase's own targets first); *expected* (Mức cần đạt): the part of the year's
   progress due by the quarter's end, linear over the four quarters from the previous year's
@@ -49,7 +54,9 @@ Definitions (the figures at the end of the quarter, "số liệu đến hết ng
 
 Quarters are cut at local midnight in the plan's time zone; the warehouse stores UTC. Each figure
 is one query over a view of ``sql/views/`` (``progress_inventory``, ``progress_archived``,
-``progress_quarantine``), so the same SQL serves other tools.
+``progress_quarantine``), so the same SQL serves other tools; the signed count alone reads
+``records``: its signature columns came with migration 0009, and the views, which migration 0005
+creates from ``sql/views/``, cannot name them.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Integer, case, cast, extract, func, or_, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from pipeline.config import Settings
@@ -223,6 +230,9 @@ REASON_LABELS = {
     "stack_pages_unassigned": "Trang chưa rõ hồ sơ (tờ bìa)",
     "sheet_without_pages": "Tờ bìa không có trang",
     "sheet_mismatch": "Tờ bìa không khớp",
+    "archive_conflict": "Tệp lạ chiếm chỗ trong kho lưu trữ",
+    "signing_failed": "Chưa ký số được",
+    "unexpected_error": "Lỗi không lường trước",
     "record_error": "Lỗi khác",
 }
 
@@ -285,6 +295,8 @@ class ProgressRow(BaseModel):
     agencies_judged: int  # agencies with a target
     agencies_on_track: int
     pages: int
+    signed: int  # Đã ký số: 0, never missing, where nothing is signed
+    signed_percent: float | None  # of the digitized records; None: nothing digitized
     quarantined: int
     reasons: list[ReasonCount]  # every reason, most frequent first
     digitized_in_quarter: int
@@ -345,6 +357,7 @@ class _Sums:
     pages: int = 0
     digitized_q: int = 0
     pages_q: int = 0
+    signed: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
 
 
@@ -357,9 +370,10 @@ def _utc(day: dt.date, zone: str) -> dt.datetime:
 def _read(url: str, start: dt.datetime, end: dt.datetime
           ) -> tuple[dict[str, tuple[str, str | None]], list[tuple[str, int | None, int]],
                      list[tuple[str, int | None, int, int, int, int]],
-                     list[tuple[str, int | None, str | None, int]]]:
-    """Agencies, inventory, archived and quarantined figures: one query each, one snapshot."""
-    a, inv = warehouse.agencies, warehouse.progress_inventory
+                     list[tuple[str, int | None, str | None, int]],
+                     list[tuple[str, int | None, int]]]:
+    """Agencies, inventory, archived, quarantined and signed figures: one query each, one snapshot."""
+    a, inv, rec = warehouse.agencies, warehouse.progress_inventory, warehouse.records
     arc, qua = warehouse.progress_archived, warehouse.progress_quarantine
     in_quarter = arc.c.archived_at >= start
     archived = (
@@ -375,8 +389,17 @@ def _read(url: str, start: dt.datetime, end: dt.datetime
         .where(qua.c.held_at < end, or_(qua.c.released_at.is_(None), qua.c.released_at >= end))
         .group_by(qua.c.agency_code, qua.c.issue_year, qua.c.reason)
     )
+    # The issue year as progress_records computes it on either dialect (EXTRACT / strftime).
+    # Archived before the end as well: a record signed just before midnight and archived just
+    # after is not digitized in the quarter, so it cannot be signed in it either.
+    issue_year = cast(extract("year", rec.c.issued_on), Integer)
+    signed = (
+        select(rec.c.agency_code, issue_year, func.count())
+        .where(rec.c.status == "archived", rec.c.signed_at < end, rec.c.updated_at < end)
+        .group_by(rec.c.agency_code, issue_year)
+    )
     engine = warehouse.engine_for(url)
-    # On PostgreSQL the four queries read one snapshot, so a batch archiving meanwhile cannot
+    # On PostgreSQL the five queries read one snapshot, so a batch archiving meanwhile cannot
     # make the inventory and the digitized figures disagree.
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
     try:
@@ -387,15 +410,18 @@ def _read(url: str, start: dt.datetime, end: dt.datetime
                 select(inv.c.agency_code, inv.c.issue_year, inv.c.still_valid))]
             arch = [tuple(r) for r in conn.execute(archived)]
             quar = [tuple(r) for r in conn.execute(held)]
+            sign = [tuple(r) for r in conn.execute(signed)]
     except (OperationalError, ProgrammingError) as exc:
-        if not any(view in str(exc.orig) for view in warehouse.VIEWS):
+        if not any(name in str(exc.orig) for name in (*warehouse.VIEWS, "signed_at")):
             raise
         raise ConfigError(
-            f"The warehouse {engine.url.render_as_string()} has no progress views yet "
-            f"({exc.orig}). Run `digitize migrate` (migration 0005) first.") from exc
+            f"The warehouse {engine.url.render_as_string()} lacks the progress views or the "
+            f"signature columns ({exc.orig}). Run `digitize migrate` (migrations 0005, 0009) "
+            "first.") from exc
     return (agencies, [(c, y, int(n or 0)) for c, y, n in inventory],  # type: ignore[misc]
             [(c, y, int(n), int(p), int(nq), int(pq)) for c, y, n, p, nq, pq in arch],  # type: ignore[misc]
-            [(c, y, r, int(n)) for c, y, r, n in quar])  # type: ignore[misc]
+            [(c, y, r, int(n)) for c, y, r, n in quar],  # type: ignore[misc]
+            [(c, y, int(n)) for c, y, n in sign])  # type: ignore[misc]
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -453,6 +479,7 @@ def _row(ctx: _Context, kind: RowKind, sums: _Sums, *, remaining: int, level: st
     deadline = info.work_end if info else ctx.final_deadline
     target = ctx.targets.get((level, phase)) if with_target and level else None
     percent = _ratio(100 * sums.digitized, sums.inventoried, 1) if sums.inventoried else None
+    signed_percent = _ratio(100 * sums.signed, sums.digitized, 1) if sums.digitized else None
     on_track = None
     if target is not None and target.expected is not None and sums.inventoried:
         # exact: 100 * digitized >= expected * inventoried, no rounding in between
@@ -469,7 +496,8 @@ def _row(ctx: _Context, kind: RowKind, sums: _Sums, *, remaining: int, level: st
         remaining=remaining, percent=percent,
         target=target.target if target else None, expected=target.expected if target else None,
         on_track=on_track, agencies_judged=judged, agencies_on_track=on_track_count,
-        pages=sums.pages, quarantined=sum(sums.reasons.values()), reasons=_reasons(sums.reasons),
+        pages=sums.pages, signed=sums.signed, signed_percent=signed_percent,
+        quarantined=sum(sums.reasons.values()), reasons=_reasons(sums.reasons),
         digitized_in_quarter=sums.digitized_q, pages_in_quarter=sums.pages_q,
         records_per_day=_ratio(sums.digitized_q, days, 2) if days else 0.0,
         pages_per_day=_ratio(sums.pages_q, days, 2) if days else 0.0,
@@ -487,6 +515,7 @@ def _group(ctx: _Context, kind: RowKind, rows: Sequence[ProgressRow], level: str
         sums.pages += r.pages
         sums.digitized_q += r.digitized_in_quarter
         sums.pages_q += r.pages_in_quarter
+        sums.signed += r.signed
         sums.reasons.update({c.reason: c.count for c in r.reasons})
     return _row(ctx, kind, sums, remaining=sum(r.remaining for r in rows), level=level, phase=phase,
                 agencies=len(rows), judged=sum(r.agencies_judged for r in rows),
@@ -558,7 +587,7 @@ def quarter_report(url: str, quarter: str | Quarter, plan: PhasePlan | Path) -> 
     holidays = sorted(set(plan.holidays))
     start_utc = _utc(q.start, plan.timezone)
     end_utc = _utc(q.end + dt.timedelta(days=1), plan.timezone)
-    agencies, inventory, archived, held = _read(url, start_utc, end_utc)
+    agencies, inventory, archived, held, signed = _read(url, start_utc, end_utc)
 
     sums: dict[tuple[str, str | None], _Sums] = {}
     year_phase: dict[int | None, str | None] = {}
@@ -582,6 +611,9 @@ def quarter_report(url: str, quarter: str | Quarter, plan: PhasePlan | Path) -> 
     for code, year, reason, n in held:
         for s in buckets(code, year):
             s.reasons[reason or "record_error"] += n
+    for code, year, n in signed:
+        for s in buckets(code, year):
+            s.signed += n
 
     phases = [_phase_info(p, q) for p in plan.scoped_phases]
     report = QuarterReport(

@@ -117,6 +117,8 @@ COLUMN_SET: dict[str, Column] = {
                                 width=11),
     "remaining": Column("Còn lại", lambda r, x: x.remaining, "int"),
     "pages": Column("Số trang", lambda r, x: x.pages, "int"),
+    "signed": Column("Đã ký số", lambda r, x: x.signed, "int"),
+    "signed_percent": Column("Tỷ lệ đã ký số (%)", lambda r, x: x.signed_percent, "pct"),
     "quarantined": Column("Cần xử lý", lambda r, x: x.quarantined, "int", 10),
     "reasons": Column("Lý do chính", lambda r, x: _reasons(x), width=40),
     "digitized_in_quarter": Column("Số hóa trong quý", lambda r, x: x.digitized_in_quarter, "int"),
@@ -129,8 +131,9 @@ COLUMN_SET: dict[str, Column] = {
                              width=10),
 }
 _FIGURES = ["inventoried", "digitized", "percent", "target", "expected", "on_track", "remaining",
-            "pages", "quarantined", "reasons", "digitized_in_quarter", "pages_in_quarter",
-            "records_per_day", "pages_per_day", "forecast", "deadline", "meets_deadline"]
+            "pages", "signed", "signed_percent", "quarantined", "reasons", "digitized_in_quarter",
+            "pages_in_quarter", "records_per_day", "pages_per_day", "forecast", "deadline",
+            "meets_deadline"]
 AGENCY_COLUMNS = ["agency_code", "agency_name", "level", "pilot", "phase", *_FIGURES]
 GROUP_COLUMNS = ["level", "phase", "agencies", *_FIGURES[:6], "agencies_on_track", *_FIGURES[6:]]
 CSV_COLUMNS = ["kind", "level", "agency_code", "agency_name", "pilot", "phase", "agencies",
@@ -152,6 +155,10 @@ def definitions(report: QuarterReport) -> list[tuple[str, str]]:
                         "không có chỉ tiêu."),
         ("Đạt/Chưa đạt", "Tỷ lệ so với Mức cần đạt; Cơ quan đạt: số cơ quan đạt / số cơ quan có "
                          "chỉ tiêu."),
+        ("Đã ký số", f"số hồ sơ trong Đã số hóa đã được cơ quan ký số đến hết ngày "
+                     f"{report.end:%d/%m/%Y}; cơ quan chưa có khóa ký số ghi 0. Hồ sơ lưu trữ trong "
+                     "một quý, ký số ở quý sau chỉ được tính là đã ký số từ quý được ký. Tỷ lệ đã "
+                     "ký số: Đã ký số / Đã số hóa."),
         ("Cần xử lý", "hồ sơ đang bị giữ lại (cách ly) vào cuối quý; Lý do chính: các lý do nhiều "
                       "nhất."),
         ("Hồ sơ/ngày, Trang/ngày", f"hồ sơ, trang số hóa trong quý chia cho {report.working_days} "

@@ -9,7 +9,10 @@ is now: the inbox, ``done/`` or the user's folder). The audit reports, for both:
 - *changed*: a file whose content no longer has the recorded SHA-256 (bit rot, an edit);
 - *unexpected*: a file on disk the warehouse does not know (under ``DATA/archive/``, or in a
   registered batch folder with content no batch registered);
-- *shared*: one file claimed by several archived versions, or one folder by several batches.
+- *shared*: one file claimed by several archived versions, or one folder by several batches;
+- *signature*: a signed version, intact by its hash, whose signature no longer verifies (its
+  certificate chain no longer trusted, its PDF/A identification gone): what someone reusing the
+  file would be told by ``digitize verify``.
 
 Expectations are never keyed by path alone: a path claimed twice ("last row wins") would hide the
 record whose file was lost. Each version row is checked on its own against its own hash, and a
@@ -47,14 +50,16 @@ from pipeline.store.archive import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 Kind = Literal["archive", "source"]
-Problem = Literal["missing", "changed", "unexpected", "shared"]
+Problem = Literal["missing", "changed", "unexpected", "shared", "signature"]
 KIND_NAMES = {"archive": "bản lưu trữ PDF/A", "source": "tệp quét gốc"}
 PROBLEM_NAMES = {"missing": "mất tệp", "changed": "nội dung bị thay đổi",
                  "unexpected": "tệp lạ không có trong kho dữ liệu",
-                 "shared": "nhiều hồ sơ trỏ cùng một tệp"}
+                 "shared": "nhiều hồ sơ trỏ cùng một tệp",
+                 "signature": "chữ ký số không còn hợp lệ"}
 CSV_COLUMNS = {"kind": "Loại", "problem": "Vấn đề", "path": "Đường dẫn", "agency_code": "Cơ quan",
                "batch_id": "Lô", "record_id": "Mã hồ sơ", "version": "Phiên bản",
-               "expected_sha256": "SHA-256 đã ghi", "actual_sha256": "SHA-256 hiện tại"}
+               "expected_sha256": "SHA-256 đã ghi", "actual_sha256": "SHA-256 hiện tại",
+               "detail": "Chi tiết"}
 
 
 class FixityEntry(BaseModel):
@@ -72,6 +77,7 @@ class FixityEntry(BaseModel):
     batch_ids: list[str] = Field(default_factory=list)
     expected_sha256: str = ""
     actual_sha256: str = ""
+    detail: str = ""  # signature: why it does not verify (Vietnamese)
 
     @property
     def owner(self) -> str:
@@ -99,15 +105,18 @@ class FixityReport(BaseModel):
     changed: list[FixityEntry] = Field(default_factory=list)
     unexpected: list[FixityEntry] = Field(default_factory=list)
     shared: list[FixityEntry] = Field(default_factory=list)
+    signatures_checked: int = 0  # signed versions whose signature was verified again
+    signature: list[FixityEntry] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.changed or self.unexpected or self.shared)
+        return not (self.missing or self.changed or self.unexpected or self.shared
+                    or self.signature)
 
     @property
     def entries(self) -> list[FixityEntry]:
         # shared first: it explains the missing or changed entries of the same file beside it
-        return [*self.shared, *self.missing, *self.changed, *self.unexpected]
+        return [*self.shared, *self.missing, *self.changed, *self.signature, *self.unexpected]
 
     def add(self, entry: FixityEntry) -> None:
         getattr(self, entry.problem).append(entry)
@@ -153,6 +162,7 @@ class _Version(NamedTuple):
     version: int | None
     pdf_path: str
     pdf_sha256: str
+    signature_level: str | None
 
 
 def _archived_agencies(conn: Connection) -> set[str]:
@@ -168,15 +178,29 @@ def _expected_versions(conn: Connection, agency: str) -> list[_Version]:
     without any (loaded before versions, or in bulk) the file its ``records`` row names."""
     r, v = warehouse.records, warehouse.record_versions
     rows = conn.execute(
-        select(r.c.record_id, v.c.version, v.c.pdf_path, v.c.pdf_sha256)
+        select(r.c.record_id, v.c.version, v.c.pdf_path, v.c.pdf_sha256, v.c.signature_level)
         .join(r, r.c.id == v.c.record_pk).where(r.c.agency_code == agency)
         .order_by(r.c.record_id, v.c.version)).all()
     fallback = conn.execute(
-        select(r.c.record_id, r.c.version, r.c.pdf_path, r.c.pdf_sha256)
+        select(r.c.record_id, r.c.version, r.c.pdf_path, r.c.pdf_sha256, r.c.signature_level)
         .where(r.c.agency_code == agency, r.c.status == RecordStatus.archived,
                r.c.pdf_path.is_not(None), ~exists().where(v.c.record_pk == r.c.id))
         .order_by(r.c.record_id)).all()
-    return [_Version(rid, version, path, sha or "") for rid, version, path, sha in [*rows, *fallback]]
+    return [_Version(rid, version, path, sha or "", level)
+            for rid, version, path, sha, level in [*rows, *fallback]]
+
+
+def _verify_signature(settings: Settings, report: FixityReport, path: Path,
+                      entry: FixityEntry) -> None:
+    """A signed version, intact by its hash, verified as whoever reuses it would verify it."""
+    from pipeline.signing.verify import verify_pdf  # pyHanko: only an archive with signatures
+
+    report.signatures_checked += 1
+    verdict = verify_pdf(path, (settings.sign_trust,) if settings.sign_trust else ())
+    if not verdict.valid:
+        report.add(entry.model_copy(update={
+            "problem": "signature", "actual_sha256": entry.expected_sha256,
+            "detail": "; ".join(verdict.problems)}))
 
 
 def _audit_archive(settings: Settings, report: FixityReport) -> None:
@@ -209,6 +233,8 @@ def _audit_archive(settings: Settings, report: FixityReport) -> None:
                     report.add(entry)
                 elif actual != claim.pdf_sha256:
                     report.add(entry.model_copy(update={"problem": "changed", "actual_sha256": actual}))
+                elif claim.signature_level:
+                    _verify_signature(settings, report, path, entry)
         if (archive_dir / agency).is_dir():
             for path in _visible_files(archive_dir / agency):
                 if path not in expected:
@@ -346,18 +372,22 @@ def audit(settings: Settings) -> FixityReport:
 def summary_lines(report: FixityReport) -> list[str]:
     """What a person reads first (task log, terminal): the verdict, then one line per problem."""
     head = (f"Kiểm tra toàn vẹn: {report.archived_checked} bản lưu trữ PDF/A và "
-            f"{report.sources_checked} tệp quét gốc đã được băm lại.")
+            f"{report.sources_checked} tệp quét gốc đã được băm lại"
+            + (f"; {report.signatures_checked} chữ ký số đã được kiểm tra lại."
+               if report.signatures_checked else "."))
     if report.ok:
         return [head, "Không phát hiện vấn đề nào."]
     lines = [head, f"PHÁT HIỆN VẤN ĐỀ: {len(report.missing)} mất tệp, {len(report.changed)} bị thay "
-             f"đổi, {len(report.unexpected)} tệp lạ, {len(report.shared)} tệp dùng chung. Khôi phục "
+             f"đổi, {len(report.unexpected)} tệp lạ, {len(report.shared)} tệp dùng chung, "
+             f"{len(report.signature)} chữ ký số không hợp lệ. Khôi phục "
              "tệp từ bản sao lưu (so khớp SHA-256 đã ghi) hoặc xác minh nguồn gốc tệp lạ trước khi "
              "xóa; mỗi hồ sơ và mỗi lô phải có tệp riêng: với tệp dùng chung, xem lịch sử từng hồ sơ "
              "(digitize history) để tìm bản bị mất."]
     for e in report.entries:
         what = "thư mục lô" if e.batch_ids else KIND_NAMES[e.kind]
         where = e.path or f"(không rõ vị trí, SHA-256 {e.expected_sha256})"
-        lines.append(f"- {PROBLEM_NAMES[e.problem]}: {what} {where} ({e.owner})")
+        lines.append(f"- {PROBLEM_NAMES[e.problem]}: {what} {where} ({e.owner})"
+                     + (f": {e.detail}" if e.detail else ""))
     return lines
 
 

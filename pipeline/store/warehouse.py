@@ -10,7 +10,7 @@ import datetime as dt
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -43,6 +43,9 @@ from sqlalchemy.exc import OperationalError
 from pipeline.config import PROJECT_DIR
 from pipeline.errors import WarehouseUnreachableError
 from pipeline.models import RecordResult, RecordStatus, RecordTask
+
+if TYPE_CHECKING:
+    from pipeline.signing.sign import SignatureInfo
 
 metadata = MetaData()
 
@@ -130,6 +133,11 @@ records = Table(
     Column("text", Text),
     # what the archivist should look at although the record was archived (Vietnamese, one a line)
     Column("warnings", Text),
+    # ký số of the current version (pipeline.signing): the PAdES level reached (B-B, B-T, B-LT,
+    # B-LTA), the certificate's subject, the signing time (UTC); NULL when archived unsigned
+    Column("signature_level", String(8)),
+    Column("signed_by", String(255)),
+    Column("signed_at", DateTime),
     Column("updated_at", DateTime, nullable=False, default=now),
     UniqueConstraint("agency_code", "record_id", name="uq_records_agency_record"),
 )
@@ -138,6 +146,9 @@ records = Table(
 # (an index-only scan on PostgreSQL), which holds the OCR text.
 Index("ix_records_progress", records.c.status, records.c.updated_at, records.c.agency_code,
       records.c.issued_on, records.c.page_count)
+# The report's "Đã ký số" column: archived records signed before the quarter's end, per agency.
+Index("ix_records_signed", records.c.status, records.c.signed_at, records.c.agency_code,
+      records.c.issued_on, records.c.updated_at)
 
 # Every archived PDF of a record, oldest first: a re-scan or, later, a signature adds a version
 # beside the earlier ones, which are never overwritten (pipeline.store.archive.place_new).
@@ -149,7 +160,8 @@ record_versions = Table(
     Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
     Column("pdf_path", Text, nullable=False),
     Column("pdf_sha256", String(64), nullable=False),
-    Column("reason", String(32), nullable=False),  # archived | rescan | migrated
+    Column("reason", String(32), nullable=False),  # archived | replaced | rearchived | migrated | signed
+    Column("signature_level", String(8)),  # the version's PAdES level; NULL: unsigned
     Column("created_at", DateTime, nullable=False, default=now),
     UniqueConstraint("record_pk", "version", name="uq_record_versions_key"),
 )
@@ -399,18 +411,34 @@ def record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
     }
 
 
+def signature_fields(info: SignatureInfo | None) -> dict[str, Any]:
+    """The records row's (and RecordResult's) ký số columns; all None for an unsigned file."""
+    if info is None:
+        return {"signature_level": None, "signed_by": None, "signed_at": None}
+    return {"signature_level": info.level, "signed_by": info.signer[:255],
+            "signed_at": info.signed_at.astimezone(dt.UTC).replace(tzinfo=None)}
+
+
+def agency_name(conn: Connection, agency_code: str) -> str:
+    """The agency's name from the reference data (the signature's location), else its code."""
+    name = conn.execute(select(agencies.c.name).where(agencies.c.code == agency_code)).scalar()
+    return name or agency_code
+
+
 def load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
     """The archived record, its new version and its pages (the earlier version's pages go)."""
     upsert(conn, records, [record_row(
         task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
         pdf_sha256=result.pdf_sha256, version=result.version, page_count=result.page_count,
         mean_confidence=result.mean_confidence, text=text,
-        warnings="\n".join(result.warnings) or None,
+        warnings="\n".join(result.warnings) or None, signature_level=result.signature_level,
+        signed_by=result.signed_by, signed_at=result.signed_at,
     )], ("agency_code", "record_id"))
     record_pk = pk_of(conn, records, agency_code=task.agency_code, record_id=result.record_id)
     upsert(conn, record_versions, [{
         "record_pk": record_pk, "version": result.version, "batch_pk": task.batch_pk,
         "pdf_path": result.pdf_path, "pdf_sha256": result.pdf_sha256,
+        "signature_level": result.signature_level,
         "reason": ("archived" if result.version == 1
                    else "replaced" if task.record.row.replace_archived else "rearchived"),
         "created_at": now(),
