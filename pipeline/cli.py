@@ -486,6 +486,16 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
 
 
 def cmd_sign(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    if args.renew_timestamps:
+        if args.batch is not None:
+            log.error("--batch không dùng cùng --renew-timestamps: việc gia hạn xét mọi hồ sơ "
+                      "B-LTA của cơ quan (--agency) hoặc của tất cả các cơ quan.")
+            return ExitCode.bad_usage
+        return _renew_timestamps(args, settings)
+    if args.agency is None or args.within_days is not None:
+        log.error("Cần --agency MÃ_CƠ_QUAN để ký các hồ sơ chưa ký số; --within-days chỉ dùng cùng "
+                  "--renew-timestamps.")
+        return ExitCode.bad_usage
     from pipeline.signing.backfill import sign_archived
 
     def said(record_id: str, problem: str | None) -> None:
@@ -494,6 +504,19 @@ def cmd_sign(args: argparse.Namespace, settings: Settings) -> ExitCode:
     outcome = sign_archived(settings, args.agency, args.batch, on_record=said)
     print(f"Đã ký: {len(outcome.signed)}   Đã ký từ trước: {outcome.already_signed}   "
           f"Chưa ký được: {len(outcome.problems)}")
+    return ExitCode.ok if outcome.ok else ExitCode.some_quarantined
+
+
+def _renew_timestamps(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline.signing.renewal import renew_due, summary_lines
+
+    def said(record_id: str, problem: str | None) -> None:
+        print(f"Hồ sơ {record_id}: " + ("đã gia hạn dấu thời gian lưu trữ." if problem is None
+                                        else problem), flush=True)
+
+    outcome = renew_due(settings, within_days=args.within_days, agency_code=args.agency,
+                        on_record=said)
+    print(summary_lines(outcome)[0])  # the problems were told record by record above
     return ExitCode.ok if outcome.ok else ExitCode.some_quarantined
 
 
@@ -686,11 +709,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Signs every archived record of the agency that is still unsigned (archived "
                     "before it had a key) with its key (DIGITIZE_SIGN_KEY or the table "
                     "DIGITIZE_SIGN_KEYS): each signed file is a new version of the record, the "
-                    "unsigned one stays. Records already signed are left alone.",
-        epilog="Exit codes: 0 all signed, 3 some could not be signed (each is named), 2 no key or "
-               "a key that cannot sign, 4 token or timestamp server away (run again later).")
-    sign.add_argument("--agency", required=True, metavar="CODE", help="the agency's code")
+                    "unsigned one stays. Records already signed are left alone. With "
+                    "--renew-timestamps: a new document timestamp (with the last one's validation "
+                    "data) for each B-LTA record whose timestamp certificate expires soon, again "
+                    "as a new version.",
+        epilog="Exit codes: 0 all signed (renewed), 3 some could not be signed (renewed; each is "
+               "named), 2 no key or a key that cannot sign (no timestamp server or trust roots "
+               "to renew), 4 token or timestamp server away (run again later).")
+    sign.add_argument("--agency", metavar="CODE",
+                      help="the agency's code (required, except with --renew-timestamps: then "
+                           "only this agency's records)")
     sign.add_argument("--batch", metavar="ID", help="only the records of this batch")
+    sign.add_argument("--renew-timestamps", action="store_true",
+                      help="renew the archive timestamps of B-LTA records whose timestamp "
+                           "certificate expires within DIGITIZE_SIGN_RENEW_DAYS")
+    sign.add_argument("--within-days", type=int, metavar="N",
+                      help="with --renew-timestamps: renew those expiring within N days instead")
     sign.set_defaults(func=cmd_sign)
 
     verify = sub.add_parser(

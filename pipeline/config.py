@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # PEM file of the CA certificates that signatures chain to: checked before a signed file is
     # archived, and what makes B-LT (revocation data embedded) possible
     sign_trust: Path | None = None
+    # days before a B-LTA record's archive timestamp certificate expires that it gets a new one
+    sign_renew_days: int = Field(365, ge=0)
 
     @property
     def warehouse_url(self) -> str:

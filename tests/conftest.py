@@ -212,8 +212,8 @@ def qr_page(text: str, dpi: int, *, stained: bool = False, module_mm: float = 0.
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The test PKI of tests/signing_pki.py (root, agency signers, TSA and OCSP on 127.0.0.1)."""
-    from signing_pki import running_pki
+    """The test PKI of pipeline/demo/pki.py (root, agency signers, TSA and OCSP on 127.0.0.1)."""
+    from pipeline.demo.pki import running_pki
 
     with running_pki(tmp_path_factory.mktemp("pki")) as served:
         yield served
@@ -224,7 +224,7 @@ def hsm(tmp_path_factory: pytest.TempPathFactory, pki: Any) -> Iterator[Any]:
     """A SoftHSM2 token holding the agency's key and certificate (PKCS#11)."""
     import shutil
 
-    from signing_pki import SOFTHSM_MODULE, softhsm_token
+    from pipeline.demo.pki import SOFTHSM_MODULE, softhsm_token
 
     if not SOFTHSM_MODULE.is_file() or shutil.which("softhsm2-util") is None:
         skip_or_fail("SoftHSM2 is not installed (Debian softhsm2; scripts/setup.sh installs it)")

@@ -21,7 +21,8 @@ from conftest import free_port
 from pikepdf.pdfa import validate_written
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
-from signing_pki import (
+
+from pipeline.demo.pki import (
     AGENCY_NAME,
     KEY_LABEL,
     P12_PASSWORD,
@@ -33,7 +34,6 @@ from signing_pki import (
     make_pdfa,
     self_signed_root,
 )
-
 from pipeline.errors import (
     ConfigError,
     ExitCode,
@@ -78,6 +78,11 @@ def _pdfa_identity(path: Path) -> tuple[object, ...]:
                 intent.DestOutputProfile.read_bytes())
 
 
+def _metadata(path: Path) -> tuple[bytes, dict[str, str]]:
+    with pikepdf.open(path) as pdf:
+        return pdf.Root.Metadata.read_bytes(), {str(k): str(v) for k, v in pdf.docinfo.items()}
+
+
 def _pdfsig(path: Path) -> str:
     done = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True, check=False)
     return done.stdout + done.stderr
@@ -93,6 +98,8 @@ def _assert_signed_record(src: Path, dst: Path, trust: Path, level: str) -> None
     assert "Signature Validation: Signature is Valid." in report, report
     if level in ("B-B", "B-T"):
         assert "Total document signed" in report, report
+        # the signature's increment leaves the record's XMP and Info as they were
+        assert _metadata(dst) == _metadata(src)
     assert _pdfa_identity(dst) == _pdfa_identity(src)
     assert not validate_written(dst, "2b").violations
     with pikepdf.open(dst) as pdf:

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 from conftest import QUICK_DPIS, import_reference
-from signing_pki import (
+from sqlalchemy import select
+
+from pipeline.batch import run_batch
+from pipeline.config import load_settings
+from pipeline.demo import samples
+from pipeline.demo.pki import (
     P12_PASSWORD,
     TOKEN_PIN,
     SoftHsm,
     TestPki,
     self_signed_root,
 )
-from sqlalchemy import select
-
-from pipeline.batch import run_batch
-from pipeline.config import load_settings
-from pipeline.demo import samples
 from pipeline.errors import ExitCode
 from pipeline.intake.ingest import sha256_file
 from pipeline.models import BatchSummary, RecordStatus

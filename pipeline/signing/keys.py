@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +132,13 @@ def _load_pkcs12(spec: KeySpec, pin: str | None) -> SimpleSigner:
     except OSError as exc:
         raise SigningKeyError(f"Khóa ký số {spec}: không đọc được tệp PKCS#12 ({exc.strerror}). "
                               "Kiểm tra đường dẫn trong DIGITIZE_SIGN_KEY.") from None
+    return _pkcs12_signer(spec, data, pin)
+
+
+# Decrypting a PKCS#12 file costs 0.08 s (its key derivation is slow on purpose): a worker that
+# signs record after record does it once per file content and password. A failure is not cached.
+@functools.lru_cache(maxsize=8)
+def _pkcs12_signer(spec: KeySpec, data: bytes, pin: str | None) -> SimpleSigner:
     try:
         signer = SimpleSigner.load_pkcs12_data(data, other_certs=(),
                                                passphrase=pin.encode() if pin else None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import io
 import logging
 from collections.abc import Iterator, Sequence
@@ -81,9 +82,9 @@ def sign_pdf(src: Path, dst: Path, signer: Signer, *, location: str, tsa_url: st
         raise ConfigError("Lưu trữ dài hạn (B-LTA) cần máy chủ cấp dấu thời gian: đặt "
                           "DIGITIZE_SIGN_TSA.")
     name = signer_name(signer)
-    timestamper = HTTPTimeStamper(tsa_url, timeout=NETWORK_TIMEOUT) if tsa_url else None
+    timestamper = _timestamper(tsa_url) if tsa_url else None
     context = _fetching_context(trust) if long_term else None
-    writer = IncrementalPdfFileWriter(io.BytesIO(src.read_bytes()), strict=False)
+    writer = _SignatureOnlyWriter(io.BytesIO(src.read_bytes()), strict=False)
     # a record signed again (a new key, a new version) keeps its earlier signature fields
     taken = sum(1 for _ in fields.enumerate_sig_fields(writer.prev))
     meta = PdfSignatureMetadata(
@@ -102,6 +103,27 @@ def sign_pdf(src: Path, dst: Path, signer: Signer, *, location: str, tsa_url: st
     log.info("signed %s -> %s (%s, %s)", src, dst, level, name)
     return SignatureInfo(level=level, signer=name, signed_at=signed_at.astimezone(dt.UTC),
                          timestamp=signature_timestamp(signed.signer_info))
+
+
+@functools.cache
+def _timestamper(tsa_url: str) -> HTTPTimeStamper:
+    """One client per server for the process: pyHanko keeps the first answer to size the
+    signature's room with, so each later signature asks the server once, not twice."""
+    return HTTPTimeStamper(tsa_url, timeout=NETWORK_TIMEOUT)
+
+
+class _SignatureOnlyWriter(IncrementalPdfFileWriter):
+    """The signature's increment without a rewritten Info dictionary and XMP packet.
+
+    pyHanko would write both again only to move their modification date: 3 KB of an archived
+    record's (uncompressed, as PDF/A wants its XMP) metadata in every signature, a third of the
+    10 KB budget. Left as OCRmyPDF wrote them they still agree with each other, which is what
+    PDF/A-2b asks; the signing time is in the signature itself. (A private hook of pyHanko's
+    writer: tests/test_signing.py checks that the XMP and Info stay byte for byte.)
+    """
+
+    def _update_meta(self) -> None:
+        pass
 
 
 async def _sign(pdf_signer: PdfSigner, writer: IncrementalPdfFileWriter, out: io.BytesIO) -> None:
@@ -146,7 +168,7 @@ def renew_archive_timestamp(src: Path, dst: Path, *, tsa_url: str, trust: Sequen
     out = io.BytesIO()
     reader = PdfFileReader(io.BytesIO(src.read_bytes()), strict=False)
     with _signing_errors(tsa_url, str(src)):
-        stamper = PdfTimeStamper(HTTPTimeStamper(tsa_url, timeout=NETWORK_TIMEOUT))
+        stamper = PdfTimeStamper(_timestamper(tsa_url))
         stamper.update_archival_timestamp_chain(reader, _fetching_context(trust), in_place=False,
                                                 output=out)
     data = out.getvalue()

@@ -160,7 +160,8 @@ record_versions = Table(
     Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
     Column("pdf_path", Text, nullable=False),
     Column("pdf_sha256", String(64), nullable=False),
-    Column("reason", String(32), nullable=False),  # archived | replaced | rearchived | migrated | signed
+    # archived | replaced | rearchived | migrated | signed | timestamp_renewed
+    Column("reason", String(32), nullable=False),
     Column("signature_level", String(8)),  # the version's PAdES level; NULL: unsigned
     Column("created_at", DateTime, nullable=False, default=now),
     UniqueConstraint("record_pk", "version", name="uq_record_versions_key"),
