@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
+from pipeline.access.commands import add_commands
+from pipeline.access.search_cli import add_parser as add_search_parser
 from pipeline.config import PROJECT_DIR, Settings, load_settings, quiet_libraries
 from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
 if TYPE_CHECKING:  # the import itself is lazy: `digitize --help` must not load SQLAlchemy
     from pipeline.checks.reference import ImportReport
-    from pipeline.signing.verify import Verdict
     from pipeline.store.fixity import FixityReport
 
 log = logging.getLogger("pipeline")
@@ -496,14 +497,13 @@ def cmd_sign(args: argparse.Namespace, settings: Settings) -> ExitCode:
         log.error("Cần --agency MÃ_CƠ_QUAN để ký các hồ sơ chưa ký số; --within-days chỉ dùng cùng "
                   "--renew-timestamps.")
         return ExitCode.bad_usage
-    from pipeline.signing.backfill import sign_archived
+    from pipeline.signing.backfill import sign_archived, summary_lines
 
     def said(record_id: str, problem: str | None) -> None:
         print(f"Hồ sơ {record_id}: " + ("đã ký số." if problem is None else problem), flush=True)
 
     outcome = sign_archived(settings, args.agency, args.batch, on_record=said)
-    print(f"Đã ký: {len(outcome.signed)}   Đã ký từ trước: {outcome.already_signed}   "
-          f"Chưa ký được: {len(outcome.problems)}")
+    print(summary_lines(outcome)[0])
     return ExitCode.ok if outcome.ok else ExitCode.some_quarantined
 
 
@@ -520,23 +520,9 @@ def _renew_timestamps(args: argparse.Namespace, settings: Settings) -> ExitCode:
     return ExitCode.ok if outcome.ok else ExitCode.some_quarantined
 
 
-def _verdict_lines(v: Verdict) -> list[str]:
-    def yes(flag: bool | None, no: str = "không") -> str:
-        return "có" if flag else "chưa kiểm tra" if flag is None else no
-
-    if not v.signed:
-        return [f"{v.path}: KHÔNG HỢP LỆ", *(f"  - {p}" for p in v.problems)]
-    return [
-        f"{v.path}: {'HỢP LỆ' if v.valid else 'KHÔNG HỢP LỆ'} (PAdES {v.level or '?'})",
-        f"  Người ký: {v.signer}; thời điểm ký: {v.signed_at:%Y-%m-%d %H:%M:%S %Z}"
-        if v.signed_at else f"  Người ký: {v.signer}",
-        f"  Dấu thời gian: {v.timestamp:%Y-%m-%d %H:%M:%S %Z}" if v.timestamp
-        else "  Dấu thời gian: không có",
-        f"  Nguyên vẹn từ khi ký: {yes(v.intact)}; chữ ký bao trọn tệp: {yes(v.whole_document)}",
-        f"  Chuỗi chứng thư tin cậy: {yes(v.trusted)}; đã kiểm tra thu hồi: "
-        f"{yes(v.revocation_checked)}; định danh PDF/A: {yes(v.pdfa)}",
-        *(f"  - Lỗi: {p}" for p in v.problems), *(f"  - Lưu ý: {w}" for w in v.warnings),
-    ]
+def cmd_search(args: argparse.Namespace, settings: Settings) -> ExitCode:
+    from pipeline.access.search_cli import run
+    return run(args, settings)
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> ExitCode:
@@ -554,7 +540,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> ExitCode:
                          indent=2, default=str))
     else:
         for v in verdicts:
-            print("\n".join(_verdict_lines(v)))
+            print("\n".join(v.lines()))
         for u in unusable:
             print(f"{u['path']}: KHÔNG DÙNG ĐƯỢC — {u['error']}")
     if unusable:
@@ -741,6 +727,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="create or upgrade the warehouse schema")
     migrate.set_defaults(func=cmd_migrate)
+    add_commands(sub)  # serve, tokens: pipeline/access/commands.py
+    add_search_parser(sub).set_defaults(func=cmd_search)  # pipeline/access/search_cli.py
 
     fix = sub.add_parser(
         "fixity", help="re-hash the archive and the source scans against the warehouse",

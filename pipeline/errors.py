@@ -235,3 +235,9 @@ class UnusableInputError(DigitizeError):
     a usage error (exit 2), not a failed verification."""
 
     exit_code = ExitCode.bad_usage
+
+
+class QueryError(ConfigError):
+    """A search or holder lookup that cannot be run as asked: an empty, too short or too long
+    query, an unknown agency, level or phase, a holder id of no known shape. Nothing was
+    searched (exit 2, HTTP 400); the message (Vietnamese) says what to change."""

@@ -59,7 +59,7 @@ from pipeline.models import PageRef, PageResult, RecordResult, RecordStatus, Rec
 from pipeline.privacy import mask_personal_id
 from pipeline.signing import policy
 from pipeline.signing.sign import SignatureInfo
-from pipeline.store import archive, claims, warehouse
+from pipeline.store import archive, claims, search_index, warehouse
 
 log = logging.getLogger(__name__)
 
@@ -572,10 +572,14 @@ def _load(ctx: RecordContext, result: RecordResult, text: str) -> None:
     task = ctx.task
     with warehouse.engine_for(ctx.settings.warehouse_url).begin() as conn:
         warehouse.load_archived(conn, task, result, text)
+        # in the same transaction: a record is never archived yet unfindable
+        search_index.index_record(conn, warehouse.pk_of(
+            conn, warehouse.records, agency_code=task.agency_code, record_id=result.record_id))
         warehouse.add_event(conn, task, "archive", "archived",
                             f"{result.pdf_path} sha256={result.pdf_sha256} v{result.version}",
                             ctx.elapsed())
-        warehouse.add_event(conn, task, "sign", *_signing_event(ctx, result))
+        warehouse.add_event(conn, task, "sign", *_signing_event(ctx, result),
+                            ctx.timings.get("sign", 0.0))
         if result.warnings:
             warehouse.add_event(conn, task, "crosscheck", "warning", "\n".join(result.warnings))
         _resolve_notes(ctx.settings, conn, task)

@@ -6,7 +6,9 @@
 --                       the aggregate progress views and the agency registry, and of records
 --                       only the five columns the signed count reads. Nothing of pages, files,
 --                       validation_results, validation_runs, events or batches, so no holder
---                       name or id, OCR text or path can be read.
+--                       name or id, OCR text or path can be read; nor of the access log, the
+--                       read API's tokens or the search index (access_log, api_tokens,
+--                       search_documents, search_words: migration 0010).
 --
 -- Idempotent: run it again after every migration, as the owner of the tables, so that new tables
 -- reach the loader (`digitize roles apply`, or `psql "$URL" -v ON_ERROR_STOP=1 -f sql/roles.sql`).

@@ -63,7 +63,8 @@ def test_two_runs_of_one_batch_archive_each_record_once(tmp_path: Path, db_url: 
     # warning, if OCR misread the number or date on the first page)
     assert sorted(rid for rid, _, outcome in events if outcome == "archived") == sorted(ids)
     assert {(stage, outcome) for _, stage, outcome in events} <= {
-        ("archive", "archived"), ("archive", "already_archived"), ("crosscheck", "warning")}
+        ("archive", "archived"), ("archive", "already_archived"), ("crosscheck", "warning"),
+        ("sign", "unsigned")}
     assert claims == 0
     pdfs = sorted(p for p in (data / "archive").rglob("*") if p.is_file())
     assert pdfs == sorted(Path(row.pdf_path) for row in rows)

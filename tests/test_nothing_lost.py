@@ -231,7 +231,8 @@ def test_a_record_held_twice_then_archived_keeps_its_whole_story(tmp_path: Path,
     # story told here)
     events = [e for e in told["events"] if e["stage"] != "crosscheck"]
     assert [(e["stage"], e["outcome"]) for e in events] == [
-        ("quarantine", "file_missing"), ("quarantine", "catalogue_mismatch"), ("archive", "archived")]
+        ("quarantine", "file_missing"), ("quarantine", "catalogue_mismatch"), ("archive", "archived"),
+        ("sign", "unsigned")]
     assert all(e["duration_s"] is not None and e["batch_id"] == "B-STORY" for e in events)
     assert (told["status"], told["version"]) == ("archived", 1)
     assert [v["version"] for v in told["versions"]] == [1]

@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import QUICK_DPIS, import_reference
+from conftest import QUICK_DPIS, MigrateAirflow, free_port, import_reference
 from sqlalchemy import select
+from test_fixity import _task_log
 
 from pipeline.batch import run_batch
+from pipeline.cli import airflow_env
 from pipeline.config import load_settings
 from pipeline.demo import samples
 from pipeline.demo.pki import (
@@ -115,6 +117,11 @@ def test_a_batch_is_archived_signed_and_both_verifiers_accept_it(
     assert [v["valid"] for v in verdicts] == [True, True]
     assert all(v["intact"] and v["trusted"] and v["pdfa"] and v["revocation_checked"]
                for v in verdicts)
+    said = _digitize(_env(data), "verify", "--trust", str(pki.root_pem),
+                     str(rows[summary.records[0].record_id]["pdf_path"]))
+    assert said.returncode == ExitCode.ok
+    assert "HỢP LỆ (PAdES B-LTA)" in said.stdout and "Người ký: Sở Tư pháp tỉnh Thử Nghiệm" in said.stdout
+    assert "Chuỗi chứng thư tin cậy: có; đã kiểm tra thu hồi: có; định danh PDF/A: có" in said.stdout
 
 
 @pytest.mark.slow
@@ -210,17 +217,21 @@ def test_a_key_that_cannot_sign_stops_the_batch_before_any_page(
 
 
 @pytest.mark.slow
-def test_a_token_not_plugged_in_is_an_outage_to_retry(tmp_path: Path, pki: TestPki,
-                                                       hsm: SoftHsm) -> None:
+@pytest.mark.parametrize("away", ["token", "timestamp_server"])
+def test_a_token_not_plugged_in_or_a_timestamp_server_away_is_an_outage_to_retry(
+        tmp_path: Path, pki: TestPki, hsm: SoftHsm, away: str) -> None:
     data = tmp_path / "var"
     import_reference(data)
     inbox = _batch(data, "B-KHONG-TOKEN", 1, seed=24)
-    away = hsm.key_spec.replace("token=agency", "token=khong-co")
-    run = _digitize(_env(data, DIGITIZE_SIGN_KEY=away, DIGITIZE_SIGN_PIN=TOKEN_PIN,
-                         SOFTHSM2_CONF=str(hsm.conf)), "run", str(inbox))
+    closed = f"http://127.0.0.1:{free_port()}/tsa"
+    signing = ({"DIGITIZE_SIGN_KEY": hsm.key_spec.replace("token=agency", "token=khong-co")}
+               if away == "token" else {"DIGITIZE_SIGN_KEY": hsm.key_spec, "DIGITIZE_SIGN_TSA": closed})
+    run = _digitize(_env(data, DIGITIZE_SIGN_PIN=TOKEN_PIN, SOFTHSM2_CONF=str(hsm.conf), **signing),
+                    "run", str(inbox))
     assert run.returncode == ExitCode.retry_later, run.stderr
-    assert "khong-co" in run.stderr and TOKEN_PIN not in run.stderr
-    assert _records(data) == {}
+    assert ("khong-co" if away == "token" else closed) in run.stderr
+    assert TOKEN_PIN not in run.stderr
+    assert _records(data) == {} and (inbox / "manifest.csv").is_file()
 
 
 def test_every_quarantine_reason_has_its_vietnamese_label() -> None:
@@ -273,3 +284,30 @@ def test_the_dags_take_the_key_and_pin_from_the_airflow_connection(tmp_path: Pat
     assert settings.sign_tsa == "http://127.0.0.1:9/tsa"
     assert settings.sign_pin is not None and settings.sign_pin.get_secret_value() == "1234"
     assert "1234" not in repr(settings) and "1234" not in str(settings.model_dump())
+
+
+@pytest.mark.slow
+@pytest.mark.airflow
+def test_the_sign_dag_signs_an_agencys_back_catalogue_summary_first(
+        tmp_path: Path, pki: TestPki, migrate_airflow: MigrateAirflow) -> None:
+    data = tmp_path / "var"
+    import_reference(data)
+    inbox = _batch(data, "B-DAG-KY", 1, seed=25)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITIZE_DATA_DIR", str(data))
+        mp.delenv("DIGITIZE_DB_URL", raising=False)
+        ((record_id, status),) = [(r.record_id, r.status) for r in run_batch(load_settings(), inbox).records]
+    assert status == RecordStatus.archived and _records(data)[record_id]["signature_level"] is None
+    env = {**airflow_env(load_settings(data_dir=data)), "DIGITIZE_SIGN_KEY": f"pkcs12:{pki.agency_p12}",
+           # the PIN as the deployment keeps it: an Airflow connection's password, not a run parameter
+           "AIRFLOW_CONN_DIGITIZE_SIGN": json.dumps({"conn_type": "generic", "password": P12_PASSWORD})}
+    migrate_airflow(env)
+    run = subprocess.run([str(Path(sys.executable).with_name("airflow")), "dags", "test", "digitize_sign",
+                          "--conf", json.dumps({"agency_code": AGENCY})],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    level, summary = _task_log(run.stdout, "sign")[0]
+    assert level == "info" and summary.startswith("Đã ký: 1   Đã ký từ trước: 0   Chưa ký được: 0")
+    assert P12_PASSWORD not in run.stdout + run.stderr
+    row = _records(data)[record_id]
+    assert row["signature_level"] == "B-B" and row["version"] == 2

@@ -23,7 +23,8 @@ def test_migrations_build_exactly_the_declared_schema(db_url: str) -> None:
     warehouse.migrate(db_url)
     warehouse.migrate(db_url)  # a second upgrade is a no-op
     with warehouse.engine_for(db_url).connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), warehouse.metadata)
+        diff = compare_metadata(MigrationContext.configure(
+            conn, opts={"include_name": warehouse.include_name}), warehouse.metadata)
     assert diff == []
 
 

@@ -41,6 +41,13 @@ class SignOutcome:
         return not self.problems
 
 
+def summary_lines(outcome: SignOutcome) -> list[str]:
+    """What a person reads first (task log, terminal): the counts, then each record not signed."""
+    head = (f"Đã ký: {len(outcome.signed)}   Đã ký từ trước: {outcome.already_signed}   "
+            f"Chưa ký được: {len(outcome.problems)}")
+    return [head, *(f"- {reason}" for reason in outcome.problems.values())]
+
+
 def _unsigned(conn: Connection, agency_code: str, batch_id: str | None) -> tuple[list[str], int]:
     """The agency's archived records still unsigned (ids, oldest first), and how many are signed."""
     r, b = warehouse.records, warehouse.batches

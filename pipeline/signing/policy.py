@@ -21,7 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, SigningFailedError, SigningKeyError
 from pipeline.signing.keys import KeySpec, open_signer, parse_key_spec
-from pipeline.signing.sign import SignatureInfo, check_revocation, sign_pdf
+from pipeline.signing.sign import (
+    SignatureInfo,
+    check_revocation,
+    check_timestamp_server,
+    sign_pdf,
+)
 from pipeline.signing.verify import verify_pdf
 
 log = logging.getLogger(__name__)
@@ -81,11 +86,13 @@ def key_for(settings: Settings, agency_code: str) -> AgencyKey | None:
 def check_key(settings: Settings, agency_code: str) -> AgencyKey | None:
     """The agency's key, opened once before any page is touched: a wrong PIN, an expired
     certificate, one without the signing usages or (for B-LTA, where revocation data is fetched
-    anyway) a revoked one stops the batch here (SigningKeyError); a token not plugged in is
-    retried (SigningUnavailableError)."""
+    anyway) a revoked one stops the batch here (SigningKeyError); a token not plugged in or a
+    timestamp server that does not answer is retried (SigningUnavailableError)."""
     key = key_for(settings, agency_code)
     if key is not None:
         with open_signer(key.spec, key.pin) as signer:
+            if key.tsa:
+                check_timestamp_server(key.tsa, f"các hồ sơ ký bằng khóa {key.spec}")
             if _long_term(settings, key):
                 check_revocation(signer, trust_roots(settings), str(key.spec))
             log.info("agency %s signs with %s", agency_code, key.spec)

@@ -146,6 +146,16 @@ async def _sign(pdf_signer: PdfSigner, writer: IncrementalPdfFileWriter, out: io
             await context.aclose()
 
 
+def check_timestamp_server(tsa_url: str, what: str) -> None:
+    """One timestamp asked of the server before any page is touched: a server away stops the
+    batch (SigningUnavailableError, run again later) instead of each record. Its answer is what
+    this process sizes its signatures' room with."""
+    from pyhanko.sign import DEFAULT_MD
+
+    with _signing_errors(tsa_url, what):
+        asyncio.run(_timestamper(tsa_url).async_dummy_response(DEFAULT_MD))
+
+
 def check_revocation(signer: Signer, trust: Sequence[Path], key: str) -> None:
     """The signer's certificate path validated now, its revocation status fetched (OCSP/CRL) as
     a B-LTA signing would: a revoked certificate stops the batch before any page is touched

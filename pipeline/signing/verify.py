@@ -55,6 +55,26 @@ class Verdict:
         return (self.signed and self.intact and self.whole_document and self.trusted is not False
                 and self.pdfa and not self.problems)
 
+    def lines(self) -> list[str]:
+        """The verdict as ``digitize verify`` prints it, in Vietnamese."""
+        def yes(flag: bool | None) -> str:
+            return "có" if flag else "chưa kiểm tra" if flag is None else "không"
+
+        if not self.signed:
+            return [f"{self.path}: KHÔNG HỢP LỆ", *(f"  - {p}" for p in self.problems)]
+        when = f"; thời điểm ký: {self.signed_at:%Y-%m-%d %H:%M:%S %Z}" if self.signed_at else ""
+        stamp = f"{self.timestamp:%Y-%m-%d %H:%M:%S %Z}" if self.timestamp else "không có"
+        return [
+            f"{self.path}: {'HỢP LỆ' if self.valid else 'KHÔNG HỢP LỆ'} (PAdES {self.level or '?'})",
+            f"  Người ký: {self.signer}{when}",
+            f"  Dấu thời gian: {stamp}",
+            f"  Nguyên vẹn từ khi ký: {yes(self.intact)}; chữ ký bao trọn tệp: "
+            f"{yes(self.whole_document)}",
+            f"  Chuỗi chứng thư tin cậy: {yes(self.trusted)}; đã kiểm tra thu hồi: "
+            f"{yes(self.revocation_checked)}; định danh PDF/A: {yes(self.pdfa)}",
+            *(f"  - Lỗi: {p}" for p in self.problems), *(f"  - Lưu ý: {w}" for w in self.warnings),
+        ]
+
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["path"] = str(self.path)

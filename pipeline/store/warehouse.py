@@ -43,6 +43,7 @@ from sqlalchemy.exc import OperationalError
 from pipeline.config import PROJECT_DIR
 from pipeline.errors import WarehouseUnreachableError
 from pipeline.models import RecordResult, RecordStatus, RecordTask
+from pipeline.privacy import holder_key
 
 if TYPE_CHECKING:
     from pipeline.signing.sign import SignatureInfo
@@ -139,6 +140,9 @@ records = Table(
     Column("signed_by", String(255)),
     Column("signed_at", DateTime),
     Column("updated_at", DateTime, nullable=False, default=now),
+    # holder_id as a lookup compares it: its digits only (pipeline.privacy.holder_key);
+    # NULL when the manifest has none or it has no known shape
+    Column("holder_key", String(13)),
     UniqueConstraint("agency_code", "record_id", name="uq_records_agency_record"),
 )
 # The progress figures (pipeline.reporting.progress) read records by status and time of archiving; with the
@@ -149,6 +153,9 @@ Index("ix_records_progress", records.c.status, records.c.updated_at, records.c.a
 # The report's "Đã ký số" column: archived records signed before the quarter's end, per agency.
 Index("ix_records_signed", records.c.status, records.c.signed_at, records.c.agency_code,
       records.c.issued_on, records.c.updated_at)
+
+# The holder's store (pipeline.access.holders): one holder's records, within the caller's agencies.
+Index("ix_records_holder", records.c.holder_key, records.c.agency_code)
 
 # Every archived PDF of a record, oldest first: a re-scan or, later, a signature adds a version
 # beside the earlier ones, which are never overwritten (pipeline.store.archive.place_new).
@@ -260,6 +267,47 @@ fixity_audits = Table(
     Column("shared", Integer),  # files or batch folders two warehouse rows point at (0008)
     Column("report_path", Text, nullable=False),
 )
+
+# Every lookup by holder id and every PDF or record handed out (pipeline.access.accesslog), for
+# Decree 13/2023: who (a token's name, or "cli:<system user>"), when (UTC), which record, and the
+# purpose the caller stated. Never the holder id looked up; closed to the reporting role.
+access_log = Table(
+    "access_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False, default=now),
+    Column("caller", String(128), nullable=False),
+    Column("action", String(16), nullable=False),  # holder_lookup | pdf | record
+    Column("agency_code", String(32)),
+    Column("record_id", String(128)),  # NULL: a holder lookup that found nothing
+    Column("purpose", Text, nullable=False, default=""),
+)
+
+# The systems that call the read API (pipeline.access.tokens): only the token's SHA-256 is kept.
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("agencies", Text),  # comma-separated agency codes; NULL: the whole province
+    Column("personal_data", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False, default=now),
+    Column("revoked_at", DateTime),
+)
+
+# The search index is one dialect's own objects, which the metadata above cannot describe (made by
+# migration 0010, kept up to date by pipeline.store.search_index): on SQLite the FTS5 table records_fts
+# and the shadow tables FTS5 keeps beside it, on PostgreSQL search_documents (a tsvector per
+# record) and search_words (the distinct words, trigram-indexed). A schema comparison
+# (alembic autogenerate, tests/test_warehouse.py) passes include_name to leave them out.
+SEARCH_INDEX_TABLES = frozenset({
+    "records_fts", "records_fts_data", "records_fts_idx", "records_fts_content",
+    "records_fts_docsize", "records_fts_config", "search_documents", "search_words"})
+
+
+def include_name(name: str | None, type_: str, _parent_names: Mapping[str, Any]) -> bool:
+    """Alembic's ``include_name`` hook: everything but the search index's own tables."""
+    return not (type_ == "table" and name in SEARCH_INDEX_TABLES)
+
 
 MIGRATIONS = PROJECT_DIR / "sql" / "migrations"
 
@@ -407,8 +455,8 @@ def record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
         "batch_pk": task.batch_pk, "manifest_line": row.line,
         "procedure_code": row.procedure_code or None, "result_number": row.result_number or None,
         "issued_on": row.issued_on, "holder_name": row.holder_name or None,
-        "holder_id": row.holder_id or None, "still_valid": row.still_valid,
-        "updated_at": now(), **outcome,
+        "holder_id": row.holder_id or None, "holder_key": holder_key(row.holder_id),
+        "still_valid": row.still_valid, "updated_at": now(), **outcome,
     }
 
 
@@ -427,7 +475,9 @@ def agency_name(conn: Connection, agency_code: str) -> str:
 
 
 def load_archived(conn: Connection, task: RecordTask, result: RecordResult, text: str) -> None:
-    """The archived record, its new version and its pages (the earlier version's pages go)."""
+    """The archived record, its new version and its pages (the earlier version's pages go). Its
+    text goes into the search index (pipeline.store.search_index.index_record) in the same
+    transaction, by the caller."""
     upsert(conn, records, [record_row(
         task, status=result.status.value, reason=None, pdf_path=result.pdf_path,
         pdf_sha256=result.pdf_sha256, version=result.version, page_count=result.page_count,

@@ -1,0 +1,31 @@
+"""The access log (Decree 13/2023): every lookup by holder id and every record or PDF handed out.
+
+One row per record handed out, or one row with no record for a holder lookup that found nothing:
+who asked (a token's name, or ``cli:<system user>``), when, which record, and the purpose they
+gave. The holder id looked up is never written, here or in any log line.
+"""
+
+from __future__ import annotations
+
+import getpass
+
+from sqlalchemy import Connection
+
+from pipeline.store import warehouse
+
+ACTIONS = frozenset({"holder_lookup", "pdf", "record"})
+
+
+def log_access(conn: Connection, caller: str, action: str, agency_code: str | None,
+               record_id: str | None, purpose: str) -> None:
+    """One row of the access log, in the caller's transaction."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown access action {action!r} (one of {sorted(ACTIONS)})")
+    conn.execute(warehouse.access_log.insert().values(
+        at=warehouse.now(), caller=caller[:128], action=action, agency_code=agency_code,
+        record_id=record_id, purpose=purpose))
+
+
+def cli_caller() -> str:
+    """The access log's caller for the command line: the system user running it."""
+    return f"cli:{getpass.getuser()}"

@@ -1,0 +1,385 @@
+"""The read API for the one-stop system (Một cửa điện tử): JSON over HTTP, its own server.
+
+    create_app(settings) -> FastAPI      # the app; every route under /api/v1
+    serve(settings, host, port) -> None  # `digitize serve`: uvicorn running it, access log masked
+
+Routes (docs/api.md; each needs ``Authorization: Bearer <token>`` of pipeline.access.tokens):
+
+- ``GET /api/v1/holders/{holder_id}/records?purpose=&also=&limit=&offset=`` — the holder's
+  archived, still-valid results, newest first; one access-log row per record handed out.
+- ``GET /api/v1/records/{agency_code}/{record_id}`` — one record's metadata (record ids may hold
+  "/"); logged as ``record``.
+- ``GET /api/v1/records/{agency_code}/{record_id}/pdf?purpose=`` — the current PDF, its SHA-256
+  checked against the warehouse first (409 if it differs), ETag, If-None-Match, Range; ``pdf``.
+- ``GET /api/v1/search?q=&agency=&procedure=&level=&year_from=&year_to=&phase=&still_valid=``
+- ``GET /api/v1/openapi.json``, ``GET /api/v1/docs``.
+
+401 without a live token, 403 for an agency outside the token's, 400 with the Vietnamese message
+for a bad parameter, query or holder id, always as ``{"error": "..."}``. Holder names and ids are
+in a response only for a token with ``personal_data``; search hits never carry them (search reads
+no personal data, so it is not logged), a record's metadata does.
+
+No log line holds a holder id: uvicorn's access log (the URL, with the id in the path and the
+``also`` ids in the query) is off; :class:`RequestLog` writes the line instead, with the id masked
+and no query string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, unquote
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline import __version__
+from pipeline.access import search as core
+from pipeline.access.accesslog import log_access
+from pipeline.access.tokens import Caller, caller_for
+from pipeline.config import Settings
+from pipeline.errors import QueryError, WarehouseUnavailableError
+from pipeline.intake.ingest import sha256_file
+from pipeline.privacy import mask_personal_id
+from pipeline.store import warehouse
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+MAX_LIMIT = 100
+MAX_HOLDER_IDS = 5  # one person: citizen id, old id, tax code; more is a trawl, not a lookup
+PURPOSE_MAX = 255
+UNEXPECTED = "Lỗi không mong đợi ở máy chủ API; báo quản trị hệ thống (xem nhật ký của digitize serve)."
+UNAVAILABLE = "Kho dữ liệu tạm thời không truy cập được; thử lại sau ít phút."
+# What a bad parameter must look like, for the 400 message (FastAPI's own would be English)
+PARAM_HINTS = {
+    "purpose": f"phải ghi mục đích khai thác (bắt buộc, tối đa {PURPOSE_MAX} ký tự), ví dụ "
+               "purpose=giai-quyet-ho-so-000.00.12.H12-2405-0001",
+    "limit": f"phải là số nguyên từ 1 đến {MAX_LIMIT}",
+    "offset": "phải là số nguyên không âm",
+    "year_from": "phải là năm bốn chữ số, ví dụ 2015",
+    "year_to": "phải là năm bốn chữ số, ví dụ 2021",
+    "still_valid": "phải là true hoặc false",
+    "q": "phải có: các từ cần tìm",
+}
+
+
+class Record(BaseModel):
+    """One archived result. ``holder_name``/``holder_id`` appear only for a token allowed
+    personal data; ``pdf_url`` still needs ``purpose``."""
+
+    agency_code: str
+    record_id: str
+    procedure_code: str | None
+    procedure_name: str | None
+    result_number: str | None
+    issued_on: str | None
+    still_valid: bool | None
+    version: int
+    signature_level: str | None
+    pdf_sha256: str
+    pdf_url: str
+    holder_name: str | None = None
+    holder_id: str | None = None
+
+
+class SearchHit(Record):
+    snippet_html: str
+    score: float
+
+
+class RecordPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    next: str | None
+    records: list[Record]
+
+
+class SearchPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    next: str | None
+    hits: list[SearchHit]
+
+
+class Error(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error} for code in (400, 401, 403, 404, 503)}
+
+
+def _record(request: Request, hit: core.Hit, personal: bool, **extra: Any) -> dict[str, Any]:
+    base = str(request.base_url).rstrip("/")
+    fields: dict[str, Any] = {
+        "agency_code": hit.agency_code, "record_id": hit.record_id,
+        "procedure_code": hit.procedure_code, "procedure_name": hit.procedure_name,
+        "result_number": hit.result_number,
+        "issued_on": hit.issued_on.isoformat() if hit.issued_on else None,
+        "still_valid": hit.still_valid, "version": hit.version,
+        "signature_level": hit.signature_level, "pdf_sha256": hit.pdf_sha256,
+        "pdf_url": f"{base}{PREFIX}/records/{quote(hit.agency_code, safe='')}/"
+                   f"{quote(hit.record_id, safe='/')}/pdf",
+        **extra,
+    }
+    if personal:
+        fields.update(holder_name=hit.holder_name, holder_id=hit.holder_id)
+    return fields
+
+
+def _page(request: Request, total: int, limit: int, offset: int) -> dict[str, Any]:
+    following = offset + limit
+    return {"total": total, "limit": limit, "offset": offset,
+            "next": str(request.url.include_query_params(offset=following)) if following < total
+            else None}
+
+
+def _purpose(text: str) -> str:
+    purpose = " ".join(text.split())
+    if not purpose:
+        raise HTTPException(400, f"Tham số purpose {PARAM_HINTS['purpose']}.")
+    return purpose
+
+
+def _url(request: Request) -> str:
+    return request.app.state.url
+
+
+_bearer = HTTPBearer(auto_error=False, description="Mã truy cập của hệ thống gọi API "
+                                                   "(`digitize tokens create`).")
+
+
+def _caller(request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]) -> Caller:
+    caller = caller_for(_url(request), credentials.credentials) if credentials else None
+    if caller is None:
+        raise HTTPException(401, "Thiếu mã truy cập, hoặc mã không đúng hay đã bị thu hồi: gửi "
+                                 "'Authorization: Bearer <mã>' do quản trị kho cấp.",
+                            headers={"WWW-Authenticate": "Bearer"})
+    request.state.caller = caller.name  # for RequestLog's line
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0)]
+Purpose = Annotated[str, Query(max_length=PURPOSE_MAX, description="why the caller reads this")]
+
+
+def _logged(request: Request, caller: Caller, action: str,
+            reads: list[tuple[str | None, str | None]], purpose: str) -> None:
+    """The access log's rows (agency, record id), written before the answer leaves: a read that
+    cannot be logged is not answered."""
+    with warehouse.engine_for(_url(request)).begin() as conn:
+        for agency_code, record_id in reads:
+            log_access(conn, caller.name, action, agency_code, record_id, purpose)
+
+
+def _in_scope(caller: Caller, agency_code: str) -> None:
+    if not caller.may_read(agency_code):
+        raise HTTPException(403, f"Mã truy cập của {caller.name} không được đọc hồ sơ của cơ quan "
+                                 f"{agency_code}; xin cấp mã có cơ quan này.")
+
+
+router = APIRouter(prefix=PREFIX, responses=ERRORS)
+
+
+@router.get("/holders/{holder_id}/records", response_model=RecordPage, response_model_exclude_unset=True)
+def holder_records(request: Request, caller: CallerDep, holder_id: str, purpose: Purpose,
+                   also: Annotated[list[str] | None, Query(description="the same holder's other ids")] = None,
+                   limit: Limit = 20, offset: Offset = 0) -> dict[str, Any]:
+    """Every archived, still-valid result of one holder (citizen id, old id, tax code; ``also``
+    for the same person's other ids), newest first, within the token's agencies."""
+    purpose = _purpose(purpose)
+    ids = [holder_id, *(also or ())]
+    if len(ids) > MAX_HOLDER_IDS:
+        raise HTTPException(400, f"Một lần tra cứu nhận tối đa {MAX_HOLDER_IDS} mã của cùng một người.")
+    hits = core.holder_records(_url(request), ids, core.Filters(agencies=caller.agencies),
+                               personal=caller.personal_data, settings=request.app.state.settings)
+    shown = hits[offset:offset + limit]
+    # one row per record handed out; a lookup that found nothing is logged too
+    _logged(request, caller, "holder_lookup",
+            [(h.agency_code, h.record_id) for h in shown] or [(None, None)], purpose)
+    return {**_page(request, len(hits), limit, offset),
+            "records": [_record(request, h, caller.personal_data) for h in shown]}
+
+
+def _found(request: Request, caller: Caller, agency_code: str, record_id: str) -> core.Hit:
+    _in_scope(caller, agency_code)
+    hit = core.get_record(_url(request), agency_code, record_id, personal=caller.personal_data)
+    if hit is None:
+        raise HTTPException(404, f"Không có hồ sơ {record_id} đã lưu trữ của cơ quan {agency_code}.")
+    return hit
+
+
+# Declared before the metadata route, whose {record_id:path} would take "<id>/pdf" as an id
+@router.get("/records/{agency_code}/{record_id:path}/pdf", response_class=FileResponse,
+            responses={200: {"content": {"application/pdf": {}}}, 206: {"description": "a range"},
+                       304: {"description": "unchanged (If-None-Match)"}, 409: {"model": Error}})
+def record_pdf(request: Request, caller: CallerDep, agency_code: str, record_id: str,
+               purpose: Purpose) -> Response:
+    """The record's current (signed) PDF, as archived: ``ETag`` is its SHA-256 in quotes;
+    ``If-None-Match`` answers 304, ``Range: bytes=a-b`` 206. The file is hashed and compared
+    with the warehouse before a byte is sent: a file changed on disk is never served (409)."""
+    purpose = _purpose(purpose)
+    hit = _found(request, caller, agency_code, record_id)
+    etag = f'"{hit.pdf_sha256}"'
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    wanted = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
+    if etag in wanted or "*" in wanted:
+        _logged(request, caller, "pdf", [(agency_code, record_id)], purpose)
+        return Response(status_code=304, headers=headers)
+    path = Path(hit.pdf_path)
+    try:
+        actual = sha256_file(path)
+    except OSError:
+        actual = None
+    if actual != hit.pdf_sha256:
+        log.error("archived PDF of %s/%s not served: %s (%s); run digitize fixity", agency_code,
+                  record_id, "missing" if actual is None else "its SHA-256 differs from the warehouse's",
+                  path)
+        raise HTTPException(409, f"Tệp PDF của hồ sơ {record_id} ({agency_code}) "
+                                 f"{'không còn trong kho lưu trữ' if actual is None else 'đã bị thay đổi'}"
+                                 ", không khớp mã SHA-256 trong kho dữ liệu, nên không được gửi. Báo "
+                                 "quản trị kho kiểm tra (`digitize fixity`).")
+    _logged(request, caller, "pdf", [(agency_code, record_id)], purpose)
+    return FileResponse(path, media_type="application/pdf", headers=headers, filename=path.name,
+                        content_disposition_type="inline")
+
+
+@router.get("/records/{agency_code}/{record_id:path}", response_model=Record,
+            response_model_exclude_unset=True)
+def record(request: Request, caller: CallerDep, agency_code: str, record_id: str,
+           purpose: Annotated[str, Query(max_length=PURPOSE_MAX)] = "") -> dict[str, Any]:
+    """One archived record's metadata (with the holder for a token allowed personal data)."""
+    hit = _found(request, caller, agency_code, record_id)
+    _logged(request, caller, "record", [(agency_code, record_id)], " ".join(purpose.split()))
+    return _record(request, hit, caller.personal_data)
+
+
+@router.get("/search", response_model=SearchPage, response_model_exclude_unset=True)
+def search(request: Request, caller: CallerDep, q: str, agency: str | None = None,
+           procedure: str | None = None, level: str | None = None, year_from: int | None = None,
+           year_to: int | None = None, phase: str | None = None, still_valid: bool | None = None,
+           limit: Limit = 20, offset: Offset = 0) -> dict[str, Any]:
+    """Archived records whose text or metadata match ``q`` (tone marks and đ/d ignored), ranked,
+    with a snippet (matched words in ``<mark>``), within the token's agencies."""
+    if agency is not None:
+        _in_scope(caller, agency)
+    filters = core.Filters(agencies=caller.agencies, agency=agency, procedure_code=procedure,
+                           level=level, year_from=year_from, year_to=year_to, phase=phase,
+                           still_valid=still_valid)
+    page = core.search(_url(request), q, filters, limit=limit, offset=offset,
+                       settings=request.app.state.settings)
+    return {**_page(request, page.total, limit, offset),
+            "hits": [_record(request, h, False, snippet_html=core.snippet_html(h.snippet),
+                             score=h.score)
+                     for h in page.hits]}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    names = list(dict.fromkeys(str(e["loc"][-1]) for e in exc.errors()))
+    return _error(400, "; ".join(f"Tham số {n} {PARAM_HINTS.get(n, 'không hợp lệ')}" for n in names) + ".")
+
+
+async def _bad_query(request: Request, exc: Exception) -> Response:
+    return _error(400, str(exc))
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.error("warehouse unavailable: %s", type(exc).__name__)
+    return _error(503, UNAVAILABLE)
+
+
+_HOLDER_PATH = re.compile(rf"^({re.escape(PREFIX)}/holders/)([^/]+)")
+
+
+def masked_path(path: str) -> str:
+    """The request path as logged: a holder's id masked like everywhere else (pipeline.privacy)."""
+    return _HOLDER_PATH.sub(lambda m: m[1] + mask_personal_id(unquote(m[2])), path)
+
+
+class RequestLog:
+    """One log line per request (client, method, path with the holder id masked, no query string,
+    status, time, caller), and an exception that escapes a route answered 500 and logged by its
+    type and frames only: its message may quote SQL parameters, holder ids among them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        state = scope.setdefault("state", {})
+        status: list[int] = []
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        path = masked_path(scope["path"])
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, logged below
+            log.error("%s on %s %s; traceback (message left out):\n%s", type(exc).__name__,
+                      scope["method"], path, "".join(traceback.format_tb(exc.__traceback__)))
+            if not status:
+                await _error(500, UNEXPECTED)(scope, receive, watched)
+        client = scope.get("client") or ("-", 0)
+        log.info('%s "%s %s" %s %.0f ms caller=%s', client[0], scope["method"], path,
+                 status[0] if status else "-", (time.monotonic() - started) * 1000,
+                 state.get("caller", "-"))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="Kho dữ liệu số hóa — API tra cứu cho hệ thống Một cửa", version=__version__,
+                  description="Read API of the province's archive of digitized TTHC results: "
+                              "docs/api.md.",
+                  openapi_url=f"{PREFIX}/openapi.json", docs_url=f"{PREFIX}/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.url = settings.warehouse_url
+    app.include_router(router)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _bad_parameter)
+    app.add_exception_handler(QueryError, _bad_query)
+    app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(WarehouseUnavailableError, _unavailable)
+    app.add_middleware(RequestLog)
+    return app
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the API until stopped (SIGINT/SIGTERM), with the warehouse at its latest schema."""
+    import uvicorn
+
+    warehouse.migrate(settings.warehouse_url)
+    # log_config=None: uvicorn's lines go through the logging the CLI set up; access_log=False:
+    # RequestLog writes the masked line instead
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None,
+                server_header=False)

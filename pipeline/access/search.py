@@ -1,0 +1,338 @@
+"""Search over the archived records, and the holder's store, on SQLite or PostgreSQL.
+
+One query function, two back ends (the index is :mod:`pipeline.store.search_index`): the query's
+words are folded as the documents were (no case, no tone marks, đ as d), so that ``giay phep
+xay dung`` finds "Giấy phép xây dựng" on both, ranked by bm25 (SQLite FTS5) or ``ts_rank_cd``
+(PostgreSQL). On PostgreSQL a query word that no text contains (an OCR slip, in the text or in
+the query) is replaced by the words of the texts most similar to it (``pg_trgm``). The query is
+only ever data: its words are bound parameters made of letters and digits.
+
+Only archived records are found. Holder names and ids are in a hit only with ``personal=True``
+(a caller whose role may read them, Decree 13/2023): for anyone else the snippet masks long
+numbers and the holder's name. Whoever hands hits out writes the access log
+(:mod:`pipeline.access.accesslog`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+)
+
+from pipeline.access.holders import holder_keys, normalize_holder_id
+from pipeline.errors import QueryError
+from pipeline.privacy import mask_personal_id
+from pipeline.store import search_index as index
+from pipeline.store import warehouse
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
+    from pipeline.config import Settings
+
+__all__ = ["Filters", "Hit", "Page", "QueryError", "check_page", "get_record", "holder_records",
+           "normalize_holder_id", "search", "snippet_html", "snippet_text"]
+
+MAX_QUERY_CHARS = 500
+MAX_LIMIT = 100
+LEVELS = ("tinh", "huyen", "xa")
+MARK_START, MARK_END = "\x02", "\x03"
+SNIPPET_WORDS = 30  # words of the original text around the matches
+# PostgreSQL: a query word no text contains is replaced by at most this many similar words of
+# the texts, at least this similar (pg_trgm). Short words share few trigrams: "dumg" and "dung"
+# are 0.25 alike, under pg_trgm's default threshold of 0.3.
+SIMILAR_WORDS = 3
+SIMILARITY = 0.2
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search or a holder lookup is limited to; ``agencies`` is the caller's scope (None:
+    the whole province), the rest what the caller asked for."""
+
+    agencies: frozenset[str] | None = None
+    agency: str | None = None
+    procedure_code: str | None = None
+    level: str | None = None  # tinh | huyen | xa (agencies.level)
+    year_from: int | None = None  # issue year
+    year_to: int | None = None
+    phase: str | None = None  # a phase id of the phase plan: its issue-date range
+    still_valid: bool | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    agency_code: str
+    record_id: str
+    procedure_code: str | None
+    procedure_name: str | None
+    result_number: str | None
+    issued_on: dt.date | None
+    still_valid: bool | None
+    pdf_path: str
+    pdf_sha256: str
+    version: int
+    signature_level: str | None
+    snippet: str  # plain text; the matched words between MARK_START and MARK_END
+    score: float
+    holder_name: str | None = None  # only for a caller allowed personal data
+    holder_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    total: int
+    hits: list[Hit] = field(default_factory=list)
+    limit: int = 20
+    offset: int = 0
+
+
+def snippet_html(snippet: str) -> str:
+    """The snippet for a web page: escaped, the matched words in ``<mark>``."""
+    return (html.escape(snippet).replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
+def snippet_text(snippet: str) -> str:
+    """The snippet for a terminal or JSON: the matched words in «guillemets»."""
+    return snippet.replace(MARK_START, "«").replace(MARK_END, "»")
+
+
+def query_words(query: str) -> list[str]:
+    """The query's folded words, each once; a query that cannot be searched is refused."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"Câu tìm kiếm dài {len(query)} ký tự, quá {MAX_QUERY_CHARS}: hãy chỉ "
+                         "ghi vài từ đặc trưng của hồ sơ cần tìm.")
+    found = list(dict.fromkeys(index.words(query)))
+    if sum(map(len, found)) < 2:
+        raise QueryError("Câu tìm kiếm cần ít nhất 2 chữ cái hoặc chữ số, ví dụ: giay phep xay "
+                         "dung, hoặc số ký hiệu của kết quả.")
+    return found
+
+
+def _conditions(conn: Connection, filters: Filters,
+                settings: Settings | None) -> list[ColumnElement[bool]]:
+    """The WHERE conditions on ``records`` of the filters; an unknown value is refused."""
+    r, a = warehouse.records, warehouse.agencies
+    where: list[ColumnElement[bool]] = [r.c.status == "archived"]
+    if filters.agencies is not None:
+        where.append(r.c.agency_code.in_(sorted(filters.agencies)))
+    if filters.agency is not None:
+        if conn.execute(select(a.c.code).where(a.c.code == filters.agency)).first() is None:
+            raise QueryError(f"Không có cơ quan mã {filters.agency!r} trong kho dữ liệu: kiểm tra "
+                             "mã định danh của cơ quan (ví dụ 000.00.12.H12).")
+        where.append(r.c.agency_code == filters.agency)
+    if filters.procedure_code is not None:
+        where.append(r.c.procedure_code == filters.procedure_code)
+    if filters.level is not None:
+        if filters.level not in LEVELS:
+            raise QueryError(f"Cấp {filters.level!r} không có: dùng tinh, huyen hoặc xa.")
+        where.append(r.c.agency_code.in_(select(a.c.code).where(a.c.level == filters.level)))
+    for year in (filters.year_from, filters.year_to):
+        if year is not None and not 1900 <= year <= 2100:
+            raise QueryError(f"Năm ban hành {year} không hợp lệ: ghi năm bốn chữ số, ví dụ 2015.")
+    if filters.year_from is not None and filters.year_to is not None \
+            and filters.year_from > filters.year_to:
+        raise QueryError(f"Khoảng năm ban hành {filters.year_from}–{filters.year_to} bị ngược: "
+                         "năm đầu phải không sau năm cuối.")
+    if filters.year_from is not None:
+        where.append(r.c.issued_on >= dt.date(filters.year_from, 1, 1))
+    if filters.year_to is not None:
+        where.append(r.c.issued_on <= dt.date(filters.year_to, 12, 31))
+    if filters.phase is not None:
+        if settings is None:
+            from pipeline.config import load_settings
+            settings = load_settings()
+        plan = settings.plan
+        try:
+            issued = plan.phase(filters.phase).issued
+        except KeyError:
+            raise QueryError(f"Kế hoạch không có giai đoạn {filters.phase!r}; các giai đoạn: "
+                             f"{', '.join(p.id for p in plan.phases)}.") from None
+        if issued is None:
+            raise QueryError(f"Giai đoạn {filters.phase} không số hóa kết quả nào (không có khoảng "
+                             "ngày ban hành trong kế hoạch): chọn giai đoạn khác.")
+        where.append(r.c.issued_on.between(issued.start, issued.end))
+    if filters.still_valid is not None:
+        where.append(r.c.still_valid.is_(filters.still_valid))
+    return where
+
+
+def _hit_select() -> Select[Any]:
+    r, p = warehouse.records, warehouse.procedures
+    return select(r.c.id, r.c.agency_code, r.c.record_id, r.c.procedure_code,
+                  p.c.name.label("procedure_name"), r.c.result_number, r.c.issued_on,
+                  r.c.still_valid, r.c.pdf_path, r.c.pdf_sha256, r.c.version,
+                  r.c.signature_level, r.c.holder_name, r.c.holder_id, r.c.text)
+
+
+def _with_procedures(source: Any) -> Any:
+    r, p = warehouse.records, warehouse.procedures
+    return source.outerjoin(p, p.c.code == r.c.procedure_code)
+
+
+# personal ids and tax codes (9, 10, 12, 13 digits) wherever a text shows them
+_LONG_NUMBER = re.compile(r"\d{9,}")
+
+
+def masked(snippet: str, holder_name: str | None) -> str:
+    """The snippet for a caller not allowed personal data: every long number (an id, a tax
+    code) masked but its last 3 digits, the record's holder's name as ``***`` (the marks
+    between its words kept out of the way)."""
+    out = _LONG_NUMBER.sub(lambda m: mask_personal_id(m.group()), snippet)
+    names = holder_name.split() if holder_name else []
+    if names:
+        marks = f"[{MARK_START}{MARK_END}]*"
+        pattern = marks + (marks + r"\s+" + marks).join(map(re.escape, names)) + marks
+        out = re.sub(pattern, "***", out, flags=re.IGNORECASE)
+    return out
+
+
+def _hit(row: Row[Any], marked: set[str], score: float, personal: bool) -> Hit:
+    snippet = make_snippet([row.text, row.procedure_name, row.result_number]
+                           + ([row.holder_name] if personal else []), marked)
+    return Hit(
+        agency_code=row.agency_code, record_id=row.record_id, procedure_code=row.procedure_code,
+        procedure_name=row.procedure_name, result_number=row.result_number,
+        issued_on=row.issued_on, still_valid=row.still_valid, pdf_path=row.pdf_path,
+        pdf_sha256=row.pdf_sha256, version=row.version, signature_level=row.signature_level,
+        snippet=snippet if personal else masked(snippet, row.holder_name),
+        score=round(float(score), 6),
+        holder_name=row.holder_name if personal else None,
+        holder_id=row.holder_id if personal else None,
+    )
+
+
+_ORIGINAL_WORD = re.compile(r"[^\W_]+")
+
+
+def make_snippet(sources: Sequence[str | None], marked: set[str],
+                 width: int = SNIPPET_WORDS) -> str:
+    """About ``width`` words of the first source that holds a marked (folded) word, around the
+    most marked words, those words between MARK_START and MARK_END; the first source's opening
+    words when none holds one."""
+    texts = [s.replace(MARK_START, " ").replace(MARK_END, " ") for s in sources if s]
+    if not texts:
+        return ""
+    for candidate in texts:
+        found = list(_ORIGINAL_WORD.finditer(candidate))
+        hits = [i for i, m in enumerate(found) if marked.intersection(index.words(m.group()))]
+        if hits:
+            break
+    else:
+        candidate, hits = texts[0], []
+        found = list(_ORIGINAL_WORD.finditer(candidate))
+    if not found:
+        return " ".join(candidate.split())
+    best = max(hits, key=lambda h: sum(h <= o < h + width for o in hits), default=0)
+    start = max(0, best - width // 6)
+    end = min(len(found), start + width)
+    chosen = set(hits)
+    parts, at = [], found[start].start()
+    for i in range(start, end):
+        m = found[i]
+        parts.append(candidate[at:m.start()])
+        parts.append(f"{MARK_START}{m.group()}{MARK_END}" if i in chosen else m.group())
+        at = m.end()
+    body = " ".join("".join(parts).split())
+    return ("… " if start > 0 else "") + body + (" …" if end < len(found) else "")
+
+
+def _similar_words(conn: Connection, words: list[str]) -> dict[str, list[str]]:
+    """PostgreSQL: each query word no text contains -> the texts' words most similar to it."""
+    known = set(conn.execute(text("SELECT word FROM search_words WHERE word = ANY(:w)"),
+                             {"w": words}).scalars())
+    unknown = [w for w in words if w not in known]
+    if not unknown:
+        return {}
+    # local to this transaction: the threshold the % operator (and its GIN index) use
+    conn.execute(text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+                 {"t": str(SIMILARITY)})
+    similar = text("SELECT word FROM search_words WHERE word % :w "
+                   "ORDER BY similarity(word, :w) DESC, word LIMIT :n")
+    return {w: list(conn.execute(similar, {"w": w, "n": SIMILAR_WORDS}).scalars())
+            for w in unknown}
+
+
+def _match(conn: Connection, words: list[str]) -> tuple[Any, ColumnElement[bool], Any, set[str]]:
+    """The index joined to records, the match condition, the score to order by (descending),
+    and every word that counts as found."""
+    r = warehouse.records
+    if conn.dialect.name == "sqlite":
+        fts = table("records_fts", column("rowid"))
+        # each word quoted: FTS5 reads it as a plain term, never as query syntax
+        expression = " ".join(f'"{w}"' for w in words)
+        condition = text("records_fts MATCH :match").bindparams(match=expression)
+        score = -func.bm25(literal_column("records_fts"))
+        return fts.join(r, r.c.id == fts.c.rowid), condition, score, set(words)
+    similar = _similar_words(conn, words)
+    alternatives = [[w, *similar.get(w, [])] for w in words]
+    tsquery = " & ".join("(" + " | ".join(alts) + ")" for alts in alternatives)
+    docs = table("search_documents", column("record_pk"), column("document"))
+    query = func.to_tsquery(literal_column(f"'{index.CONFIG}'::regconfig"),
+                            bindparam("tsquery", tsquery))
+    return (docs.join(r, r.c.id == docs.c.record_pk), docs.c.document.op("@@")(query),
+            func.ts_rank_cd(docs.c.document, query), {w for alts in alternatives for w in alts})
+
+
+def check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_LIMIT or offset < 0:
+        raise QueryError(f"Số kết quả mỗi trang phải từ 1 đến {MAX_LIMIT} và vị trí bắt đầu không "
+                         f"âm (đã nhận limit={limit}, offset={offset}).")
+
+
+def search(url: str, query: str, filters: Filters = Filters(), *, limit: int = 20, offset: int = 0,
+           personal: bool = False, settings: Settings | None = None) -> Page:
+    """The archived records whose text or metadata hold every word of ``query``, best first."""
+    words = query_words(query)
+    check_page(limit, offset)
+    r = warehouse.records
+    with warehouse.engine_for(url).connect() as conn:
+        where = _conditions(conn, filters, settings)
+        source, condition, score, found = _match(conn, words)
+        total = conn.execute(select(func.count()).select_from(source)
+                             .where(condition, *where)).scalar_one()
+        rows = conn.execute(_hit_select().add_columns(score.label("score"))
+                            .select_from(_with_procedures(source)).where(condition, *where)
+                            .order_by(score.desc(), r.c.id).limit(limit).offset(offset)).all()
+    return Page(total=total, hits=[_hit(row, found, row.score, personal) for row in rows],
+                limit=limit, offset=offset)
+
+
+def holder_records(url: str, holder_ids: Sequence[str], filters: Filters = Filters(), *,
+                   personal: bool = False, settings: Settings | None = None) -> list[Hit]:
+    """Every archived, still-valid record of the holder known by any of ``holder_ids`` (their
+    12-digit and 9-digit ids, a tax code), within the filters, newest first."""
+    keys = holder_keys(holder_ids)
+    r = warehouse.records
+    with warehouse.engine_for(url).connect() as conn:
+        where = _conditions(conn, filters, settings)
+        rows = conn.execute(_hit_select().select_from(_with_procedures(r))
+                            .where(r.c.holder_key.in_(keys), r.c.still_valid.is_(True), *where)
+                            .order_by(r.c.issued_on.desc().nulls_last(), r.c.id.desc())).all()
+    return [_hit(row, set(), 0.0, personal) for row in rows]
+
+
+def get_record(url: str, agency_code: str, record_id: str, *, personal: bool = False) -> Hit | None:
+    """One archived record, its snippet the opening of its text; None when there is none."""
+    r = warehouse.records
+    with warehouse.engine_for(url).connect() as conn:
+        row = conn.execute(_hit_select().select_from(_with_procedures(r)).where(
+            r.c.agency_code == agency_code, r.c.record_id == record_id,
+            r.c.status == "archived")).first()
+    return None if row is None else _hit(row, set(), 0.0, personal)
