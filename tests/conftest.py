@@ -49,6 +49,18 @@ def tail(path: Path, lines: int = 80) -> str:
         return f"({exc})"
 
 
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+
+
+def update_docs_screenshot(shot: Path, name: str) -> None:
+    """Copy a test's screenshot into the documentation, only when asked
+    (``DIGITIZE_UPDATE_SCREENSHOTS=1``): the UI's clock and data change on every run, and a
+    test run must not leave the checkout modified."""
+    if os.environ.get("DIGITIZE_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS_SCREENSHOTS / name)
+
+
 def skip_or_fail(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: the set-up must provide it)")

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import openpyxl
 import pytest
-from conftest import free_port, skip_or_fail, tail
+from conftest import free_port, skip_or_fail, tail, update_docs_screenshot
 from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, NAMES, H, T, X, fill, write_plan
 
 from pipeline.checks import validate
@@ -663,8 +662,7 @@ def test_the_page_opens_on_the_running_quarter_with_todays_work(live: dict[str, 
     # what opens (1400 x 1000) for the docs; the whole page beside it, in the test's folder only
     shot = tmp_path / "tien-do.png"
     assert browser.save_screenshot(str(shot))
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, DOCS_SCREENSHOT)
+    update_docs_screenshot(shot, DOCS_SCREENSHOT.name)
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1400, min(int(height) + 40, 8000))
     assert browser.save_screenshot(str(tmp_path / "tien-do-full.png"))

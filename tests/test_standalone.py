@@ -47,7 +47,15 @@ from urllib.parse import quote, urlsplit
 import psutil
 import pytest
 import yaml
-from conftest import QUICK_DPIS, edit_manifest, free_port, import_reference, skip_or_fail, tail
+from conftest import (
+    QUICK_DPIS,
+    edit_manifest,
+    free_port,
+    import_reference,
+    skip_or_fail,
+    tail,
+    update_docs_screenshot,
+)
 from sqlalchemy import create_engine, text
 
 from pipeline import cli
@@ -519,7 +527,7 @@ def _review_batch(standalone: Standalone, api: Api, browser: Any, base: str, set
     time.sleep(2)
     shot = tmp_path / LOG_SCREENSHOT.name
     assert browser.save_screenshot(str(shot))
-    shutil.copyfile(shot, LOG_SCREENSHOT)
+    update_docs_screenshot(shot, LOG_SCREENSHOT.name)
 
     # the archivist's fix: the row's real procedure code; then Clear on that task alone
     edit_manifest(target, {0: {"procedure_code": bad.procedure_code}})
@@ -641,8 +649,7 @@ def _screenshots(browser: Any, base: str, run_id: str, record_ids: list[str],
     time.sleep(2)  # the grid's cells are drawn after the data arrives
     shot = tmp_path / "airflow-batch-run.png"
     assert browser.save_screenshot(str(shot))
-    DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, DOCS_SCREENSHOT)
+    update_docs_screenshot(shot, DOCS_SCREENSHOT.name)
     # one record task's log: what the archivist opens for a record
     browser.get(f"{run_page}/tasks/process_record/mapped/0")
     _wait("the record task's log", lambda: "process_record" in browser.find_element(By.TAG_NAME, "body").text)
