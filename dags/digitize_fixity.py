@@ -9,11 +9,12 @@ task fails at once (no retry: hashing again cannot bring a file back), so the ru
 the UI for the archivist. A database or storage outage is retried. The audit only reads, so a
 re-run is always safe.
 
-Then ``renew_timestamps`` (``pipeline.signing.renewal``): each B-LTA record whose archive timestamp
-certificate expires within ``DIGITIZE_SIGN_RENEW_DAYS`` gets a new document timestamp, as a new
-version; with no timestamp server or trust roots set it only says so. A timestamp server away is
-retried; records that could not be renewed fail the task, the summary first in its log. Renewed
-records are not due again, so a re-run is safe.
+Then ``renew_timestamps`` (``pipeline.signing.renewal``): records of agencies kept long term that
+their batch left at B-T (a timestamp server away when it ended) are brought to B-LTA, and each
+B-LTA record whose archive timestamp certificate expires within ``DIGITIZE_SIGN_RENEW_DAYS`` gets
+a new document timestamp, each as a new version; with no timestamp server or trust roots set it
+only says so. A timestamp server away is retried; records that could not be done fail the task,
+the summary first in its log. Records done are not due again, so a re-run is safe.
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def digitize_fixity() -> None:
             settings = task_settings()
             if not renewal.can_renew(settings):
                 first.append((logging.INFO, renewal.NOT_SET_UP))
-                return {"ok": True, "checked": 0, "renewed": 0}
+                return {"ok": True, "checked": 0, "extended": 0, "renewed": 0}
             # a timestamp server away (SigningUnavailableError) propagates: Airflow retries it
             outcome = renewal.renew_due(settings)
             lines = renewal.summary_lines(outcome)
             first.append((logging.INFO if outcome.ok else logging.ERROR, "\n".join(lines)))
         if not outcome.ok:
             raise AirflowFailException("\n".join(lines[:2]))
-        return {"ok": True, "checked": outcome.checked, "renewed": len(outcome.renewed)}
+        return {"ok": True, "checked": outcome.checked, "extended": len(outcome.extended),
+                "renewed": len(outcome.renewed)}
 
     # only after a clean audit: new versions are not added to an archive with problems to see to
     audit() >> renew_timestamps()

@@ -22,6 +22,7 @@ from pipeline.models import BatchOutcome, BatchSummary, RecordResult, RecordTask
 from pipeline.record import process_record, warehouse_outage
 from pipeline.registration import record_tasks, register_batch
 from pipeline.reporting import progress
+from pipeline.signing import renewal
 from pipeline.store import archive, warehouse
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
     ``done/`` once every one of its ``record_ids`` is archived.
 
     A big batch runs as several parts, one Airflow run each: every part reports on its own
-    records, and whichever part finishes the batch moves it.
+    records, and whichever part finishes the batch moves it. Then the batch's records signed
+    B-T are brought to B-LTA when the agency's records are kept long term (``renewal``): in
+    bulk, out of each record's path.
     """
     engine = warehouse.engine_for(settings.warehouse_url)
     with engine.connect() as conn:
@@ -99,6 +102,7 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
         log.warning("Lô %s/%s được giữ lại trong inbox để xử lý: %d/%d hồ sơ chưa được lưu trữ "
                     "(xem %s) / batch left in the inbox for review", agency_code, batch_id,
                     len(mine) - archived, len(mine), settings.dir("quarantine") / agency_code / batch_id)
+    renewal.after_batch(settings, agency_code, batch_id)
     return BatchOutcome(archived=archived, not_archived=len(mine) - archived,
                         moved_to=str(moved) if moved else None)
 

@@ -19,6 +19,7 @@ from pipeline import __version__
 from pipeline.access.commands import add_commands
 from pipeline.access.search_cli import add_parser as add_search_parser
 from pipeline.config import PROJECT_DIR, Settings, load_settings, quiet_libraries
+from pipeline.drafting.commands import add_commands as add_draft_commands
 from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
@@ -511,8 +512,8 @@ def _renew_timestamps(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from pipeline.signing.renewal import renew_due, summary_lines
 
     def said(record_id: str, problem: str | None) -> None:
-        print(f"Hồ sơ {record_id}: " + ("đã gia hạn dấu thời gian lưu trữ." if problem is None
-                                        else problem), flush=True)
+        print(f"Hồ sơ {record_id}: " + ("đã bổ sung hoặc gia hạn lưu trữ dài hạn (B-LTA)."
+                                        if problem is None else problem), flush=True)
 
     outcome = renew_due(settings, within_days=args.within_days, agency_code=args.agency,
                         on_record=said)
@@ -696,9 +697,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "before it had a key) with its key (DIGITIZE_SIGN_KEY or the table "
                     "DIGITIZE_SIGN_KEYS): each signed file is a new version of the record, the "
                     "unsigned one stays. Records already signed are left alone. With "
-                    "--renew-timestamps: a new document timestamp (with the last one's validation "
-                    "data) for each B-LTA record whose timestamp certificate expires soon, again "
-                    "as a new version.",
+                    "--renew-timestamps: records kept long term brought to B-LTA where their "
+                    "batch left them B-T, and a new document timestamp (with the last one's "
+                    "validation data) for each B-LTA record whose timestamp certificate expires "
+                    "soon, each again as a new version.",
         epilog="Exit codes: 0 all signed (renewed), 3 some could not be signed (renewed; each is "
                "named), 2 no key or a key that cannot sign (no timestamp server or trust roots "
                "to renew), 4 token or timestamp server away (run again later).")
@@ -707,8 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "only this agency's records)")
     sign.add_argument("--batch", metavar="ID", help="only the records of this batch")
     sign.add_argument("--renew-timestamps", action="store_true",
-                      help="renew the archive timestamps of B-LTA records whose timestamp "
-                           "certificate expires within DIGITIZE_SIGN_RENEW_DAYS")
+                      help="bring B-T records of agencies kept long term to B-LTA, and renew the "
+                           "archive timestamps of B-LTA records whose timestamp certificate "
+                           "expires within DIGITIZE_SIGN_RENEW_DAYS")
     sign.add_argument("--within-days", type=int, metavar="N",
                       help="with --renew-timestamps: renew those expiring within N days instead")
     sign.set_defaults(func=cmd_sign)
@@ -729,6 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
     add_commands(sub)  # serve, tokens: pipeline/access/commands.py
     add_search_parser(sub).set_defaults(func=cmd_search)  # pipeline/access/search_cli.py
+    add_draft_commands(sub)  # manifest draft: pipeline/drafting/commands.py
 
     fix = sub.add_parser(
         "fixity", help="re-hash the archive and the source scans against the warehouse",

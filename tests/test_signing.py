@@ -13,6 +13,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pikepdf
@@ -42,7 +43,14 @@ from pipeline.errors import (
     UnusableInputError,
 )
 from pipeline.signing.keys import KeySpec, open_signer, parse_key_spec, signer_name
-from pipeline.signing.sign import REASON, renew_archive_timestamp, sign_pdf
+from pipeline.signing.sign import (
+    REASON,
+    check_revocation,
+    extend_to_lta,
+    fetching_context,
+    renew_archive_timestamp,
+    sign_pdf,
+)
 from pipeline.signing.verify import verify_pdf
 
 LOCATION = "Sở Tư pháp tỉnh Thử Nghiệm"
@@ -243,13 +251,21 @@ def test_an_unreachable_timestamp_server_is_passing_and_names_the_url(pki: TestP
     assert not dst.exists()
 
 
-def test_long_term_signature_embeds_revocation_data_and_an_archive_timestamp_that_renews(
+def test_a_b_t_record_brought_to_b_lta_embeds_revocation_data_and_an_archive_timestamp_that_renews(
         pki: TestPki, record: Path, tmp_path: Path) -> None:
-    dst = tmp_path / "signed.pdf"
+    # one context for a whole run, made before the record was signed: the revocation data it
+    # fetches later is newer than its own time (beyond pyHanko's 1 s tolerance), and still taken
+    context = fetching_context([pki.root_pem])
+    signed = tmp_path / "signed.pdf"
     with open_signer(_p12(pki), P12_PASSWORD) as signer:
-        info = sign_pdf(record, dst, signer, location=LOCATION, tsa_url=pki.tsa_url,
-                        trust=[pki.root_pem], long_term=True)
-    assert info.level == "B-LTA" and info.timestamp is not None
+        info = sign_pdf(record, signed, signer, location=LOCATION, tsa_url=pki.tsa_url)
+    assert info.level == "B-T" and info.timestamp is not None
+    time.sleep(1.5)
+    dst = tmp_path / "long-term.pdf"
+    stamped = extend_to_lta(signed, dst, tsa_url=pki.tsa_url, context=context)
+    assert stamped >= info.timestamp
+    # the B-T file is the first bytes of the B-LTA one: only updates were added
+    assert dst.read_bytes()[:signed.stat().st_size] == signed.read_bytes()
     _assert_signed_record(record, dst, pki.root_pem, "B-LTA")
     verdict = verify_pdf(dst, [pki.root_pem])
     assert verdict.revocation_checked and not verdict.warnings
@@ -260,8 +276,8 @@ def test_long_term_signature_embeds_revocation_data_and_an_archive_timestamp_tha
     assert "Not total document signed" in report
 
     renewed = tmp_path / "renewed.pdf"
-    stamped_at = renew_archive_timestamp(dst, renewed, tsa_url=pki.tsa_url, trust=[pki.root_pem])
-    assert stamped_at >= info.timestamp
+    stamped_at = renew_archive_timestamp(dst, renewed, tsa_url=pki.tsa_url, context=context)
+    assert stamped_at >= stamped
     assert renewed.read_bytes()[:dst.stat().st_size] == dst.read_bytes()
 
     def stamps(path: Path) -> int:
@@ -273,22 +289,20 @@ def test_long_term_signature_embeds_revocation_data_and_an_archive_timestamp_tha
     assert _pdfa_identity(renewed) == _pdfa_identity(record)
 
 
-def test_a_revoked_certificate_stops_long_term_signing(pki: TestPki, record: Path, tmp_path: Path) -> None:
-    """Only B-LT asks the OCSP responder while signing; it refuses what the CA revoked."""
+def test_a_revoked_certificate_is_refused_by_the_revocation_check_and_not_brought_to_b_lta(
+        pki: TestPki, record: Path, tmp_path: Path) -> None:
+    """B-T does not ask the OCSP responder; the check at a batch's start and B-LTA do, and
+    both refuse what the CA revoked."""
     spec = parse_key_spec(f"pkcs12:{pki.revoked_p12}")
-    dst = tmp_path / "signed.pdf"
-    with (pytest.raises(SigningKeyError, match="đã bị thu hồi từ 01/06/2024") as caught,
-          open_signer(spec, P12_PASSWORD) as signer):
-        sign_pdf(record, dst, signer, location=LOCATION, tsa_url=pki.tsa_url, trust=[pki.root_pem],
-                 long_term=True)
-    assert str(record) in str(caught.value)
+    signed, dst = tmp_path / "signed.pdf", tmp_path / "long-term.pdf"
+    with open_signer(spec, P12_PASSWORD) as signer:
+        with pytest.raises(SigningKeyError, match="đã bị thu hồi từ 01/06/2024"):
+            check_revocation(signer, [pki.root_pem], str(spec))
+        sign_pdf(record, signed, signer, location=LOCATION, tsa_url=pki.tsa_url)
+    with pytest.raises(SigningKeyError, match="đã bị thu hồi từ 01/06/2024") as caught:
+        extend_to_lta(signed, dst, tsa_url=pki.tsa_url, context=fetching_context([pki.root_pem]))
+    assert str(signed) in str(caught.value)
     assert not dst.exists()
-
-
-def test_long_term_signing_needs_a_timestamp_server(pki: TestPki, record: Path, tmp_path: Path) -> None:
-    with (pytest.raises(ConfigError, match="DIGITIZE_SIGN_TSA"),
-          open_signer(_p12(pki), P12_PASSWORD) as signer):
-        sign_pdf(record, tmp_path / "x.pdf", signer, location=LOCATION, long_term=True)
 
 
 # --- verification -------------------------------------------------------------------------------

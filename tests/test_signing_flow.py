@@ -100,15 +100,19 @@ def test_a_batch_is_archived_signed_and_both_verifiers_accept_it(
     rows = _records(data)
     for result in summary.records:
         row = rows[result.record_id]
-        assert row["signature_level"] == result.signature_level == "B-LTA"
+        # signed B-T in the record's path, brought to B-LTA in bulk once the batch was done
+        assert (result.signature_level, row["signature_level"], row["version"]) == ("B-T", "B-LTA", 2)
         assert row["signed_by"] == "Sở Tư pháp tỉnh Thử Nghiệm" and row["signed_at"] is not None
         pdf = Path(str(row["pdf_path"]))
         assert sha256_file(pdf) == row["pdf_sha256"]
         said = _pdfsig(pdf)
         assert "Signature Validation: Signature is Valid." in said, said
         assert "Sở Tư pháp" in said  # the signer's name as poppler reads it
-    assert {(rid, outcome) for rid, outcome, _ in _events(data, "sign")} == {
-        (r.record_id, "signed") for r in summary.records}
+    events = [(rid, outcome) for rid, outcome, _ in _events(data, "sign")]
+    ids = {r.record_id for r in summary.records}
+    # each record signed in its own path, then both brought to B-LTA after the batch
+    assert [set(events[:2]), set(events[2:])] == [{(rid, "signed") for rid in ids},
+                                                 {(rid, "long_term") for rid in ids}]
 
     verified = _digitize(_env(data), "verify", "--json", "--trust", str(pki.root_pem),
                          *(str(rows[r.record_id]["pdf_path"]) for r in summary.records))
@@ -129,12 +133,16 @@ def test_a_flipped_byte_fails_verify_and_the_fixity_audit_naming_the_file(
         signed_batch: tuple[Path, BatchSummary], pki: TestPki, tmp_path: Path) -> None:
     data, summary = signed_batch
     report = fixity.audit(load_settings(data_dir=data, sign_trust=pki.root_pem))
-    assert report.ok and report.signatures_checked == 2, fixity.summary_lines(report)
+    # each record's two versions: B-T as its batch signed it, B-LTA after the batch
+    assert report.ok and report.signatures_checked == 4, fixity.summary_lines(report)
     # the same intact files against a root they do not chain to: the audit says so, by file
     elsewhere = fixity.audit(load_settings(data_dir=data,
                                            sign_trust=self_signed_root(tmp_path / "khac.pem")))
+    versions = {str(r.pdf_path) for r in summary.records} | {
+        str(row["pdf_path"]) for row in _records(data).values()}
+    assert len(versions) == 4
     assert sorted((e.problem, e.path) for e in elsewhere.entries) == sorted(
-        ("signature", str(r.pdf_path)) for r in summary.records)
+        ("signature", path) for path in versions)
     assert all("không dẫn tới chứng thư gốc tin cậy" in e.detail for e in elsewhere.entries)
 
     archived = Path(str(summary.records[0].pdf_path))

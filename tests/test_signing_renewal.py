@@ -30,7 +30,7 @@ from pipeline.demo.pki import P12_PASSWORD, TestPki
 from pipeline.errors import ConfigError, ExitCode, SigningUnavailableError
 from pipeline.intake.ingest import sha256_file
 from pipeline.models import RecordStatus
-from pipeline.signing.renewal import renew_due, timestamp_expiry
+from pipeline.signing.renewal import after_batch, renew_due, timestamp_expiry
 from pipeline.signing.sign import tst_time
 from pipeline.signing.verify import verify_pdf
 from pipeline.store import fixity, warehouse
@@ -40,25 +40,62 @@ AGENCY = "000.00.12.H12"
 ALL_DUE = 40000
 
 
-@pytest.fixture(scope="module")
-def archived_lta(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Path]:
-    """One record archived and signed at B-LTA by a real batch (PKCS#12 key, the test PKI's
-    timestamp server and root); the data folder."""
-    data = tmp_path_factory.mktemp("renewal") / "var"
+def _archived(data: Path, pki: TestPki, batch_id: str, seed: int, **env: str) -> str:
+    """One record archived and signed by a real batch (the PKCS#12 key, the test PKI's timestamp
+    server, and ``env``); its id."""
     import_reference(data)
-    inbox = data / "inbox" / AGENCY / "B-GIA-HAN"
-    samples.generate_batch(inbox, agency_code=AGENCY, batch_id="B-GIA-HAN", n_records=1, seed=41,
+    inbox = data / "inbox" / AGENCY / batch_id
+    samples.generate_batch(inbox, agency_code=AGENCY, batch_id=batch_id, n_records=1, seed=seed,
                            truth_path=data.parent / "truth.json", dpis=QUICK_DPIS)
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {"DIGITIZE_SIGN_KEY": f"pkcs12:{pki.agency_p12}",
                             "DIGITIZE_SIGN_PIN": P12_PASSWORD, "DIGITIZE_SIGN_TSA": pki.tsa_url,
-                            "DIGITIZE_SIGN_TRUST": str(pki.root_pem),
-                            "DIGITIZE_DATA_DIR": str(data)}.items():
+                            "DIGITIZE_DATA_DIR": str(data), **env}.items():
             mp.setenv(name, value)
         mp.delenv("DIGITIZE_DB_URL", raising=False)
         (record,) = run_batch(load_settings(), inbox).records
-    assert (record.status, record.signature_level) == (RecordStatus.archived, "B-LTA")
+    # signed B-T in the record's path; B-LTA, if at all, comes after the batch
+    assert (record.status, record.signature_level) == (RecordStatus.archived, "B-T")
+    return record.record_id
+
+
+@pytest.fixture(scope="module")
+def archived_lta(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[Path]:
+    """One record archived by a real batch and brought to B-LTA right after it (the test PKI's
+    root as trust anchor); the data folder."""
+    data = tmp_path_factory.mktemp("renewal") / "var"
+    _archived(data, pki, "B-GIA-HAN", 41, DIGITIZE_SIGN_TRUST=str(pki.root_pem))
+    assert (_record(data)["signature_level"], _versions(data)[-1]["reason"]) == ("B-LTA", "long_term")
     yield data
+
+
+@pytest.mark.slow
+def test_a_record_left_b_t_by_its_batch_is_brought_to_b_lta_by_the_next_run(
+        tmp_path: Path, pki: TestPki, caplog: pytest.LogCaptureFixture) -> None:
+    data = tmp_path / "var"
+    # no trust roots at the time: the batch's records are kept at B-T
+    record_id = _archived(data, pki, "B-SAU", 43)
+    first = _record(data)
+    assert (first["signature_level"], first["version"]) == ("B-T", 1)
+    # with trust roots but the timestamp server away when a batch ends: a warning, still B-T
+    away = _closed_port_url()
+    key = {"sign_key": f"pkcs12:{pki.agency_p12}", "sign_pin": P12_PASSWORD}
+    assert after_batch(_settings(data, pki, sign_tsa=away, **key), AGENCY, "B-SAU") is None
+    assert away in caplog.text and "B-T" in caplog.text
+    assert _record(data) == first and not any((data / "work").rglob("*.pdf"))
+    # the monthly run (or digitize sign --renew-timestamps) finishes it, as a new version
+    outcome = renew_due(_settings(data, pki))
+    assert (outcome.extended, outcome.renewed, outcome.problems) == ([record_id], [], {})
+    after = _record(data)
+    assert (after["signature_level"], after["version"], after["signed_at"]) == (
+        "B-LTA", 2, first["signed_at"])
+    assert Path(first["pdf_path"]).read_bytes() == Path(after["pdf_path"]).read_bytes()[
+        :Path(first["pdf_path"]).stat().st_size]  # the B-T version stays, and is where it started
+    verdict = verify_pdf(Path(after["pdf_path"]), [pki.root_pem])
+    assert verdict.valid and verdict.level == "B-LTA" and verdict.revocation_checked, verdict.problems
+    # done: a second run has nothing to do
+    again = renew_due(_settings(data, pki))
+    assert (again.extended, again.renewed, again.checked) == ([], [], 1)
 
 
 def _settings(data: Path, pki: TestPki, **overrides: Any) -> Settings:
@@ -173,9 +210,9 @@ def test_digitize_sign_renew_timestamps_renews_and_reports(archived_lta: Path,
     before = _record(data)
     run = _digitize(data, pki, "sign", "--renew-timestamps", "--within-days", str(ALL_DUE))
     assert run.returncode == ExitCode.ok, run.stdout + run.stderr
-    assert f"Hồ sơ {before['record_id']}: đã gia hạn dấu thời gian lưu trữ." in run.stdout
-    assert ("Gia hạn dấu thời gian lưu trữ: 1 hồ sơ B-LTA đã xét, 1 đã gia hạn, 0 chưa gia hạn "
-            "được.") in run.stdout
+    assert f"Hồ sơ {before['record_id']}: đã bổ sung hoặc gia hạn lưu trữ dài hạn (B-LTA)." in run.stdout
+    assert ("Lưu trữ dài hạn (B-LTA): 0 hồ sơ B-T đã bổ sung B-LTA; 1 hồ sơ B-LTA đã xét, 1 đã "
+            "gia hạn dấu thời gian; 0 chưa làm được.") in run.stdout
     after = _record(data)
     assert after["version"] == before["version"] + 1
     assert verify_pdf(Path(after["pdf_path"]), [pki.root_pem]).valid
@@ -249,8 +286,8 @@ def test_the_monthly_dag_renews_after_a_clean_audit_with_its_summary_first(
     assert states == {"audit": "success", "renew_timestamps": "success"}, output[-3000:]
     level, summary = _task_log(run.stdout, "renew_timestamps")[0]
     assert level == "info" and summary.startswith(
-        "Gia hạn dấu thời gian lưu trữ: 1 hồ sơ B-LTA đã xét, 1 đã gia hạn, 0 chưa gia hạn được."
-    ), output[-3000:]
+        "Lưu trữ dài hạn (B-LTA): 0 hồ sơ B-T đã bổ sung B-LTA; 1 hồ sơ B-LTA đã xét, 1 đã gia "
+        "hạn dấu thời gian; 0 chưa làm được."), output[-3000:]
     after = _record(data)
     assert after["version"] == before["version"] + 1
     assert verify_pdf(Path(after["pdf_path"]), [pki.root_pem]).valid

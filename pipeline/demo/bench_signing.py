@@ -14,18 +14,22 @@ machine's load weighs on all alike:
   what archiving costs without a signature), a signed record verified alone
   (:func:`pipeline.signing.verify.verify_pdf`), and one request to the timestamp authority (a
   B-T signature asks it twice: once to size the signature, once to timestamp it);
-- **PKCS#12 B-B, B-T, B-LTA** and **SoftHSM2 (PKCS#11) B-B, B-T**: signed and verified as the
-  pipeline does it (:func:`pipeline.signing.policy.sign_and_verify`: the key opened, signed,
-  verified), and signed alone (the key opened, signed). B-T asks the PKI's timestamp authority,
-  B-LTA its OCSP responder too, both on 127.0.0.1: a real server over a network adds its
-  round trips.
+- **PKCS#12 B-B, B-T, B-T kept long term** and **SoftHSM2 (PKCS#11) B-B, B-T**: signed and
+  verified as the pipeline does it in the record's path
+  (:func:`pipeline.signing.policy.sign_and_verify`: the key opened, signed, verified), and
+  signed alone (the key opened, signed). B-T asks the PKI's timestamp authority, on 127.0.0.1:
+  a real server over a network adds its round trips;
+- **B-LTA after the batch**: the long-term record brought to B-LTA as
+  :mod:`pipeline.signing.renewal` does it once a batch is done (validation data and a document
+  timestamp, with one validation context for the run, then verified), per record: out of the
+  record's path, and measured apart.
 
 One untimed round first (imports, first connections). It writes ``DIR/bench-signing.json`` and
 ``DIR/bench-signing.md``: median and p90 seconds per record, seconds added per record (signed and
-verified minus the copy of the same record), bytes added per record (split for B-LTA into the
-signature's increment and what follows it: validation data and document timestamp), and the
-issue's goals. Certomancer comes with the ``test`` extra: ``pip install -e .[test]`` (which
-``scripts/setup.sh`` does). Not part of the test suite.
+verified minus the copy of the same record), bytes added per record (the signature's increment,
+and apart what B-LTA adds after it: validation data and document timestamp), and the issue's
+goals for the signing in the record's path. Certomancer comes with the ``test`` extra:
+``pip install -e .[test]`` (which ``scripts/setup.sh`` does). Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko_certvalidator import ValidationContext
 
 from pipeline.batch import run_batch
 from pipeline.checks import reference
@@ -73,7 +78,7 @@ from pipeline.demo.pki import (
 from pipeline.models import RecordStatus
 from pipeline.signing.keys import KeySpec, open_signer, parse_key_spec
 from pipeline.signing.policy import AgencyKey, sign_and_verify, trust_roots
-from pipeline.signing.sign import NETWORK_TIMEOUT, sign_pdf
+from pipeline.signing.sign import NETWORK_TIMEOUT, extend_to_lta, fetching_context, sign_pdf
 from pipeline.signing.verify import verify_pdf
 from pipeline.store import warehouse
 from pipeline.store.archive import atomic_write_bytes
@@ -85,6 +90,8 @@ T = TypeVar("T")
 # archived records made by the pipeline and signed in turn: a few are enough to vary the size
 SOURCE_RECORDS = 3
 BATCH_DPI = 200
+LONG_TERM = "PKCS#12 B-T, kept long term"
+AFTER_BATCH = "B-LTA after the batch (validation data + document timestamp + verify)"
 # the issue's goals: (unit, figure, statistic, what it says, at most)
 GOALS: tuple[tuple[str, str, str, str, float], ...] = (
     ("s", "added_seconds", "p90", "seconds added per record (sign + verify − copy), p90", 0.3),
@@ -188,7 +195,7 @@ def variants(settings: Settings, pki: TestPki, token_spec: KeySpec) -> list[Vari
     return [
         Variant("PKCS#12 B-B", "B-B", AgencyKey(p12, P12_PASSWORD), trusted),
         Variant("PKCS#12 B-T", "B-T", AgencyKey(p12, P12_PASSWORD, tsa), untrusted),
-        Variant("PKCS#12 B-LTA", "B-LTA", AgencyKey(p12, P12_PASSWORD, tsa), trusted),
+        Variant(LONG_TERM, "B-T", AgencyKey(p12, P12_PASSWORD, tsa), trusted),
         Variant("SoftHSM2 B-B", "B-B", AgencyKey(token_spec, TOKEN_PIN), trusted),
         Variant("SoftHSM2 B-T", "B-T", AgencyKey(token_spec, TOKEN_PIN, tsa), untrusted),
     ]
@@ -197,8 +204,7 @@ def variants(settings: Settings, pki: TestPki, token_spec: KeySpec) -> list[Vari
 def _sign_alone(variant: Variant, src: Path, out: Path) -> None:
     """What :func:`sign_and_verify` does before it verifies."""
     with open_signer(variant.key.spec, variant.key.pin) as signer:
-        sign_pdf(src, out, signer, location=AGENCY_NAME, tsa_url=variant.key.tsa,
-                 trust=trust_roots(variant.settings), long_term=variant.level == "B-LTA")
+        sign_pdf(src, out, signer, location=AGENCY_NAME, tsa_url=variant.key.tsa)
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -208,6 +214,15 @@ def _copy(src: Path, dst: Path) -> None:
 def _timestamp(url: str) -> None:
     digest = hashlib.sha256(b"kyso-bench").digest()
     asyncio.run(HTTPTimeStamper(url, timeout=NETWORK_TIMEOUT).async_timestamp(digest, "sha256"))
+
+
+def _extended_and_verified(signed: Path, out: Path, tsa_url: str, trust: Sequence[Path],
+                           context: ValidationContext) -> None:
+    """What :func:`pipeline.signing.renewal.renew_due` does to each B-T record after a batch."""
+    extend_to_lta(signed, out, tsa_url=tsa_url, context=context)
+    verdict = verify_pdf(out, trust)
+    if not verdict.valid or verdict.level != "B-LTA":
+        raise RuntimeError(f"{out}: {verdict.level} {verdict.problems}")
 
 
 def _signed_and_verified(variant: Variant, source: Source, out: Path) -> None:
@@ -223,9 +238,16 @@ def measure(sources: Sequence[Source], signing: Sequence[Variant], tsa_url: str,
     for variant in signing:
         found[variant.label] = _empty()
         found[f"{variant.label}, sign alone"] = _empty()
+    found[AFTER_BATCH] = _empty()
     copy = work / "copy.pdf"
+    long_term = next(v for v in signing if v.label == LONG_TERM)
+    trust = trust_roots(long_term.settings)
+    # one for the run, as after a batch: the first record fetches the revocation data
+    context = fetching_context(trust)
     for variant in signing:
         _signed_and_verified(variant, sources[0], work / f"warm-{variant.slug}.pdf")
+    _extended_and_verified(work / f"warm-{long_term.slug}.pdf", work / "warm-lta.pdf", tsa_url,
+                           trust, context)
     for n in range(n_records):
         source = sources[n % len(sources)]
         log.info("record %d/%d: %s", n + 1, n_records, source.record_id)
@@ -243,6 +265,14 @@ def measure(sources: Sequence[Source], signing: Sequence[Variant], tsa_url: str,
             sample.validation_bytes.append(validation)
             alone, _ = _timed(partial(_sign_alone, variant, source.path, work / "alone.pdf"))
             found[f"{variant.label}, sign alone"].seconds.append(alone)
+        signed_bt, lta = work / f"{long_term.slug}.pdf", work / "lta.pdf"
+        seconds, _ = _timed(partial(_extended_and_verified, signed_bt, lta, tsa_url, trust, context))
+        after = found[AFTER_BATCH]
+        after.seconds.append(seconds)
+        after.added_seconds.append(seconds)
+        after.bytes_added.append(lta.stat().st_size - signed_bt.stat().st_size)
+        after.signature_bytes.append(0)
+        after.validation_bytes.append(lta.stat().st_size - signed_bt.stat().st_size)
         # the first way of signing is PKCS#12 B-B, verified against the root
         signed = work / f"{signing[0].slug}.pdf"
         verify_seconds, verdict = _timed(partial(verify_pdf, signed, trust_roots(signing[0].settings)))

@@ -93,14 +93,15 @@ def check_key(settings: Settings, agency_code: str) -> AgencyKey | None:
         with open_signer(key.spec, key.pin) as signer:
             if key.tsa:
                 check_timestamp_server(key.tsa, f"các hồ sơ ký bằng khóa {key.spec}")
-            if _long_term(settings, key):
+            if long_term(settings, key):
                 check_revocation(signer, trust_roots(settings), str(key.spec))
             log.info("agency %s signs with %s", agency_code, key.spec)
     return key
 
 
-def _long_term(settings: Settings, key: AgencyKey) -> bool:
-    """B-LTA: a timestamp server, and trust roots to gather the validation data against."""
+def long_term(settings: Settings, key: AgencyKey) -> bool:
+    """Whether the agency's records are brought to B-LTA after they are archived (B-T): a
+    timestamp server, and trust roots to gather the validation data against."""
     return bool(key.tsa and settings.sign_trust)
 
 
@@ -115,8 +116,7 @@ def sign_and_verify(settings: Settings, key: AgencyKey, record_id: str, location
     trust = trust_roots(settings)
     try:
         with open_signer(key.spec, key.pin) as signer:
-            info = sign_pdf(src, out, signer, location=location, tsa_url=key.tsa, trust=trust,
-                            long_term=_long_term(settings, key))
+            info = sign_pdf(src, out, signer, location=location, tsa_url=key.tsa)
     except SigningKeyError as exc:
         # checked at the batch's start; a certificate that expired or was revoked since holds
         # each record with the reason instead of failing as an unexpected error

@@ -1,13 +1,19 @@
-"""B-LTA kept valid for decades: the archive timestamp of a record renewed before its timestamp
-authority's certificate expires.
+"""B-LTA: records signed B-T when they were archived brought to B-LTA afterwards, in bulk, and
+their archive timestamps renewed before the timestamp authority's certificate expires.
 
-A B-LTA file ends in a document timestamp over the signature and its validation data; once the
-certificate of the authority that issued it expires, nothing proves the file as it was. Before
-that, the timestamp's own validation data and a new document timestamp over everything are added
-(``sign.renew_archive_timestamp``), and the result is archived as the record's next version: the
-earlier one stays, and the record's signing time and archiving time stay (the report counts by
-them). What ``digitize sign --renew-timestamps`` and the monthly fixity DAG run; idempotent: a
-record renewed meanwhile is not renewed again.
+B-LTA is the signature's validation data (certificates, OCSP/CRL answers) and a document
+timestamp over everything. Gathering them in the record's path took 0.3 s per record more than
+B-T (the issue allows 0.3 s for signing in all), so a record is signed B-T when it is archived and
+extended right after its batch (``digitize run``, the batch DAG's ``long_term`` task): one
+validation context for the whole run fetches each certificate's revocation status once, not once
+per record. Whatever could not be done then (a timestamp server away) the monthly fixity DAG and
+``digitize sign --renew-timestamps`` finish.
+
+Once the certificate of the authority behind a file's last document timestamp expires, nothing
+proves the file as it was. Before that, the timestamp's own validation data and a new document
+timestamp over everything are added. Either way the result is archived as the record's next
+version: the earlier one stays, and the record's signing time and archiving time stay (the report
+counts by them). Idempotent: a record extended or renewed meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import datetime as dt
 import io
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +31,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, SigningFailedError
+from pipeline.errors import ConfigError, SigningFailedError, SigningUnavailableError
 from pipeline.models import RecordStatus
 from pipeline.signing import policy
 from pipeline.signing.backfill import (
@@ -35,21 +41,26 @@ from pipeline.signing.backfill import (
     intact_file,
     place_next_version,
 )
-from pipeline.signing.sign import renew_archive_timestamp
+from pipeline.signing.sign import extend_to_lta, fetching_context, renew_archive_timestamp
 from pipeline.signing.verify import verify_pdf
 from pipeline.store import archive, warehouse
 
 log = logging.getLogger(__name__)
 
 LEVEL = "B-LTA"
-RENEWED = NewVersion("gia hạn dấu thời gian lưu trữ", "digitize sign --renew-timestamps",
-                     "timestamp_renewed", "timestamp_renewed")
+SIGNED_LEVEL = "B-T"  # what the record's path signs when the agency has a timestamp server
+RERUN = "digitize sign --renew-timestamps"
+EXTENDED = NewVersion("bổ sung lưu trữ dài hạn (B-LTA)", RERUN, "long_term", "long_term")
+RENEWED = NewVersion("gia hạn dấu thời gian lưu trữ", RERUN, "timestamp_renewed",
+                     "timestamp_renewed")
+ADDED = {EXTENDED: "dữ liệu kiểm tra và dấu thời gian lưu trữ", RENEWED: "dấu thời gian lưu trữ mới"}
 
 
 @dataclass
 class RenewOutcome:
-    """What a renewal run did, per record id."""
+    """What a run did, per record id."""
 
+    extended: list[str] = field(default_factory=list)  # B-T records brought to B-LTA
     renewed: list[str] = field(default_factory=list)
     checked: int = 0  # B-LTA records whose archive timestamp was looked at
     problems: dict[str, str] = field(default_factory=dict)  # record id -> Vietnamese reason
@@ -59,34 +70,55 @@ class RenewOutcome:
         return not self.problems
 
 
-NOT_SET_UP = ("Gia hạn dấu thời gian lưu trữ: chưa đặt đủ máy chủ cấp dấu thời gian "
+NOT_SET_UP = ("Lưu trữ dài hạn (B-LTA): chưa đặt đủ máy chủ cấp dấu thời gian "
               "(DIGITIZE_SIGN_TSA hoặc bảng DIGITIZE_SIGN_KEYS) và chứng thư gốc tin cậy "
-              "(DIGITIZE_SIGN_TRUST), nên không có gì để gia hạn.")
+              "(DIGITIZE_SIGN_TRUST), nên không có gì để bổ sung hay gia hạn.")
 
 
 def summary_lines(outcome: RenewOutcome) -> list[str]:
-    """What a person reads first (task log, terminal): the counts, then each record not renewed."""
-    head = (f"Gia hạn dấu thời gian lưu trữ: {outcome.checked} hồ sơ B-LTA đã xét, "
-            f"{len(outcome.renewed)} đã gia hạn, {len(outcome.problems)} chưa gia hạn được.")
+    """What a person reads first (task log, terminal): the counts, then each record not done."""
+    head = (f"Lưu trữ dài hạn (B-LTA): {len(outcome.extended)} hồ sơ B-T đã bổ sung B-LTA; "
+            f"{outcome.checked} hồ sơ B-LTA đã xét, {len(outcome.renewed)} đã gia hạn dấu thời "
+            f"gian; {len(outcome.problems)} chưa làm được.")
     return [head, *(f"- {reason}" for reason in outcome.problems.values())]
 
 
 def can_renew(settings: Settings) -> bool:
-    """Whether timestamps can be renewed at all: trust roots, and a timestamp server (for every
-    agency, or in the per-agency table)."""
+    """Whether anything can be extended or renewed at all: trust roots, and a timestamp server
+    (for every agency, or in the per-agency table)."""
     return bool(settings.sign_trust and (settings.sign_tsa or settings.sign_keys))
 
 
+def after_batch(settings: Settings, agency_code: str, batch_id: str) -> RenewOutcome | None:
+    """The batch's records signed B-T brought to B-LTA, when the agency's records are kept long
+    term; None when they are not. A timestamp server or OCSP responder away leaves them B-T,
+    signed and archived, for the monthly run (a warning, not a failure of the batch)."""
+    key = policy.key_for(settings, agency_code)
+    if key is None or not policy.long_term(settings, key):
+        return None
+    try:
+        outcome = renew_due(settings, agency_code=agency_code, batch_id=batch_id)
+    except SigningUnavailableError as exc:
+        log.warning("%s Các hồ sơ vẫn được ký B-T và đã lưu trữ; phần lưu trữ dài hạn (B-LTA) sẽ "
+                    "được bổ sung ở lần chạy '%s' hoặc DAG kiểm tra hằng tháng.", exc, RERUN)
+        return None
+    for line in summary_lines(outcome):
+        log.log(logging.INFO if outcome.ok else logging.WARNING, "%s", line)
+    return outcome
+
+
 def renew_due(settings: Settings, *, within_days: int | None = None, agency_code: str | None = None,
+              batch_id: str | None = None,
               on_record: Callable[[str, str | None], None] | None = None) -> RenewOutcome:
-    """Renew the archive timestamp of every archived B-LTA record (of one agency with
-    ``agency_code``) whose timestamp certificate expires within ``within_days`` (default
-    ``settings.sign_renew_days``).
+    """Bring every archived B-T record of an agency kept long term to B-LTA, and renew the
+    archive timestamp of every B-LTA record whose timestamp certificate expires within
+    ``within_days`` (default ``settings.sign_renew_days``); of one agency with ``agency_code``,
+    of one batch with ``batch_id``.
 
     The settings are checked before any record (ConfigError); a timestamp server away stops the
-    run to be retried (SigningUnavailableError); a record that cannot be renewed is named in
-    ``problems`` and the others go on. ``on_record`` hears each record due, with None when
-    renewed or the reason it was not.
+    run to be retried (SigningUnavailableError); a record that cannot be done is named in
+    ``problems`` and the others go on. ``on_record`` hears each record done, with None, or the
+    reason it was not.
     """
     days = settings.sign_renew_days if within_days is None else within_days
     if days < 0:
@@ -96,48 +128,71 @@ def renew_due(settings: Settings, *, within_days: int | None = None, agency_code
         archive.check_component(agency_code, "Mã cơ quan")
     if settings.sign_trust is None:
         raise ConfigError(
-            "Gia hạn dấu thời gian lưu trữ (B-LTA) cần chứng thư gốc tin cậy để thu thập dữ liệu "
-            "kiểm tra: đặt DIGITIZE_SIGN_TRUST (tệp PEM của CA) rồi chạy lại.")
+            "Lưu trữ dài hạn (B-LTA) cần chứng thư gốc tin cậy để thu thập dữ liệu kiểm tra: đặt "
+            "DIGITIZE_SIGN_TRUST (tệp PEM của CA) rồi chạy lại.")
     url = settings.warehouse_url
     warehouse.migrate(url)
-    records = _long_term_records(url, agency_code)
+    records = _signed_records(url, agency_code, batch_id)
     # every agency's timestamp server known before any record is touched
-    servers = {agency: _tsa_for(settings, agency) for agency in dict.fromkeys(a for a, _, _ in records)}
+    servers = {agency: _tsa_for(settings, agency)
+               for agency in dict.fromkeys(a for a, _, _, _ in records)}
     horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
     trust = policy.trust_roots(settings)
-    outcome = RenewOutcome(checked=len(records))
-    for agency, record_id, pdf_path in records:
+    # one for the run: each certificate's revocation status is fetched once, not per record
+    context = fetching_context(trust)
+    outcome = RenewOutcome(checked=sum(level == LEVEL for _, _, _, level in records))
+    for agency, record_id, pdf_path, level in records:
+        tsa = servers[agency]
+        if level == SIGNED_LEVEL:
+            if tsa is None:
+                continue  # the agency's records are not kept long term: B-T is what it asked for
+            kind: NewVersion = EXTENDED
+
+            def make(current: Path, made: Path, tsa: str = tsa) -> dt.datetime | None:
+                return extend_to_lta(current, made, tsa_url=tsa, context=context)
         # read outside the claim: most records are not due, and are not claimed for nothing
-        if not _due(Path(pdf_path), horizon):
+        elif _due(Path(pdf_path), horizon):
+            if tsa is None:
+                raise ConfigError(
+                    f"Cơ quan {agency} có hồ sơ ký số lưu trữ dài hạn (B-LTA) nhưng chưa có máy "
+                    "chủ cấp dấu thời gian để gia hạn: đặt DIGITIZE_SIGN_TSA (hoặc 'tsa' của cơ "
+                    "quan trong bảng DIGITIZE_SIGN_KEYS) rồi chạy lại.")
+            kind = RENEWED
+
+            def make(current: Path, made: Path, tsa: str = tsa) -> dt.datetime | None:
+                if not _due(current, horizon):
+                    return None
+                return renew_archive_timestamp(current, made, tsa_url=tsa, context=context)
+        else:
             continue
-        if claimed(url, agency, record_id, outcome.problems, on_record,
-                   lambda a=agency, rid=record_id: _renew_one(settings, a, rid, horizon,
-                                                              servers[a], trust)):
-            outcome.renewed.append(record_id)
+        done = claimed(url, agency, record_id, outcome.problems, on_record,
+                       lambda a=agency, rid=record_id, lv=level, k=kind, m=make:
+                       _next_version(settings, a, rid, lv, k, m, trust))
+        if done:
+            (outcome.extended if kind is EXTENDED else outcome.renewed).append(record_id)
     return outcome
 
 
-def _long_term_records(url: str, agency_code: str | None) -> list[tuple[str, str, str]]:
-    """(agency, record id, current file) of the archived records signed at B-LTA, oldest first."""
-    r = warehouse.records
-    query = (select(r.c.agency_code, r.c.record_id, r.c.pdf_path)
-             .where(r.c.status == RecordStatus.archived, r.c.signature_level == LEVEL)
+def _signed_records(url: str, agency_code: str | None,
+                    batch_id: str | None) -> list[tuple[str, str, str, str]]:
+    """(agency, record id, current file, signature level) of the archived records signed B-T
+    or B-LTA, oldest first."""
+    r, b = warehouse.records, warehouse.batches
+    query = (select(r.c.agency_code, r.c.record_id, r.c.pdf_path, r.c.signature_level)
+             .where(r.c.status == RecordStatus.archived,
+                    r.c.signature_level.in_((SIGNED_LEVEL, LEVEL)))
              .order_by(r.c.id))
     if agency_code is not None:
         query = query.where(r.c.agency_code == agency_code)
+    if batch_id is not None:
+        query = query.join(b, b.c.id == r.c.batch_pk).where(b.c.batch_id == batch_id)
     with warehouse.engine_for(url).connect() as conn:
-        return [(agency, record_id, path) for agency, record_id, path in conn.execute(query)]
+        return [(agency, record_id, path, level) for agency, record_id, path, level in conn.execute(query)]
 
 
-def _tsa_for(settings: Settings, agency_code: str) -> str:
+def _tsa_for(settings: Settings, agency_code: str) -> str | None:
     key = policy.key_for(settings, agency_code)
-    tsa = key.tsa if key is not None else settings.sign_tsa
-    if not tsa:
-        raise ConfigError(
-            f"Cơ quan {agency_code} có hồ sơ ký số lưu trữ dài hạn (B-LTA) nhưng chưa có máy chủ cấp "
-            "dấu thời gian để gia hạn: đặt DIGITIZE_SIGN_TSA (hoặc 'tsa' của cơ quan trong bảng "
-            "DIGITIZE_SIGN_KEYS) rồi chạy lại.")
-    return tsa
+    return key.tsa if key is not None else settings.sign_tsa
 
 
 def timestamp_expiry(pdf: Path) -> dt.datetime | None:
@@ -160,35 +215,36 @@ def _due(pdf: Path, horizon: dt.datetime) -> bool:
     return expires is None or expires <= horizon
 
 
-def _renew_one(settings: Settings, agency_code: str, record_id: str, horizon: dt.datetime,
-               tsa_url: str, trust: Sequence[Path]) -> bool:
-    """One record's archive timestamp renewed as its next version; False when it is no longer
-    due (renewed meanwhile, or no longer a B-LTA record)."""
+def _next_version(settings: Settings, agency_code: str, record_id: str, level: str,
+                  kind: NewVersion, make: Callable[[Path, Path], dt.datetime | None],
+                  trust: tuple[Path, ...]) -> bool:
+    """The record's current file, still at ``level``, made B-LTA by ``make`` into its next
+    version; False when there is nothing to do any more (done meanwhile, or not due)."""
     row, version = current_version(settings, agency_code, record_id)
-    if row["status"] != RecordStatus.archived or row["signature_level"] != LEVEL:
+    if row["status"] != RecordStatus.archived or row["signature_level"] != level:
         return False
-    current = intact_file(row, RENEWED)
-    if not _due(current, horizon):
-        return False
+    current = intact_file(row, kind)
     work = archive.work_folder(settings.dir("work"), agency_code, record_id)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    made = work / "renewed.pdf"
+    made = work / "long-term.pdf"
     try:
-        stamped_at = renew_archive_timestamp(current, made, tsa_url=tsa_url, trust=trust)
+        stamped_at = make(current, made)
+        if stamped_at is None:
+            return False
         verdict = verify_pdf(made, trust)
         if not verdict.valid or verdict.level != LEVEL:
             raise SigningFailedError(record_id, (
-                f"Hồ sơ {record_id}: bản gia hạn dấu thời gian lưu trữ của {current} không hợp lệ "
-                f"khi kiểm tra lại ({verdict.level or 'chưa ký'}) — "
-                f"{'; '.join(verdict.problems) or 'không rõ lý do'}. Chưa lưu trữ; bản hiện tại giữ "
-                "nguyên. Kiểm tra máy chủ dấu thời gian (DIGITIZE_SIGN_TSA) và tệp chứng thư gốc "
-                f"(DIGITIZE_SIGN_TRUST), rồi chạy lại '{RENEWED.rerun}'."))
-        place_next_version(settings, row, version, made, RENEWED, level=LEVEL, what=(
-            f"dấu thời gian lưu trữ mới lúc {stamped_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"(bản v{row['version']} giữ nguyên)"))
+                f"Hồ sơ {record_id}: bản {kind.verb} của {current} không hợp lệ khi kiểm tra lại "
+                f"({verdict.level or 'chưa ký'}) — {'; '.join(verdict.problems) or 'không rõ lý do'}. "
+                "Chưa lưu trữ; bản hiện tại giữ nguyên. Kiểm tra máy chủ dấu thời gian "
+                "(DIGITIZE_SIGN_TSA) và tệp chứng thư gốc (DIGITIZE_SIGN_TRUST), rồi chạy lại "
+                f"'{kind.rerun}'."))
+        place_next_version(settings, row, version, made, kind, level=LEVEL, what=(
+            f"{ADDED[kind]} lúc {stamped_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(bản v{row['version']} giữ nguyên)"), signature={"signature_level": LEVEL})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log.info("record %s/%s archive timestamp renewed (%s) as version %d", agency_code, record_id,
+    log.info("record %s/%s: %s (%s) as version %d", agency_code, record_id, kind.reason,
              stamped_at.isoformat(), version)
     return True

@@ -167,7 +167,7 @@ record_versions = Table(
     Column("batch_pk", Integer, ForeignKey("batches.id"), nullable=False),
     Column("pdf_path", Text, nullable=False),
     Column("pdf_sha256", String(64), nullable=False),
-    # archived | replaced | rearchived | migrated | signed | timestamp_renewed
+    # archived | replaced | rearchived | migrated | signed | long_term | timestamp_renewed
     Column("reason", String(32), nullable=False),
     Column("signature_level", String(8)),  # the version's PAdES level; NULL: unsigned
     Column("created_at", DateTime, nullable=False, default=now),
