@@ -61,6 +61,32 @@ def update_docs_screenshot(shot: Path, name: str) -> None:
         shutil.copyfile(shot, DOCS_SCREENSHOTS / name)
 
 
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def start_chromium(window: str = "1400,1000", downloads: Path | None = None) -> Any:
+    """Headless Debian Chromium through Debian's chromedriver (the caller quits it); files the
+    page downloads go to ``downloads``."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        skip_or_fail(f"{CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        skip_or_fail("selenium is not installed (pip install -e '.[test]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                f"--window-size={window}", "--lang=vi-VN", "--no-first-run"):
+        options.add_argument(arg)
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    return driver
+
+
 def skip_or_fail(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: the set-up must provide it)")

@@ -15,22 +15,16 @@ the batch's folder). The page's screenshot goes to the test's tmp folder and to
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import importlib.util
 import io
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import zoneinfo
-from collections.abc import Callable, Iterator
-from http.client import HTTPConnection
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,11 +32,18 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import openpyxl
 import pytest
-from conftest import free_port, skip_or_fail, tail, update_docs_screenshot
+from airflow_server import PASSWORD, USER, http, raw_get, server_env, serving, wait_until
+from conftest import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    free_port,
+    skip_or_fail,
+    start_chromium,
+    update_docs_screenshot,
+)
 from progress_fixtures import EXPECTED_2023Q2, HOLDER_ID, HOLDER_NAME, NAMES, H, T, X, fill, write_plan
 
 from pipeline.checks import validate
-from pipeline.cli import airflow_env
 from pipeline.config import PROJECT_DIR, Settings, load_settings
 from pipeline.models import ManifestRow
 from pipeline.reporting import dashboard, progress, report
@@ -50,8 +51,6 @@ from pipeline.reporting import dashboard, progress, report
 PLUGIN_FILE = PROJECT_DIR / "plugins" / "digitize_progress.py"
 # the page as the team's documentation shows it (README); rewritten by each run of the live test
 DOCS_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "tien-do.png"
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-USER, PASSWORD = "sotttt", "mat-khau-thu-nghiem"
 # The columns the test reads in the page's agency tables, and how the page writes a value.
 FIGURES = {"Đã kiểm đếm": "inventoried", "Đã số hóa": "digitized", "Tỷ lệ (%)": "percent",
            "Chỉ tiêu năm (%)": "target", "Đạt/Chưa đạt": "on_track"}
@@ -407,82 +406,6 @@ def test_content_disposition_keeps_vietnamese_names() -> None:
 
 
 # --- a real Airflow API server and headless Chromium ----------------------------------------------
-class ApiServer:
-    """``airflow api-server`` as a process group of its own, with its log in a file."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = str(Path(sys.executable).with_name("airflow"))
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([exe, "api-server", "--host", "127.0.0.1", "--port", str(self.port)],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"the API server exited ({self.proc.returncode}):\n{tail(self.log)}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(
-                    f"{self.base}/api/v2/monitor/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"the API server was not up after {timeout:.0f} s:\n{tail(self.log)}")
-            time.sleep(1)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-
-def http(url: str, *, headers: dict[str, str] | None = None,
-         data: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-def raw_get(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """GET ``path`` sent byte for byte (no redirect followed, no ``..`` cleaned up, no escaping
-    undone), as a hostile client would send it."""
-    netloc = urlsplit(base).netloc
-    conn = HTTPConnection(netloc, timeout=30)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if result := check():
-                return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
-
-
 DOCS_BATCH = "Lô KT-01"  # a batch id as an agency writes it: a space and a tone mark
 
 
@@ -503,11 +426,12 @@ def validated_batch(settings: Settings) -> validate.Validation:
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One ``airflow api-server`` for the module's slow tests: the project's plugins, a fresh
-    metadata database, the hand-worked warehouse plus 3 records archived just now (the running
-    quarter), and a validated batch's Data Docs with traps around them (files outside the batch's
-    folder, symbolic links out of it)."""
+def live(tmp_path_factory: pytest.TempPathFactory,
+         migrated_airflow_db: Path) -> Iterator[dict[str, Any]]:
+    """One ``airflow api-server`` for the module's slow tests: the project's plugins, a copy of
+    the session's migrated metadata database, the hand-worked warehouse plus 3 records archived
+    just now (the running quarter), and a validated batch's Data Docs with traps around them
+    (files outside the batch's folder, symbolic links out of it)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         skip_or_fail(f"{CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)")
     started = time.monotonic()
@@ -519,39 +443,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=1)
     filler.records(H, 3, issued=dt.date(2012, 1, 1), at=now.isoformat(sep=" ", timespec="seconds"), pages=2)
     plan = write_plan(tmp)
-    passwords = tmp / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}), encoding="utf-8")
     port = free_port()
     settings = load_settings(data_dir=data, db_url=url, phase_plan=plan, ui_base_url=f"http://127.0.0.1:{port}")
-    home = Path(airflow_env(settings)["AIRFLOW_HOME"])
-    env = {
-        **airflow_env(settings),  # the project's airflow.cfg, dags/ and plugins/, DIGITIZE_DATA_DIR
-        # whatever the surrounding environment says: a fresh metadata database, this warehouse
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW_CONN_DIGITIZE_WAREHOUSE": json.dumps(
-            {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}),
-        "DIGITIZE_PHASE_PLAN": str(plan),
-        # Not the warehouse: the page must read the digitize_warehouse connection, as the DAGs do.
-        "DIGITIZE_DB_URL": f"sqlite:///{data / 'not-the-warehouse.sqlite'}",
-        "DIGITIZE_UI_BASE_URL": settings.ui_base_url,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": settings.ui_base_url,
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-secret-" + "x" * 40,
-        # Simple auth manager with one real user (documented [core] options): the page must ask
-        # for a login, and the test logs in through Airflow's own login form.
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-    }
-    migrate = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
-                             capture_output=True, text=True, timeout=600)
-    assert migrate.returncode == 0, (migrate.stdout + migrate.stderr)[-4000:]
-    print(f"[{time.monotonic() - started:.0f} s] metadata database migrated")
-    server = ApiServer(env, port, tmp / "api-server.log")
-    try:
-        server.start()
+    env = {**server_env(settings, tmp, migrated_airflow_db, url), "DIGITIZE_PHASE_PLAN": str(plan)}
+    with serving(env, port, tmp / "api-server.log") as server:
         # great-expectations takes seconds: while the server starts
         checked = validated_batch(settings)
         root = dashboard.validation_docs_dir(settings)
@@ -570,33 +465,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert status == 201, body
         yield {"base": server.base, "url": url, "settings": settings, "docs": checked.docs, "tmp": tmp,
                "token": json.loads(body)["access_token"], "started": started}
-    except BaseException:
-        print(f"\n===== API server log ({server.log}) =====\n{tail(server.log)}")
-        raise
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(live: dict[str, Any]) -> Iterator[Any]:
     """Headless Debian Chromium through Debian's chromedriver, shared by the module's slow tests;
     downloads go to <live tmp>/downloads."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip_or_fail("selenium is not installed (pip install -e '.[test]')")
     downloads = live["tmp"] / "downloads"
     downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--lang=vi-VN", "--no-first-run"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
+    driver = start_chromium(downloads=downloads)
     try:
         yield driver
     finally:

@@ -52,7 +52,7 @@ from conftest import (
     edit_manifest,
     free_port,
     import_reference,
-    skip_or_fail,
+    start_chromium,
     tail,
     update_docs_screenshot,
 )
@@ -65,7 +65,6 @@ from pipeline.intake import inbox
 from pipeline.store import archive
 
 DIGITIZE = Path(sys.executable).with_name("digitize")
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 DOCS_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "airflow-batch-run.png"
 LOG_SCREENSHOT = PROJECT_DIR / "docs" / "screenshots" / "nhat-ky-ho-so-loi.png"
 AGENCY = "000.00.12.H12"
@@ -264,25 +263,11 @@ def _copy_keeping_mtimes(source: Path, target: Path, names: list[str]) -> None:
 
 @pytest.fixture
 def chromium(tmp_path: Path) -> Iterator[Any]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        skip_or_fail(f"{CHROMIUM} or {CHROMEDRIVER} missing (apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip_or_fail("selenium is not installed (pip install -e '.[test]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,900", "--lang=vi-VN", "--no-first-run"):
-        options.add_argument(arg)
     # started only when the batch is done: Chromium and the OCR would share 2 cores
     holder: dict[str, Any] = {}
 
     def start() -> Any:
-        holder["driver"] = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
-                                            options=options)
-        holder["driver"].set_page_load_timeout(60)
+        holder["driver"] = start_chromium(window="1400,900")
         return holder["driver"]
 
     try:

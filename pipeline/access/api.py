@@ -179,13 +179,13 @@ Offset = Annotated[int, Query(ge=0)]
 Purpose = Annotated[str, Query(max_length=PURPOSE_MAX, description="why the caller reads this")]
 
 
-def _logged(request: Request, caller: Caller, action: str,
+def _logged(url: str, reader: str, action: str,
             reads: list[tuple[str | None, str | None]], purpose: str) -> None:
     """The access log's rows (agency, record id), written before the answer leaves: a read that
     cannot be logged is not answered."""
-    with warehouse.engine_for(_url(request)).begin() as conn:
+    with warehouse.engine_for(url).begin() as conn:
         for agency_code, record_id in reads:
-            log_access(conn, caller.name, action, agency_code, record_id, purpose)
+            log_access(conn, reader, action, agency_code, record_id, purpose)
 
 
 def _in_scope(caller: Caller, agency_code: str) -> None:
@@ -211,7 +211,7 @@ def holder_records(request: Request, caller: CallerDep, holder_id: str, purpose:
                                personal=caller.personal_data, settings=request.app.state.settings)
     shown = hits[offset:offset + limit]
     # one row per record handed out; a lookup that found nothing is logged too
-    _logged(request, caller, "holder_lookup",
+    _logged(_url(request), caller.name, "holder_lookup",
             [(h.agency_code, h.record_id) for h in shown] or [(None, None)], purpose)
     return {**_page(request, len(hits), limit, offset),
             "records": [_record(request, h, caller.personal_data) for h in shown]}
@@ -234,13 +234,20 @@ def record_pdf(request: Request, caller: CallerDep, agency_code: str, record_id:
     """The record's current (signed) PDF, as archived: ``ETag`` is its SHA-256 in quotes;
     ``If-None-Match`` answers 304, ``Range: bytes=a-b`` 206. The file is hashed and compared
     with the warehouse before a byte is sent: a file changed on disk is never served (409)."""
-    purpose = _purpose(purpose)
     hit = _found(request, caller, agency_code, record_id)
+    return pdf_response(request, _url(request), caller.name, hit, _purpose(purpose))
+
+
+def pdf_response(request: Request, url: str, reader: str, hit: core.Hit, purpose: str) -> Response:
+    """The archived PDF of ``hit`` as a response to ``request`` (ETag, 304, ranges), after the
+    file's SHA-256 matched the warehouse's and the read was logged for ``reader``: the read API
+    and the archivists' search page hand out files the same way."""
+    agency_code, record_id = hit.agency_code, hit.record_id
     etag = f'"{hit.pdf_sha256}"'
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     wanted = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
     if etag in wanted or "*" in wanted:
-        _logged(request, caller, "pdf", [(agency_code, record_id)], purpose)
+        _logged(url, reader, "pdf", [(agency_code, record_id)], purpose)
         return Response(status_code=304, headers=headers)
     path = Path(hit.pdf_path)
     try:
@@ -255,7 +262,7 @@ def record_pdf(request: Request, caller: CallerDep, agency_code: str, record_id:
                                  f"{'không còn trong kho lưu trữ' if actual is None else 'đã bị thay đổi'}"
                                  ", không khớp mã SHA-256 trong kho dữ liệu, nên không được gửi. Báo "
                                  "quản trị kho kiểm tra (`digitize fixity`).")
-    _logged(request, caller, "pdf", [(agency_code, record_id)], purpose)
+    _logged(url, reader, "pdf", [(agency_code, record_id)], purpose)
     return FileResponse(path, media_type="application/pdf", headers=headers, filename=path.name,
                         content_disposition_type="inline")
 
@@ -266,7 +273,7 @@ def record(request: Request, caller: CallerDep, agency_code: str, record_id: str
            purpose: Annotated[str, Query(max_length=PURPOSE_MAX)] = "") -> dict[str, Any]:
     """One archived record's metadata (with the holder for a token allowed personal data)."""
     hit = _found(request, caller, agency_code, record_id)
-    _logged(request, caller, "record", [(agency_code, record_id)], " ".join(purpose.split()))
+    _logged(_url(request), caller.name, "record", [(agency_code, record_id)], " ".join(purpose.split()))
     return _record(request, hit, caller.personal_data)
 
 
