@@ -4,10 +4,20 @@ the reference data (catalogue, agency level, records archived elsewhere) joined 
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from pathlib import Path
 
 import pytest
 
-from pipeline.checks.validate import Procedure, Reference, Validation, closest_procedures, validate_manifest
+from pipeline.checks.validate import (
+    LAST_RUN,
+    Procedure,
+    Reference,
+    Validation,
+    closest_procedures,
+    validate_manifest,
+)
+from pipeline.config import load_settings
 from pipeline.intake.ingest import parse_bool, parse_date
 from pipeline.models import ManifestRow
 
@@ -145,3 +155,39 @@ def test_suggestions_without_a_name_are_by_code_only() -> None:
     text = closest_procedures("2.000898", "", CATALOGUE)
     assert text.startswith("Mã gần nhất trong danh mục: 2.000889 (Đăng ký hộ kinh doanh)")
     assert "Tên gần nhất" not in text
+
+
+def test_the_same_inputs_validated_again_take_the_last_outcome_and_new_ones_are_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun (after a crash, a retried register task) does not pay great-expectations again;
+    any change in what is checked does."""
+    docs = tmp_path / "reports" / "validation" / "000.00.12.H12" / "B-LAI"
+    settings = load_settings(data_dir=tmp_path)
+    rows = [_row(2), _row(3, procedure_code="1004227")]
+    first = validate_manifest(rows, RANGE, REFERENCE, {}, docs_dir=docs, run_name="B-LAI",
+                              settings=settings)
+    assert set(first.problems) == {3} and first.docs and (docs / LAST_RUN).is_file()
+
+    # the same rows again: taken from the last run, great-expectations not even imported
+    with monkeypatch.context() as mp:
+        mp.setitem(sys.modules, "great_expectations", None)
+        again = validate_manifest(rows, RANGE, REFERENCE, {}, docs_dir=docs, run_name="B-LAI",
+                                  settings=settings)
+        assert (again.problems, again.result, again.docs) == (first.problems, first.result, first.docs)
+        # a row changed, another catalogue, or the Data Docs page gone: validated again
+        for changed in (
+                dict(rows=[_row(2), _row(3, procedure_code="1.004227")], reference=REFERENCE),
+                dict(rows=rows, reference=Reference("000.00.12.H12", "tinh", CATALOGUE))):
+            with pytest.raises(ImportError):
+                validate_manifest(changed["rows"], RANGE, changed["reference"], {}, docs_dir=docs,
+                                  run_name="B-LAI", settings=settings)
+    fixed = validate_manifest([_row(2), _row(3, procedure_code="1.004227")], RANGE, REFERENCE, {},
+                              docs_dir=docs, run_name="B-LAI", settings=settings)
+    assert fixed.problems == {}
+    for page in docs.rglob("*.html"):
+        page.unlink()
+    with monkeypatch.context() as mp:
+        mp.setitem(sys.modules, "great_expectations", None)
+        with pytest.raises(ImportError):
+            validate_manifest([_row(2), _row(3, procedure_code="1.004227")], RANGE, REFERENCE, {},
+                              docs_dir=docs, run_name="B-LAI", settings=settings)

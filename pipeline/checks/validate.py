@@ -13,6 +13,7 @@ and DAG files and ``digitize --help`` must stay quick.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -33,6 +34,8 @@ MANIFEST_SUITE = PROJECT_DIR / "schemas" / "manifest_suite.json"
 LEVEL_NAMES = {"tinh": "tỉnh", "huyen": "huyện", "xa": "xã"}
 SUGGESTIONS = 3
 DOCS_SITE = "batch"
+# beside a batch's Data Docs: the inputs' digest and the outcome of the last validation
+LAST_RUN = "last-validation.json"
 
 
 @dataclass(frozen=True)
@@ -168,10 +171,25 @@ def validate_manifest(
     With ``docs_dir`` the result is also rendered there as great-expectations Data Docs (a static
     HTML site, one page per run named ``run_name``), which quarantine notes link to: ``docs`` is
     that page's address on the Airflow API server, made from ``settings`` (default: the
-    environment's, ``DIGITIZE_UI_BASE_URL`` and ``DIGITIZE_DATA_DIR``).
+    environment's, ``DIGITIZE_UI_BASE_URL`` and ``DIGITIZE_DATA_DIR``). The same inputs validated
+    again there (a rerun after a crash, a retried or cleared task) take the last outcome instead:
+    great-expectations costs 3-5 s of CPU per run, mostly its import.
     """
     if not rows:
         return Validation({}, {})
+    params = {
+        "issued_min": issued_range[0], "issued_max": min(issued_range[1], dt.date.today()),
+        "catalogue_codes": sorted(reference.procedures),
+        "agency_level_pattern": f"(?:^|,){reference.agency_level}(?:,|$)",
+    }
+    data = _frame_rows(rows, reference, pages_found)
+    key = _inputs_digest(suite_path, data, params, reference, run_name) if docs_dir else ""
+    if docs_dir is not None and (last := _last_run(docs_dir, key)) is not None:
+        problems, result, site_url = last
+        log.info("manifest validation of run %s reused: its inputs are those of the last one",
+                 run_name)
+        return Validation(problems, result, _docs_address(site_url, docs_dir, settings)
+                          if site_url else None)
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
@@ -184,12 +202,6 @@ def validate_manifest(
         suite = gx.ExpectationSuite(**json.loads(suite_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"Expectation suite {suite_path} is invalid: {exc}") from exc
-    params = {
-        "issued_min": issued_range[0], "issued_max": min(issued_range[1], dt.date.today()),
-        "catalogue_codes": sorted(reference.procedures),
-        "agency_level_pattern": f"(?:^|,){reference.agency_level}(?:,|$)",
-    }
-    data = _frame_rows(rows, reference, pages_found)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     actions = []
@@ -211,16 +223,17 @@ def validate_manifest(
     run = checkpoint.run(batch_parameters={"dataframe": _frame(data)},
                          expectation_parameters=params, run_id=RunIdentifier(run_name=run_name))
     ((identifier, result),) = run.run_results.items()
-    docs = None
+    docs = site_url = None
     if docs_dir is not None:
         (site,) = context.get_docs_sites_urls(resource_identifier=identifier,
                                               site_names=[DOCS_SITE])
         # None when the page is not there: another run of the same batch rebuilding the site
         # at that moment. The check's result stands; only the link is missing.
-        if site["site_url"] is None:
+        site_url = site["site_url"]
+        if site_url is None:
             log.warning("Data Docs page of run %s not found under %s: no link", run_name, docs_dir)
         else:
-            docs = _docs_address(site["site_url"], docs_dir, settings)
+            docs = _docs_address(site_url, docs_dir, settings)
     by_line = {row["line"]: row for row in data}
     problems: dict[int, list[Problem]] = {}
     for outcome in result.results:
@@ -238,4 +251,53 @@ def validate_manifest(
             problems.setdefault(row["line"], []).append(Problem(
                 rule=meta["rule"], field=meta["field"],
                 message=_message(meta["message"], row, value, reference, params)))
-    return Validation(problems, result.to_json_dict(), docs)
+    outcome = result.to_json_dict()
+    if docs_dir is not None and site_url is not None:
+        _keep_run(docs_dir, key, problems, outcome, site_url)
+    return Validation(problems, outcome, docs)
+
+
+def _inputs_digest(suite_path: Path, data: list[dict[str, Any]], params: dict[str, Any],
+                   reference: Reference, run_name: str | None) -> str:
+    """Everything the outcome depends on: the suite, the rows as checked (holder ids reduced to
+    their shape, as the rules see them), the parameters (today's date among them), the
+    catalogue's codes and the agency, the great-expectations version."""
+    from importlib.metadata import version
+
+    try:
+        suite = suite_path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Expectation suite {suite_path} is invalid: {exc}") from exc
+    inputs = {"suite": hashlib.sha256(suite).hexdigest(), "rows": data, "params": params,
+              "agency": reference.agency_code, "level": reference.agency_level, "run": run_name,
+              "great_expectations": version("great_expectations")}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _last_run(docs_dir: Path, key: str
+              ) -> tuple[dict[int, list[Problem]], dict[str, Any], str | None] | None:
+    """The last validation's problems, result and Data Docs address, when its inputs were these
+    and its page is still there; None otherwise (validate again)."""
+    from urllib.parse import unquote
+
+    try:
+        last = json.loads((docs_dir / LAST_RUN).read_text(encoding="utf-8"))
+        if last["inputs_sha256"] != key:
+            return None
+        site_url = last["site_url"]
+        if not Path(unquote(site_url.removeprefix("file://"))).is_file():
+            return None
+        problems = {int(line): [Problem.model_validate(p) for p in found]
+                    for line, found in last["problems"].items()}
+        return problems, last["result"], site_url
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _keep_run(docs_dir: Path, key: str, problems: dict[int, list[Problem]],
+              result: dict[str, Any], site_url: str) -> None:
+    from pipeline.store.archive import atomic_write_bytes
+
+    last = {"inputs_sha256": key, "site_url": site_url, "result": result,
+            "problems": {line: [p.model_dump() for p in found] for line, found in problems.items()}}
+    atomic_write_bytes(docs_dir / LAST_RUN, json.dumps(last, ensure_ascii=False).encode())
