@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -184,8 +185,7 @@ def _logged(url: str, reader: str, action: str,
     """The access log's rows (agency, record id), written before the answer leaves: a read that
     cannot be logged is not answered."""
     with warehouse.engine_for(url).begin() as conn:
-        for agency_code, record_id in reads:
-            log_access(conn, reader, action, agency_code, record_id, purpose)
+        log_access(conn, reader, action, reads, purpose)
 
 
 def _in_scope(caller: Caller, agency_code: str) -> None:
@@ -381,12 +381,30 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the API until stopped (SIGINT/SIGTERM), with the warehouse at its latest schema."""
+def app_from_environment() -> FastAPI:
+    """The app of each worker process of ``digitize serve --workers N``: its settings from the
+    environment, as the command read them; its log lines as the command writes them."""
+    from pipeline.config import load_settings
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app(load_settings())
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Run the API until stopped (SIGINT/SIGTERM), with the warehouse at its latest schema.
+
+    Each request is Python work (the token, the query, the access log's rows, the JSON): one
+    process answers on one core, so ``workers`` processes share the calls between the cores."""
     import uvicorn
 
     warehouse.migrate(settings.warehouse_url)
     # log_config=None: uvicorn's lines go through the logging the CLI set up; access_log=False:
     # RequestLog writes the masked line instead
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None,
-                server_header=False)
+    options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "log_config": None,
+                               "server_header": False}
+    if workers > 1:
+        uvicorn.run("pipeline.access.api:app_from_environment", factory=True, workers=workers,
+                    **options)
+    else:
+        uvicorn.run(create_app(settings), **options)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import ExitCode
+from pipeline.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from pipeline.access.api import serve
-    serve(settings, args.host, args.port)
+    if args.workers < 1:
+        raise ConfigError(f"--workers phải từ 1 trở lên (đang là {args.workers}).")
+    serve(settings, args.host, args.port, args.workers)
     return ExitCode.ok
 
 
@@ -62,6 +65,8 @@ def add_commands(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=8090, help="TCP port (default 8090)")
+    serve.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                       help="processes answering calls (default: one per core)")
     serve.set_defaults(func=cmd_serve)
 
     tok = sub.add_parser("tokens", help="tokens of the systems that call the read API")

@@ -287,8 +287,8 @@ def _search(settings: Settings, asked: Asked, reader: Reader, choices: Choices, 
                   offset=(current - 1) * PAGE_SIZE, personal=reader.personal_data, settings=settings)
     if reader.personal_data and page.hits:
         with warehouse.engine_for(settings.warehouse_url).begin() as conn:
-            for hit in page.hits:
-                log_access(conn, reader.name, "record", hit.agency_code, hit.record_id, purpose)
+            log_access(conn, reader.name, "record",
+                       [(h.agency_code, h.record_id) for h in page.hits], purpose)
     agencies = {a.code: a for a in choices.agencies}
     hits = [_hit_view(h, agencies, _pdf_href(action, h, purpose)) for h in page.hits]
     last = max(1, math.ceil(page.total / PAGE_SIZE))

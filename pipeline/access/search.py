@@ -3,9 +3,11 @@
 One query function, two back ends (the index is :mod:`pipeline.store.search_index`): the query's
 words are folded as the documents were (no case, no tone marks, đ as d), so that ``giay phep
 xay dung`` finds "Giấy phép xây dựng" on both, ranked by bm25 (SQLite FTS5) or ``ts_rank_cd``
-(PostgreSQL). On PostgreSQL a query word that no text contains (an OCR slip, in the text or in
-the query) is replaced by the words of the texts most similar to it (``pg_trgm``). The query is
-only ever data: its words are bound parameters made of letters and digits.
+(PostgreSQL; a query matching more than ``RANKED`` records is ranked in tiers of that many, the
+most recently archived first, so that its first page stays fast at a million records). On
+PostgreSQL a query word that no text contains (an OCR slip, in the text or in the query) is
+replaced by the words of the texts most similar to it (``pg_trgm``). The query is only ever
+data: its words are bound parameters made of letters and digits.
 
 Only archived records are found. Holder names and ids are in a hit only with ``personal=True``
 (a caller whose role may read them, Decree 13/2023): for anyone else the snippet masks long
@@ -16,7 +18,9 @@ numbers and the holder's name. Whoever hands hits out writes the access log
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +63,9 @@ SNIPPET_WORDS = 30  # words of the original text around the matches
 # are 0.25 alike, under pg_trgm's default threshold of 0.3.
 SIMILAR_WORDS = 3
 SIMILARITY = 0.2
+# PostgreSQL: matches ranked together (ts_rank_cd reads each one's whole tsvector); a query that
+# matches more is ranked in tiers of this many, the most recently archived first (_postgresql_page)
+RANKED = 1000
 
 
 @dataclass(frozen=True)
@@ -127,9 +134,10 @@ def query_words(query: str) -> list[str]:
 
 def _conditions(conn: Connection, filters: Filters,
                 settings: Settings | None) -> list[ColumnElement[bool]]:
-    """The WHERE conditions on ``records`` of the filters; an unknown value is refused."""
+    """The WHERE conditions on ``records`` of the filters (that the record is archived is the
+    caller's); an unknown value is refused."""
     r, a = warehouse.records, warehouse.agencies
-    where: list[ColumnElement[bool]] = [r.c.status == "archived"]
+    where: list[ColumnElement[bool]] = []
     if filters.agencies is not None:
         where.append(r.c.agency_code.in_(sorted(filters.agencies)))
     if filters.agency is not None:
@@ -221,6 +229,13 @@ def _hit(row: Row[Any], marked: set[str], score: float, personal: bool) -> Hit:
 _ORIGINAL_WORD = re.compile(r"[^\W_]+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _folded(word: str) -> frozenset[str]:
+    """A word of the original text as the index has it; texts repeat their words, and a page of
+    hits folds thousands of them."""
+    return frozenset(index.words(word))
+
+
 def make_snippet(sources: Sequence[str | None], marked: set[str],
                  width: int = SNIPPET_WORDS) -> str:
     """About ``width`` words of the first source that holds a marked (folded) word, around the
@@ -229,14 +244,15 @@ def make_snippet(sources: Sequence[str | None], marked: set[str],
     texts = [s.replace(MARK_START, " ").replace(MARK_END, " ") for s in sources if s]
     if not texts:
         return ""
-    for candidate in texts:
+    for candidate in texts if marked else ():
         found = list(_ORIGINAL_WORD.finditer(candidate))
-        hits = [i for i, m in enumerate(found) if marked.intersection(index.words(m.group()))]
+        hits = [i for i, m in enumerate(found) if not marked.isdisjoint(_folded(m.group()))]
         if hits:
             break
     else:
+        # the opening words: no more of the text is read (a holder's records are shown so)
         candidate, hits = texts[0], []
-        found = list(_ORIGINAL_WORD.finditer(candidate))
+        found = list(itertools.islice(_ORIGINAL_WORD.finditer(candidate), width + 1))
     if not found:
         return " ".join(candidate.split())
     best = max(hits, key=lambda h: sum(h <= o < h + width for o in hits), default=0)
@@ -269,25 +285,77 @@ def _similar_words(conn: Connection, words: list[str]) -> dict[str, list[str]]:
             for w in unknown}
 
 
-def _match(conn: Connection, words: list[str]) -> tuple[Any, ColumnElement[bool], Any, set[str]]:
-    """The index joined to records, the match condition, the score to order by (descending),
-    and every word that counts as found."""
+def _archived() -> ColumnElement[bool]:
+    """That a record is archived, in a form no index on ``status`` can serve: SQLite's planner,
+    without statistics (a warehouse is never ANALYZEd), would rather walk every archived record
+    by the progress index than probe the holder's index or the few rowids a search found."""
+    return (warehouse.records.c.status + "") == "archived"
+
+
+def _sqlite_page(conn: Connection, words: list[str], filters: list[ColumnElement[bool]],
+                 limit: int, offset: int) -> tuple[int, list[Row[Any]]]:
+    """SQLite: (how many records match, the page's rows with their bm25 score)."""
     r = warehouse.records
-    if conn.dialect.name == "sqlite":
-        fts = table("records_fts", column("rowid"))
-        # each word quoted: FTS5 reads it as a plain term, never as query syntax
-        expression = " ".join(f'"{w}"' for w in words)
-        condition = text("records_fts MATCH :match").bindparams(match=expression)
-        score = -func.bm25(literal_column("records_fts"))
-        return fts.join(r, r.c.id == fts.c.rowid), condition, score, set(words)
-    similar = _similar_words(conn, words)
-    alternatives = [[w, *similar.get(w, [])] for w in words]
-    tsquery = " & ".join("(" + " | ".join(alts) + ")" for alts in alternatives)
+    where = [_archived(), *filters]
+    fts = table("records_fts", column("rowid"))
+    # each word quoted: FTS5 reads it as a plain term, never as query syntax
+    expression = " ".join(f'"{w}"' for w in words)
+    condition = text("records_fts MATCH :match").bindparams(match=expression)
+    # the index read first, once: joined to records the planner may otherwise walk records and
+    # test each one against the full-text query
+    total = conn.execute(select(func.count()).select_from(r).where(
+        r.c.id.in_(select(fts.c.rowid).where(condition)), *where)).scalar_one()
+    matches = (select(fts.c.rowid.label("pk"),
+                      (-func.bm25(literal_column("records_fts"))).label("score"))
+               .where(condition).cte("matches").prefix_with("MATERIALIZED"))
+    rows = conn.execute(_hit_select().add_columns(matches.c.score)
+                        .select_from(_with_procedures(matches.join(r, r.c.id == matches.c.pk)))
+                        .where(*where).order_by(matches.c.score.desc(), r.c.id)
+                        .limit(limit).offset(offset)).all()
+    return total, rows
+
+
+def _postgresql_page(conn: Connection, tsquery: str, filters: list[ColumnElement[bool]],
+                     limit: int, offset: int) -> tuple[int, list[Row[Any]]]:
+    """PostgreSQL: (how many records match, the page's rows with their ts_rank_cd score).
+
+    Ranking reads a record's whole tsvector (from TOAST), which for a query most records match
+    would mean reading most of the index's table: the matches are ranked in tiers of
+    ``RANKED``, the most recently archived first (tier 0 holds the last ``RANKED`` archived),
+    best first within a tier, and only the tiers the page needs are ranked. A query matching
+    no more than ``RANKED`` records is ranked as a whole. Every record the index holds is
+    archived (:mod:`pipeline.store.search_index` writes archived records only), so without
+    filters neither the count nor the tiers read ``records``."""
+    r = warehouse.records
     docs = table("search_documents", column("record_pk"), column("document"))
     query = func.to_tsquery(literal_column(f"'{index.CONFIG}'::regconfig"),
                             bindparam("tsquery", tsquery))
-    return (docs.join(r, r.c.id == docs.c.record_pk), docs.c.document.op("@@")(query),
-            func.ts_rank_cd(docs.c.document, query), {w for alts in alternatives for w in alts})
+    matching = docs.c.document.op("@@")(query)
+    if filters:
+        where = [r.c.id.in_(select(docs.c.record_pk).where(matching)), r.c.status == "archived",
+                 *filters]
+        counted, pk = select(func.count()).select_from(r).where(*where), r.c.id
+        candidates = select(r.c.id.label("pk")).where(*where)
+    else:
+        counted, pk = select(func.count()).select_from(docs).where(matching), docs.c.record_pk
+        candidates = select(docs.c.record_pk.label("pk")).where(matching)
+    # local to this transaction: the planner takes a tsvector test for cheap and would rather
+    # test every document than use the GIN index, which says which match without reading one
+    conn.execute(text("SELECT set_config('enable_seqscan', 'off', true)"))
+    total = conn.execute(counted).scalar_one()
+    first, last = offset // RANKED, (offset + limit - 1) // RANKED
+    latest = candidates.order_by(pk.desc()).limit((last + 1) * RANKED).subquery("latest")
+    numbered = select(latest.c.pk, (func.row_number().over(order_by=latest.c.pk.desc()) - 1)
+                      .label("n")).subquery("numbered")
+    tiers = (select(numbered.c.pk, (numbered.c.n // RANKED).label("tier"))
+             .where(numbered.c.n >= first * RANKED).subquery("tiers"))
+    score = func.ts_rank_cd(docs.c.document, query)
+    source = _with_procedures(tiers.join(r, r.c.id == tiers.c.pk)
+                              .join(docs, docs.c.record_pk == tiers.c.pk))
+    rows = conn.execute(_hit_select().add_columns(score.label("score")).select_from(source)
+                        .order_by(tiers.c.tier, score.desc(), r.c.id)
+                        .limit(limit).offset(offset - first * RANKED)).all()
+    return total, rows
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -301,15 +369,18 @@ def search(url: str, query: str, filters: Filters = Filters(), *, limit: int = 2
     """The archived records whose text or metadata hold every word of ``query``, best first."""
     words = query_words(query)
     check_page(limit, offset)
-    r = warehouse.records
     with warehouse.engine_for(url).connect() as conn:
         where = _conditions(conn, filters, settings)
-        source, condition, score, found = _match(conn, words)
-        total = conn.execute(select(func.count()).select_from(source)
-                             .where(condition, *where)).scalar_one()
-        rows = conn.execute(_hit_select().add_columns(score.label("score"))
-                            .select_from(_with_procedures(source)).where(condition, *where)
-                            .order_by(score.desc(), r.c.id).limit(limit).offset(offset)).all()
+        if conn.dialect.name == "sqlite":
+            found = set(words)
+            total, rows = _sqlite_page(conn, words, where, limit, offset)
+        else:
+            similar = _similar_words(conn, words)
+            alternatives = [[w, *similar.get(w, [])] for w in words]
+            found = {w for alts in alternatives for w in alts}
+            total, rows = _postgresql_page(
+                conn, " & ".join("(" + " | ".join(alts) + ")" for alts in alternatives), where,
+                limit, offset)
     return Page(total=total, hits=[_hit(row, found, row.score, personal) for row in rows],
                 limit=limit, offset=offset)
 
@@ -323,7 +394,8 @@ def holder_records(url: str, holder_ids: Sequence[str], filters: Filters = Filte
     with warehouse.engine_for(url).connect() as conn:
         where = _conditions(conn, filters, settings)
         rows = conn.execute(_hit_select().select_from(_with_procedures(r))
-                            .where(r.c.holder_key.in_(keys), r.c.still_valid.is_(True), *where)
+                            .where(r.c.holder_key.in_(keys), _archived(),
+                                   r.c.still_valid.is_(True), *where)
                             .order_by(r.c.issued_on.desc().nulls_last(), r.c.id.desc())).all()
     return [_hit(row, set(), 0.0, personal) for row in rows]
 

@@ -100,11 +100,9 @@ def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
                            limit=args.limit, offset=args.offset)
         # the records shown are the records handed out: each one logged
         with warehouse.engine_for(url).begin() as conn:
-            for hit in page.hits:
-                log_access(conn, cli_caller(), "holder_lookup", hit.agency_code, hit.record_id,
-                           args.purpose)
-            if not page.hits:
-                log_access(conn, cli_caller(), "holder_lookup", args.agency, None, args.purpose)
+            log_access(conn, cli_caller(), "holder_lookup",
+                       [(h.agency_code, h.record_id) for h in page.hits] or [(args.agency, None)],
+                       args.purpose)
     else:
         page = search.search(url, args.query, _filters(args), limit=args.limit,
                              offset=args.offset, personal=True, settings=settings)

@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     start_logging()
-    # B-T is verified without trust roots (with them the pipeline signs B-LTA): pyHanko's
+    # B-T is also verified without trust roots (an agency not kept long term): pyHanko's
     # traceback for the chain it cannot build is expected, once per record
     logging.getLogger("pyhanko.sign.validation.generic_cms").setLevel(logging.ERROR)
     if args.records < 1:

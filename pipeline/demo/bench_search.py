@@ -1,0 +1,415 @@
+"""Search benchmark: search, the holder's store and the read API over a province-sized warehouse.
+
+    python -m pipeline.demo.bench_search --pg-url postgresql://postgres@127.0.0.1:5432/bench_search
+        [--pg-records 1000000] [--sqlite-records 100000] [--seed 0] [--out DIR]
+
+``--pg-url`` names an EMPTY PostgreSQL database (a production warehouse is never filled with
+synthetic rows); ``--pg-records 0`` or ``--sqlite-records 0`` leaves that back end out. Each back
+end is migrated and filled by :func:`pipeline.demo.benchdb.fill_search_warehouse`: records with
+the sample generator's Vietnamese text (a page or two each, spliced from a few hundred laid-out
+sample documents), their holder keys and the search index, by COPY on PostgreSQL. Then, warm
+(every query run once untimed before it is timed):
+
+- **selective searches**: 20 queries of 2–4 words of one record's indexed text (the holder's id
+  and words of the holder's name; every other one without tone marks), each timed ``REPEAT``
+  times through :func:`pipeline.access.search.search` (first page of 20), and whether the record
+  is on that page;
+- **common searches**: the first page of 5 queries that most records match;
+- **holder lookups**: :func:`pipeline.access.search.holder_records` for 200 holders;
+- PostgreSQL only: **the read API** (``digitize serve``, uvicorn on 127.0.0.1) asked for holder 0's
+  records (one in every tenth of the corpus, by both of their ids) by 50 clients at once, and
+  **the size of each index** beside the size of what it indexes.
+
+It writes ``DIR/bench-search.json`` and ``DIR/bench-search.md`` (the figures against the issue's
+goals) and prints the table. Not part of the test suite (tests/test_bench_search.py runs a small
+one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from pipeline.access import search as access
+from pipeline.access.tokens import create_token
+from pipeline.demo import benchdb
+from pipeline.demo.bench import start_logging
+from pipeline.demo.bench_phases import write_json
+from pipeline.store import warehouse
+from pipeline.store.archive import atomic_write_bytes
+from pipeline.text import strip_marks
+
+log = logging.getLogger("pipeline.demo.bench_search")
+
+SELECTIVE_QUERIES = 20
+COMMON_QUERIES = ("uy ban nhan dan", "giay phep xay dung", "quyết định", "ho kinh doanh",
+                  "tro cap xa hoi hang thang")
+REPEAT = 3
+HOLDER_LOOKUPS = 200
+API_CLIENTS = 50
+API_REQUESTS_PER_CLIENT = 10
+API_PURPOSE = "bench-search"
+SERVER_START_SECONDS = 60.0
+# the issue's goals: (key, what, at most)
+GOALS: tuple[tuple[str, str, float], ...] = (
+    ("pg_selective_p95_ms", "PostgreSQL: search p95, 20 selective queries (ms)", 300),
+    ("pg_common_first_page_ms", "PostgreSQL: first page of the 5 common queries, slowest (ms)", 1000),
+    ("pg_holder_p95_ms", "PostgreSQL: holder lookup p95 (ms)", 20),
+    ("api_holder_p95_ms", f"API: one holder's records, {API_CLIENTS} concurrent, p95 (ms)", 100),
+    ("api_errors", f"API: errors among the {API_CLIENTS} concurrent clients' requests", 0),
+    ("sqlite_selective_p95_ms", "SQLite: search p95, 20 selective queries (ms)", 200),
+)
+
+
+class Planted:
+    """The records the benchmark asks for, caught while the warehouse is filled."""
+
+    def __init__(self, n_records: int, seed: int) -> None:
+        rng = random.Random(f"bench-search:{seed}")
+        # more than the queries' worth: some records are not searched for
+        self.wanted = set(rng.sample(range(1, n_records + 1), min(n_records, 4 * SELECTIVE_QUERIES)))
+        self.holder_pks = set(rng.sample(range(1, n_records + 1), min(n_records, 2 * HOLDER_LOOKUPS)))
+        self.records: list[benchdb.BenchRecord] = []
+        self.holders: list[benchdb.Holder] = []
+        self.holder_zero: list[str] = []  # record ids of holder 0, archived and still valid
+
+    def keep(self, record: benchdb.BenchRecord) -> None:
+        # a record whose text shows its holder's id (the part of a template that does may be
+        # spliced away)
+        if record.pk in self.wanted and record.archived \
+                and record.holder_id in record.document.split():
+            self.records.append(record)
+        # a lookup finds archived, still-valid records only
+        if record.pk in self.holder_pks and record.archived and record.still_valid \
+                and len(self.holders) < HOLDER_LOOKUPS:
+            self.holders.append(record.holder)
+        if record.holder.index == 0 and record.archived and record.still_valid:
+            self.holder_zero.append(record.record_id)
+
+    def queries(self) -> list[tuple[str, benchdb.BenchRecord]]:
+        """2–4 words of each record's indexed text: its holder's id and the end of the holder's
+        name, as a clerk would type them; every other one without tone marks."""
+        out = []
+        for i, record in enumerate(self.records[:SELECTIVE_QUERIES]):
+            names = record.holder.name.split()
+            query = " ".join([record.holder_id, *names[len(names) - (1 + i % 3):]])
+            out.append((strip_marks(query) if i % 2 else query, record))
+        return out
+
+
+def _timed_search(url: str, query: str) -> tuple[float, access.Page]:
+    started = time.perf_counter()
+    page = access.search(url, query, limit=20)
+    return time.perf_counter() - started, page
+
+
+def measure_searches(url: str, planted: Planted) -> dict[str, Any]:
+    selective, seconds = [], []
+    for query, record in planted.queries():
+        _timed_search(url, query)
+        runs = [_timed_search(url, query) for _ in range(REPEAT)]
+        seconds += [s for s, _ in runs]
+        page = runs[0][1]
+        selective.append({"query": query, "record_id": record.record_id, "total": page.total,
+                          "on_first_page": any(h.record_id == record.record_id for h in page.hits),
+                          **benchdb.stats([s for s, _ in runs])})
+    common = []
+    for query in COMMON_QUERIES:
+        _timed_search(url, query)
+        runs = [_timed_search(url, query) for _ in range(REPEAT)]
+        common.append({"query": query, "total": runs[0][1].total, "hits": len(runs[0][1].hits),
+                       **benchdb.stats([s for s, _ in runs])})
+    lookups = []
+    # both ids of each holder: results issued before 2016 carry the old one
+    ids = [[h.citizen_id, h.old_id] for h in planted.holders]
+    for both in ids:  # warm
+        access.holder_records(url, both, personal=True)
+    found = 0
+    for both in ids:
+        started = time.perf_counter()
+        found += bool(access.holder_records(url, both, personal=True))
+        lookups.append(time.perf_counter() - started)
+    return {"selective": {**benchdb.stats(seconds),
+                          "on_first_page": sum(q["on_first_page"] for q in selective),
+                          "queries": selective},
+            "common": common,
+            "holder_lookup": {**benchdb.stats(lookups), "holders_found": found}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_api(url: str, folder: Path) -> Iterator[str]:
+    """``digitize serve`` on a free port of 127.0.0.1 over ``url``; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "DIGITIZE_DB_URL": url, "DIGITIZE_DATA_DIR": str(folder / "data")}
+    base = f"http://127.0.0.1:{port}"
+    with (folder / "serve.log").open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--host",
+                                   "127.0.0.1", "--port", str(port)], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + SERVER_START_SECONDS
+            while True:
+                try:
+                    httpx.get(f"{base}/api/v1/openapi.json", timeout=1.0)
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"digitize serve did not start: see {folder / 'serve.log'}") \
+                            from None
+                    time.sleep(0.2)
+            yield base
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+async def _clients(base: str, token: str, path: str, params: dict[str, Any],
+                   expected: int) -> tuple[list[float], int]:
+    """``API_CLIENTS`` clients, each asking ``API_REQUESTS_PER_CLIENT`` times in a row."""
+    seconds: list[float] = []
+    errors = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for _ in range(API_REQUESTS_PER_CLIENT):
+            started = time.perf_counter()
+            try:
+                response = await http.get(path, params=params)
+                ok = response.status_code == 200 and len(response.json()["records"]) == expected
+            except httpx.HTTPError:
+                ok = False
+            seconds.append(time.perf_counter() - started)
+            errors += not ok
+
+    limits = httpx.Limits(max_connections=API_CLIENTS, max_keepalive_connections=API_CLIENTS)
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"},
+                                 limits=limits, timeout=30.0) as http:
+        await asyncio.gather(*(client(http) for _ in range(API_CLIENTS)))
+    return seconds, errors
+
+
+def measure_api(url: str, planted: Planted, folder: Path) -> dict[str, Any]:
+    token = create_token(url, "bench-search", personal_data=True)
+    zero = benchdb.holder(0)
+    path = f"/api/v1/holders/{zero.citizen_id}/records"
+    params = {"also": zero.old_id, "purpose": API_PURPOSE, "limit": 100}
+    expected = min(100, len(planted.holder_zero))
+    with running_api(url, folder) as base:
+        asyncio.run(_clients(base, token, path, params, expected))  # warm: connections, caches
+        seconds, errors = asyncio.run(_clients(base, token, path, params, expected))
+    return {"clients": API_CLIENTS, "requests": len(seconds), "records_per_answer": expected,
+            "errors": errors, **benchdb.stats(seconds)}
+
+
+SIZES_SQL = """
+SELECT 'records (text in its TOAST)', pg_table_size('records'), pg_total_relation_size('records'),
+       (SELECT sum(octet_length(text)) FROM records WHERE status = 'archived')
+UNION ALL SELECT 'search_documents (tsvector)', pg_table_size('search_documents'),
+       pg_total_relation_size('search_documents'),
+       (SELECT sum(octet_length(text)) FROM records WHERE status = 'archived')
+UNION ALL SELECT 'ix_search_documents (GIN)', pg_relation_size('ix_search_documents'),
+       pg_relation_size('ix_search_documents'),
+       (SELECT sum(octet_length(text)) FROM records WHERE status = 'archived')
+UNION ALL SELECT 'search_words', pg_table_size('search_words'), pg_total_relation_size('search_words'),
+       (SELECT sum(octet_length(word)) FROM search_words)
+UNION ALL SELECT 'ix_search_words_trgm (GIN)', pg_relation_size('ix_search_words_trgm'),
+       pg_relation_size('ix_search_words_trgm'), (SELECT sum(octet_length(word)) FROM search_words)
+UNION ALL SELECT 'ix_records_holder (btree)', pg_relation_size('ix_records_holder'),
+       pg_relation_size('ix_records_holder'),
+       (SELECT sum(octet_length(holder_key) + octet_length(agency_code)) FROM records)
+"""
+
+
+def pg_sizes(url: str) -> list[dict[str, Any]]:
+    """Each relation's own bytes (pg_relation_size of an index, pg_table_size of a table: heap and
+    TOAST), with its indexes (pg_total_relation_size), and the bytes of what it indexes."""
+    with warehouse.engine_for(url).connect() as conn:
+        rows = conn.execute(text(SIZES_SQL)).all()
+    return [{"relation": name, "bytes": int(own), "total_bytes": int(total),
+             "indexed_bytes": int(indexed or 0)} for name, own, total, indexed in rows]
+
+
+def sqlite_sizes(url: str) -> list[dict[str, Any]]:
+    with warehouse.engine_for(url).connect() as conn:
+        fts = conn.execute(text("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'records_fts%'")).scalar()
+        records = conn.execute(text("SELECT sum(pgsize) FROM dbstat WHERE name = 'records'")).scalar()
+        indexed = conn.execute(text("SELECT sum(length(CAST(text AS BLOB))) FROM records")).scalar()
+    return [{"relation": "records", "bytes": int(records or 0), "total_bytes": int(records or 0),
+             "indexed_bytes": int(indexed or 0)},
+            {"relation": "records_fts (FTS5, all its tables)", "bytes": int(fts or 0),
+             "total_bytes": int(fts or 0), "indexed_bytes": int(indexed or 0)}]
+
+
+def run_backend(url: str, n_records: int, corpus: benchdb.SearchCorpus, seed: int,
+                folder: Path) -> dict[str, Any]:
+    warehouse.migrate(url)
+    warehouse.require_empty(url, (warehouse.agencies, warehouse.records), "rows")
+    planted = Planted(n_records, seed)
+    log.info("%s: filling %d records", make_url(url).get_backend_name(), n_records)
+    started = time.perf_counter()
+    steps = benchdb.fill_search_warehouse(url, n_records, corpus, seed, keep=planted.keep)
+    fill_seconds = time.perf_counter() - started
+    log.info("filled in %.0f s; searching", fill_seconds)
+    figures: dict[str, Any] = {
+        "database": make_url(url).render_as_string(hide_password=True), "records": n_records,
+        "fill_seconds": round(fill_seconds, 1), "fill_steps": {k: round(v, 1) for k, v in steps.items()},
+        **measure_searches(url, planted)}
+    if url.startswith("sqlite"):
+        figures["sizes"] = sqlite_sizes(url)
+    else:
+        log.info("API: %d clients", API_CLIENTS)
+        figures["api"] = measure_api(url, planted, folder)
+        figures["sizes"] = pg_sizes(url)
+    return figures
+
+
+def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    pg, lite = report.get("postgresql"), report.get("sqlite")
+    values: dict[str, float | None] = {
+        "pg_selective_p95_ms": pg["selective"]["p95_ms"] if pg else None,
+        "pg_common_first_page_ms": max(q["median_ms"] for q in pg["common"]) if pg else None,
+        "pg_holder_p95_ms": pg["holder_lookup"]["p95_ms"] if pg else None,
+        "api_holder_p95_ms": pg["api"]["p95_ms"] if pg else None,
+        "api_errors": pg["api"]["errors"] if pg else None,
+        "sqlite_selective_p95_ms": lite["selective"]["p95_ms"] if lite else None,
+    }
+    return [{"goal": key, "label": label, "target": f"{'<=' if key == 'api_errors' else '<'} {at:g}",
+             "value": values[key],
+             "met": None if values[key] is None else (
+                 values[key] <= at if key == "api_errors" else values[key] < at)}  # type: ignore[operator]
+            for key, label, at in GOALS]
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f}"
+
+
+def render_table(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [f"# Search benchmark {report['started_at']}", "",
+             f"{env['cpus']} CPUs, load average {env['load_average'][0]:.2f} at the start, "
+             f"{env['load_average_end'][0]:.2f} at the end. Warm: each query run once untimed, "
+             f"then {REPEAT} times; first page = 20 hits.", ""]
+    for name in ("postgresql", "sqlite"):
+        part = report.get(name)
+        if not part:
+            continue
+        lines += [f"## {name}: {part['records']:,} records, filled in {part['fill_seconds']:.0f} s "
+                  f"({', '.join(f'{k} {v:.0f} s' for k, v in part['fill_steps'].items())})", "",
+                  "| measure | n | median ms | p95 ms | max ms | note |", "|---|---|---|---|---|---|"]
+        sel = part["selective"]
+        rows = [("selective searches (2–4 words)", sel,
+                 f"planted record on the first page: {sel['on_first_page']}/{len(sel['queries'])}")]
+        rows += [(f"common: {q['query']}", q, f"{q['total']:,} matches") for q in part["common"]]
+        rows.append(("holder lookup", part["holder_lookup"],
+                     f"{part['holder_lookup']['holders_found']} holders found"))
+        if "api" in part:
+            api = part["api"]
+            rows.append((f"API holder records, {api['clients']} concurrent", api,
+                         f"{api['requests']} requests, {api['errors']} errors, "
+                         f"{api['records_per_answer']} records each"))
+        lines += [f"| {label} | {s['n']} | {s['median_ms']:.1f} | {s['p95_ms']:.1f} | "
+                  f"{s['max_ms']:.1f} | {note} |" for label, s, note in rows]
+        lines += ["", "| relation | own MB | with its indexes MB | what it indexes MB |",
+                  "|---|---|---|---|"]
+        lines += [f"| {s['relation']} | {_mb(s['bytes'])} | {_mb(s['total_bytes'])} | "
+                  f"{_mb(s['indexed_bytes'])} |" for s in part["sizes"]]
+        lines.append("")
+    lines += ["## Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
+    for g in report["goals"]:
+        value = "-" if g["value"] is None else f"{g['value']:.1f}"
+        met = "-" if g["met"] is None else "yes" if g["met"] else "NO"
+        lines.append(f"| {g['label']} | {value} | {g['target']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(out: Path, pg_url: str | None, pg_records: int, sqlite_records: int, seed: int,
+                  argv: Sequence[str]) -> dict[str, Any]:
+    started_at = dt.datetime.now().isoformat(timespec="seconds")
+    environment: dict[str, Any] = {
+        "cpus": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "command": [sys.executable, "-m", "pipeline.demo.bench_search", *argv]}
+    corpus = benchdb.SearchCorpus(seed)
+    report: dict[str, Any] = {"benchmark": "pipeline.demo.bench_search", "started_at": started_at,
+                              "environment": environment}
+    with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
+        folder = Path(tmp)
+        try:
+            if pg_url and pg_records:
+                with warehouse.engine_for(pg_url).connect() as conn:
+                    environment["postgresql"] = conn.execute(text("SHOW server_version")).scalar()
+                report["postgresql"] = run_backend(pg_url, pg_records, corpus, seed, folder)
+            if sqlite_records:
+                lite = f"sqlite:///{folder / 'warehouse.sqlite'}"
+                try:
+                    report["sqlite"] = run_backend(lite, sqlite_records, corpus, seed, folder)
+                finally:
+                    warehouse.dispose(lite)
+        finally:
+            if pg_url:
+                warehouse.dispose(pg_url)
+    environment["load_average_end"] = os.getloadavg()
+    report["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
+    report["goals"] = goals(report)
+    write_json(out / "bench-search.json", report)
+    atomic_write_bytes(out / "bench-search.md", render_table(report).encode())
+    return report
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.demo.bench_search",
+                                description="Search, holder lookups and the read API over a "
+                                            "province-sized warehouse.")
+    p.add_argument("--pg-url", help="an EMPTY PostgreSQL database (without it: SQLite only)")
+    p.add_argument("--pg-records", type=int, default=1_000_000, help="default 1,000,000")
+    p.add_argument("--sqlite-records", type=int, default=100_000, help="default 100,000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for bench-search.json and .md (default var/bench/search-<timestamp>)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    start_logging()
+    if args.pg_records < 0 or args.sqlite_records < 0:
+        print("--pg-records and --sqlite-records must not be negative", file=sys.stderr)
+        return 2
+    out = (args.out or Path("var") / "bench" / f"search-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    try:
+        report = run_benchmark(out, args.pg_url, args.pg_records, args.sqlite_records, args.seed, argv)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    print(render_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
