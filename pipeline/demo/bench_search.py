@@ -53,7 +53,7 @@ from pipeline.access.tokens import create_token
 from pipeline.demo import benchdb
 from pipeline.demo.bench import start_logging
 from pipeline.demo.bench_phases import write_json
-from pipeline.store import warehouse
+from pipeline.store import search_index, warehouse
 from pipeline.store.archive import atomic_write_bytes
 from pipeline.text import strip_marks
 
@@ -92,10 +92,10 @@ class Planted:
         self.holder_zero: list[str] = []  # record ids of holder 0, archived and still valid
 
     def keep(self, record: benchdb.BenchRecord) -> None:
-        # a record whose text shows its holder's id (the part of a template that does may be
-        # spliced away)
+        # a record whose text shows its holder's name and its number (the part of a template
+        # that does may be spliced away)
         if record.pk in self.wanted and record.archived \
-                and record.holder_id in record.document.split():
+                and set(search_index.document(_words(record)).split()) <= set(record.document.split()):
             self.records.append(record)
         # a lookup finds archived, still-valid records only
         if record.pk in self.holder_pks and record.archived and record.still_valid \
@@ -105,14 +105,20 @@ class Planted:
             self.holder_zero.append(record.record_id)
 
     def queries(self) -> list[tuple[str, benchdb.BenchRecord]]:
-        """2–4 words of each record's indexed text: its holder's id and the end of the holder's
-        name, as a clerk would type them; every other one without tone marks."""
+        """2–4 words of each record's indexed text, as a clerk types them from the paper: the end
+        of the holder's name and the result's number (without the procedure code after its
+        slash; neither alone picks one record out of a million); every other one without tone
+        marks."""
         out = []
         for i, record in enumerate(self.records[:SELECTIVE_QUERIES]):
-            names = record.holder.name.split()
-            query = " ".join([record.holder_id, *names[len(names) - (1 + i % 3):]])
+            query = _words(record, 1 + i % 3)
             out.append((strip_marks(query) if i % 2 else query, record))
         return out
+
+
+def _words(record: benchdb.BenchRecord, name_words: int = 3) -> str:
+    names = record.holder.name.split()
+    return " ".join([*names[max(0, len(names) - name_words):], record.result_number.split("/")[0]])
 
 
 def _timed_search(url: str, query: str) -> tuple[float, access.Page]:
