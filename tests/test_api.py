@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 import pikepdf
 import pytest
+from conftest import digitize as run_digitize
 from conftest import free_port, tail
 from sqlalchemy import text
 from test_search import CITIZEN_ID, DEPARTMENT, DISTRICT, OLD_ID, Spec, load
@@ -155,8 +156,7 @@ def holder_path(holder_id: str = CITIZEN_ID) -> str:
 
 def cli(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(served.data_dir), "DIGITIZE_DB_URL": served.url}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return run_digitize(*args, env=env)
 
 
 # --- tokens ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 import pikepdf
 import pytest
 from conftest import MigrateAirflow, import_reference
+from conftest import digitize as run_digitize
 from fontTools import subset
 from fontTools.ttLib import TTFont
 from PIL import Image
@@ -514,8 +515,7 @@ def test_corpus_through_digitize_run(tmp_path: Path) -> None:
         "record_id,procedure_code,result_number,issued_on,still_valid,files\n"
         f"REPEAT-1,{row.procedure_code},{row.result_number},{row.issued_on_raw},có,lan-hai.tif\n",
         encoding="utf-8")
-    again = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(second), "--json"],
-                           env=env, capture_output=True, text=True, timeout=600)
+    again = run_digitize("run", str(second), "--json", env=env)
     assert again.returncode == 3, again.stderr[-3000:]
     (out,) = map(json.loads, again.stdout.splitlines())
     assert (out["status"], out["reason"]) == ("quarantined", "duplicate_source")
@@ -590,8 +590,7 @@ def test_born_digital_pdf_is_kept_as_issued_or_ocr_redone(mode: str, tmp_path: P
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data), "DIGITIZE_PROFILES_DIR": str(profiles),
            "DIGITIZE_PROFILE": mode}
     env.pop("DIGITIZE_DB_URL", None)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(batch), "--json"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    run = run_digitize("run", str(batch), "--json", env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     results = {o["record_id"]: o for o in map(json.loads, run.stdout.splitlines())}
     r, p = warehouse.records, warehouse.pages

@@ -7,11 +7,11 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pikepdf
 import pytest
+from conftest import digitize as run_digitize
 from conftest import import_reference
 from sqlalchemy import select
 
@@ -29,8 +29,7 @@ def digitize(data_dir: Path, db_url: str | None, *args: str) -> subprocess.Compl
     env.pop("DIGITIZE_DB_URL", None)
     if db_url:
         env["DIGITIZE_DB_URL"] = db_url
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return run_digitize(*args, env=env)
 
 
 def pdf_text(pdf: Path) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import QUICK_DPIS, MigrateAirflow, edit_manifest
+from conftest import digitize as run_digitize
 from sqlalchemy import select
 
 from pipeline.batch import run_batch
@@ -30,8 +31,7 @@ AGENCY = "000.00.12.H12"
 def digitize(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(settings.data_dir)}
     env.pop("DIGITIZE_DB_URL", None)
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return run_digitize(*args, env=env)
 
 
 def _flip_one_byte(path: Path) -> None:

@@ -11,6 +11,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import digitize as run_digitize
 from PIL import Image
 
 from pipeline.errors import BatchError
@@ -121,8 +122,6 @@ def test_rows_without_the_required_columns_are_quarantined_with_exit_3(tmp_path:
     quarantined with the usual message ("thiếu Mã TTHC" ...) and `digitize run` exits 3."""
     import json
     import os
-    import subprocess
-    import sys
 
     from conftest import import_reference
 
@@ -133,8 +132,7 @@ def test_rows_without_the_required_columns_are_quarantined_with_exit_3(tmp_path:
     import_reference(data)
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
     env.pop("DIGITIZE_DB_URL", None)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(batch), "--json"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = run_digitize("run", str(batch), "--json", env=env)
     assert run.returncode == 3, run.stderr[-3000:]
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert [(r["record_id"], r["status"], r["reason"]) for r in results] == [

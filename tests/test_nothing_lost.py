@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import QUICK_DPIS, MigrateAirflow, edit_manifest, import_reference
+from conftest import digitize as run_digitize
 from PIL import Image
 from sqlalchemy import select
 
@@ -41,8 +42,7 @@ def digitize(data: Path, db_url: str | None, *args: str) -> subprocess.Completed
     env.pop("DIGITIZE_DB_URL", None)
     if db_url:
         env["DIGITIZE_DB_URL"] = db_url
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return run_digitize(*args, env=env)
 
 
 def url_of(data: Path, db_url: str | None) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import img2pdf
 import numpy as np
 import pikepdf
 import pytest
+from conftest import digitize as run_digitize
 from conftest import import_reference
 from PIL import Image
 
@@ -408,8 +407,7 @@ def test_odd_files_do_not_stop_the_batch(tmp_path: Path) -> None:
     import_reference(data)
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
     env.pop("DIGITIZE_DB_URL", None)
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(batch), "--json"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    run = run_digitize("run", str(batch), "--json", env=env)
     assert run.returncode == 3, run.stderr[-3000:]
     results = {out["record_id"]: out for out in map(json.loads, run.stdout.splitlines())}
     assert set(results) == {*odd, good.record_id}

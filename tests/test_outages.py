@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import QUICK_DPIS, edit_manifest, import_reference, skip_or_fail
+from conftest import digitize as run_digitize
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -181,8 +181,7 @@ def full_archive(tmp_path: Path) -> Iterator[Path]:
 def run_cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DIGITIZE_DATA_DIR": str(data)}
     env.pop("DIGITIZE_DB_URL", None)
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_digitize(*args, env=env)
 
 
 def test_full_archive_disk_quarantines_the_record_and_keeps_the_scans(

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import digitize as run_digitize
 from openpyxl import Workbook, load_workbook
 
 from pipeline.checks import reference
@@ -358,8 +359,7 @@ def test_batch_registered_after_import_keeps_the_reference_data(db_url: str, tmp
 
 # --- command line --------------------------------------------------------------------------------
 def digitize(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=300)
+    return run_digitize(*args, env={**os.environ, **env})
 
 
 def test_cli_import_commands_and_exit_codes(db_url: str, tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import openpyxl
 import pytest
+from conftest import digitize as run_digitize
 from progress_fixtures import H, fill, write_plan
 
 from pipeline.reporting import progress, report
@@ -16,8 +16,7 @@ from pipeline.reporting.plan import load_plan
 
 
 def digitize(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=300)
+    return run_digitize(*args, env={**os.environ, **env})
 
 
 @pytest.fixture

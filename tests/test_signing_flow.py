@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import QUICK_DPIS, MigrateAirflow, free_port, import_reference
+from conftest import digitize as run_digitize
 from sqlalchemy import select
 from test_fixity import _task_log
 
@@ -42,8 +43,7 @@ def _env(data: Path, **signing: str) -> dict[str, str]:
 
 
 def _digitize(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return run_digitize(*args, env=env)
 
 
 def _batch(data: Path, batch_id: str, n_records: int, seed: int) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import QUICK_DPIS, MigrateAirflow, import_reference
+from conftest import digitize as run_digitize
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 from test_fixity import _task_log
@@ -135,8 +136,7 @@ def _digitize(data: Path, pki: TestPki, *args: str, tsa: str | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITIZE_")}
     env.update(DIGITIZE_DATA_DIR=str(data), DIGITIZE_SIGN_TSA=tsa or pki.tsa_url,
                DIGITIZE_SIGN_TRUST=str(pki.root_pem))
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+    return run_digitize(*args, env=env)
 
 
 def _closed_port_url() -> str:
