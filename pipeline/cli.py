@@ -19,6 +19,7 @@ from pipeline import __version__
 from pipeline.access.commands import add_commands
 from pipeline.access.search_cli import add_parser as add_search_parser
 from pipeline.config import PROJECT_DIR, Settings, load_settings, quiet_libraries
+from pipeline.drafting.commands import add_commands as add_draft_commands
 from pipeline.errors import DigitizeError, ExitCode, exit_code_for
 from pipeline.models import BatchSummary, RecordResult, RecordStatus
 
@@ -731,6 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
     add_commands(sub)  # serve, tokens: pipeline/access/commands.py
     add_search_parser(sub).set_defaults(func=cmd_search)  # pipeline/access/search_cli.py
+    add_draft_commands(sub)  # manifest draft: pipeline/drafting/commands.py
 
     fix = sub.add_parser(
         "fixity", help="re-hash the archive and the source scans against the warehouse",

@@ -56,8 +56,8 @@ def _mark_duplicate_files(plan: BatchPlan) -> None:
                 ))
 
 
-def _reference(conn: Connection, agency_code: str, batch_id: str, batch_dir: Path,
-               record_ids: list[str]) -> validation.Reference:
+def reference_for(conn: Connection, agency_code: str, batch_id: str, batch_dir: Path,
+                  record_ids: list[str]) -> validation.Reference:
     """The catalogue, the agency's level and which of ``record_ids`` this agency archived in
     other batches, as the rules need them; a batch cannot be checked before they are imported."""
     a, p, r, b = warehouse.agencies, warehouse.procedures, warehouse.records, warehouse.batches
@@ -111,7 +111,7 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
     with engine.connect() as conn:
         plan.batch_id = batches.resolve_batch_id(conn, plan.agency_code, folder_name,
                                                  plan.batch_dir, content)
-        reference = _reference(conn, plan.agency_code, plan.batch_id, plan.batch_dir,
+        reference = reference_for(conn, plan.agency_code, plan.batch_id, plan.batch_dir,
                                [rec.row.record_id for rec in plan.records if rec.row.record_id])
     checked_records = [r for r in plan.records if not r.unsplit]
     checked = validation.validate_manifest(
@@ -196,7 +196,7 @@ def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
     refs, problems = resolve_pages(row, sources, batch_dir)
     engine = warehouse.engine_for(settings.warehouse_url)
     with engine.connect() as conn:
-        reference = _reference(conn, task.agency_code, task.batch_id, batch_dir, [row.record_id])
+        reference = reference_for(conn, task.agency_code, task.batch_id, batch_dir, [row.record_id])
     # the rows sharing its id are checked with it, so a duplicate id is still caught
     together = [r for r in rows if r.record_id == row.record_id] if row.record_id else [row]
     checked = validation.validate_manifest(together, settings.issued_range, reference,
@@ -234,7 +234,7 @@ def _refresh_from_sheet(settings: Settings, task: RecordTask) -> RecordTask:
     if row.model_copy(update={"holder_id": old.holder_id}) == old and problems == registered:
         return task.model_copy(update={"record": rec.model_copy(update={"row": row})})
     with warehouse.engine_for(settings.warehouse_url).connect() as conn:
-        reference = _reference(conn, task.agency_code, task.batch_id, Path(task.batch_dir),
+        reference = reference_for(conn, task.agency_code, task.batch_id, Path(task.batch_dir),
                                [row.record_id])
     checked = validation.validate_manifest([row], settings.issued_range, reference,
                                            {row.line: len(rec.pages)} if rec.pages else {})

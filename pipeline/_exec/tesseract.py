@@ -82,3 +82,10 @@ def read_text(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATIO
     ``psm``."""
     args = ["tesseract", str(image), "-", "-l", "+".join(languages), "--psm", str(psm)]
     return run(args, timeout=timeout).stdout.decode("utf-8", "replace")
+
+
+def read_hocr(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATION_MODE,
+              timeout: float = 600) -> bytes:
+    """Tesseract's hOCR of one page image: its lines and words, their boxes and confidences."""
+    args = ["tesseract", str(image), "stdout", "-l", "+".join(languages), "--psm", str(psm), "hocr"]
+    return run(args, timeout=timeout).stdout

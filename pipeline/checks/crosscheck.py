@@ -20,7 +20,7 @@ from pipeline.text import fold
 NUMBER_MIN_SIMILARITY = 85
 # what OCR reads for digits in a date (the text is lower-cased and its tone marks dropped first,
 # so Ì is i): a typewriter's 1, with its flag and foot, also comes out as ] or [ or !
-_DIGIT_LOOKALIKES = str.maketrans({"o": "0", "l": "1", "i": "1", "|": "1", "]": "1", "[": "1",
+DIGIT_LOOKALIKES = str.maketrans({"o": "0", "l": "1", "i": "1", "|": "1", "]": "1", "[": "1",
                                    "!": "1"})
 _D = r"[0-9oli|\]\[!]"
 _WRITTEN_DATE = re.compile(rf"ngay\s*({_D}{{1,2}})\s*thang\s*({_D}{{1,2}})\s*nam\s*({_D}{{4}})")
@@ -51,7 +51,7 @@ def dates_on_page(text: str) -> set[dt.date]:
     found = set()
     for day, month, year in [*_WRITTEN_DATE.findall(page), *_NUMERIC_DATE.findall(page)]:
         try:
-            found.add(dt.date(*(int(v.translate(_DIGIT_LOOKALIKES)) for v in (year, month, day))))
+            found.add(dt.date(*(int(v.translate(DIGIT_LOOKALIKES)) for v in (year, month, day))))
         except ValueError:
             continue
     return found

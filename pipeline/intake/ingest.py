@@ -227,7 +227,7 @@ def fingerprint_files(batch_dir: Path, names: Collection[str] | None = None
 
 
 # What the archivist reads for a file that cannot be used, by the rule it breaks.
-_FILE_PROBLEMS = {
+FILE_PROBLEMS = {
     "file_readable": "tệp '{name}' không đọc được ({error}). Quét lại trang và thay tệp.",
     "image_too_large": "tệp '{name}' có kích thước trang quá lớn, không xử lý ({error}). Kiểm tra "
                        "tệp (hỏng hoặc đặt sai khổ/độ phân giải), quét lại ở 200–300 dpi rồi thay tệp.",
@@ -272,7 +272,7 @@ def resolve_pages(row: ManifestRow, files: dict[str, SourceFile],
             problems.append(Problem(
                 rule=rule, field="files",
                 message=f"{row.where}: "
-                        + _FILE_PROBLEMS[rule].format(name=name, error=source.error),
+                        + FILE_PROBLEMS[rule].format(name=name, error=source.error),
             ))
             continue
         first = first or 1
@@ -295,7 +295,7 @@ def _unreadable_in_stack(source: SourceFile) -> RecordPlan:
     rule = source.error_rule or "file_readable"
     return RecordPlan(row=row, unsplit=True, problems=[Problem(
         rule=rule, field="files",
-        message=f"{row.where}: " + _FILE_PROBLEMS[rule].format(name=source.name, error=source.error))])
+        message=f"{row.where}: " + FILE_PROBLEMS[rule].format(name=source.name, error=source.error))])
 
 
 def plan_batch(batch_dir: Path, agency_code: str | None = None, batch_id: str | None = None,
