@@ -24,10 +24,12 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko_certvalidator import ValidationContext
 from sqlalchemy import select
 
 from pipeline.config import Settings
@@ -136,6 +138,12 @@ def renew_due(settings: Settings, *, within_days: int | None = None, agency_code
     # every agency's timestamp server known before any record is touched
     servers = {agency: _tsa_for(settings, agency)
                for agency in dict.fromkeys(a for a, _, _, _ in records)}
+    unstamped = sorted({a for a, _, _, level in records if level == LEVEL and servers[a] is None})
+    if unstamped:
+        raise ConfigError(
+            f"Cơ quan {', '.join(unstamped)} có hồ sơ ký số lưu trữ dài hạn (B-LTA) nhưng chưa có "
+            "máy chủ cấp dấu thời gian để gia hạn: đặt DIGITIZE_SIGN_TSA (hoặc 'tsa' của cơ quan "
+            "trong bảng DIGITIZE_SIGN_KEYS) rồi chạy lại.")
     horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
     trust = policy.trust_roots(settings)
     # one for the run: each certificate's revocation status is fetched once, not per record
@@ -143,26 +151,15 @@ def renew_due(settings: Settings, *, within_days: int | None = None, agency_code
     outcome = RenewOutcome(checked=sum(level == LEVEL for _, _, _, level in records))
     for agency, record_id, pdf_path, level in records:
         tsa = servers[agency]
+        make: Callable[[Path, Path], dt.datetime | None]
         if level == SIGNED_LEVEL:
             if tsa is None:
                 continue  # the agency's records are not kept long term: B-T is what it asked for
-            kind: NewVersion = EXTENDED
-
-            def make(current: Path, made: Path, tsa: str = tsa) -> dt.datetime | None:
-                return extend_to_lta(current, made, tsa_url=tsa, context=context)
+            kind, make = EXTENDED, partial(extend_to_lta, tsa_url=tsa, context=context)
         # read outside the claim: most records are not due, and are not claimed for nothing
         elif _due(Path(pdf_path), horizon):
-            if tsa is None:
-                raise ConfigError(
-                    f"Cơ quan {agency} có hồ sơ ký số lưu trữ dài hạn (B-LTA) nhưng chưa có máy "
-                    "chủ cấp dấu thời gian để gia hạn: đặt DIGITIZE_SIGN_TSA (hoặc 'tsa' của cơ "
-                    "quan trong bảng DIGITIZE_SIGN_KEYS) rồi chạy lại.")
-            kind = RENEWED
-
-            def make(current: Path, made: Path, tsa: str = tsa) -> dt.datetime | None:
-                if not _due(current, horizon):
-                    return None
-                return renew_archive_timestamp(current, made, tsa_url=tsa, context=context)
+            assert tsa is not None
+            kind, make = RENEWED, partial(_renewed, tsa_url=tsa, context=context, horizon=horizon)
         else:
             continue
         done = claimed(url, agency, record_id, outcome.problems, on_record,
@@ -171,6 +168,14 @@ def renew_due(settings: Settings, *, within_days: int | None = None, agency_code
         if done:
             (outcome.extended if kind is EXTENDED else outcome.renewed).append(record_id)
     return outcome
+
+
+def _renewed(current: Path, made: Path, *, tsa_url: str, context: ValidationContext,
+             horizon: dt.datetime) -> dt.datetime | None:
+    """The renewal, or None when the file (read again under the record's claim) is not due."""
+    if not _due(current, horizon):
+        return None
+    return renew_archive_timestamp(current, made, tsa_url=tsa_url, context=context)
 
 
 def _signed_records(url: str, agency_code: str | None,
