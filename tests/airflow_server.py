@@ -140,7 +140,7 @@ def raw_get(base: str, path: str, headers: dict[str, str] | None = None) -> tupl
         conn.close()
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(Exception):

@@ -47,6 +47,7 @@ from urllib.parse import quote, urlsplit
 import psutil
 import pytest
 import yaml
+from airflow_server import wait_until
 from conftest import (
     QUICK_DPIS,
     edit_manifest,
@@ -277,17 +278,6 @@ def chromium(tmp_path: Path) -> Iterator[Any]:
             holder["driver"].quit()
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if result := check():
-                return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-
-
 @pytest.mark.slow
 @pytest.mark.airflow
 def test_standalone_from_a_clean_environment_archives_a_copied_batch(tmp_path: Path,
@@ -507,7 +497,7 @@ def _review_batch(standalone: Standalone, api: Api, browser: Any, base: str, set
     # and in the UI (logged in since the first screenshots)
     browser.get(f"{base}/dags/digitize_batch/runs/{quote(run_id, safe='')}/tasks/process_record/"
                 f"mapped/{map_index}")
-    _wait("the failed record's log in the UI", lambda: "không có trong danh mục"
+    wait_until("the failed record's log in the UI", lambda: "không có trong danh mục"
           in browser.find_element(By.TAG_NAME, "body").text)
     time.sleep(2)
     shot = tmp_path / LOG_SCREENSHOT.name
@@ -620,16 +610,16 @@ def _screenshots(browser: Any, base: str, run_id: str, record_ids: list[str],
     run_page = f"{base}/dags/digitize_batch/runs/{quote(run_id, safe='')}"
     browser.get(run_page)
     # not logged in: the simple auth manager's login form, then back to the run
-    user_box = _wait("the login form", lambda: browser.find_element(By.NAME, "username"))
+    user_box = wait_until("the login form", lambda: browser.find_element(By.NAME, "username"))
     user_box.send_keys("admin")
     passwords = tmp_path / "DATA" / "airflow" / cli.GENERATED_PASSWORDS_FILE
     browser.find_element(By.NAME, "password").send_keys(
         json.loads(passwords.read_text(encoding="utf-8"))["admin"])
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    _wait("the run's page after the login", lambda: urlsplit(browser.current_url).path
+    wait_until("the run's page after the login", lambda: urlsplit(browser.current_url).path
           == urlsplit(run_page).path and run_id in browser.find_element(By.TAG_NAME, "body").text)
     # the record tasks, named by their record ids
-    _wait("the record tasks in the run's page", lambda: all(
+    wait_until("the record tasks in the run's page", lambda: all(
         r in browser.find_element(By.TAG_NAME, "body").text for r in ["process_record", *record_ids]))
     time.sleep(2)  # the grid's cells are drawn after the data arrives
     shot = tmp_path / "airflow-batch-run.png"
@@ -637,6 +627,7 @@ def _screenshots(browser: Any, base: str, run_id: str, record_ids: list[str],
     update_docs_screenshot(shot, DOCS_SCREENSHOT.name)
     # one record task's log: what the archivist opens for a record
     browser.get(f"{run_page}/tasks/process_record/mapped/0")
-    _wait("the record task's log", lambda: "process_record" in browser.find_element(By.TAG_NAME, "body").text)
+    wait_until("the record task's log",
+               lambda: "process_record" in browser.find_element(By.TAG_NAME, "body").text)
     time.sleep(2)
     assert browser.save_screenshot(str(tmp_path / "airflow-record-log.png"))

@@ -19,7 +19,6 @@ and every wrong field (value, truth, confidence, words). Not part of the test su
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import load_settings
+from pipeline.demo.bench_phases import report_main
 from pipeline.demo.samples import SampleRecord, generate_corpus, is_hard
 from pipeline.drafting import draft
 from pipeline.drafting.commands import load_catalogue
@@ -165,14 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pages < 1:
         print("--pages must be at least 1", file=sys.stderr)
         return 2
-    out = (args.out or Path("var") / "bench" / f"draft-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    report = run_benchmark(out, args.pages, args.seed)
-    (out / "bench-draft.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
-                                          encoding="utf-8")
-    table = render_table(report)
-    (out / "bench-draft.md").write_text(table + "\n", encoding="utf-8")
-    print(table)
-    return 0
+    return report_main("draft", args.out, lambda out: run_benchmark(out, args.pages, args.seed),
+                       render_table)
 
 
 if __name__ == "__main__":

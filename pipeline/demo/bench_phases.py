@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,24 @@ RSS_SAMPLE_SECONDS = 0.1
 
 def write_json(path: Path, data: object) -> None:
     atomic_write_bytes(path, (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode())
+
+
+def report_main(kind: str, out: Path | None, run: Callable[[Path], dict[str, Any]],
+                render: Callable[[dict[str, Any]], str]) -> int:
+    """A benchmark command's run into ``out`` (default ``var/bench/<kind>-<timestamp>``), its
+    figures written as ``bench-<kind>.json`` and ``.md`` and the table printed; 1 with the
+    reason when it could not run."""
+    folder = (out or Path("var") / "bench" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    try:
+        report = run(folder)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
+    table = render(report)
+    write_json(folder / f"bench-{kind}.json", report)
+    atomic_write_bytes(folder / f"bench-{kind}.md", table.encode())
+    print(table)
+    return 0
 
 
 def tool(name: str) -> str:

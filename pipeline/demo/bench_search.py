@@ -52,9 +52,8 @@ from pipeline.access import search as access
 from pipeline.access.tokens import create_token
 from pipeline.demo import benchdb
 from pipeline.demo.bench import start_logging
-from pipeline.demo.bench_phases import write_json
+from pipeline.demo.bench_phases import report_main
 from pipeline.store import search_index, warehouse
-from pipeline.store.archive import atomic_write_bytes
 from pipeline.text import strip_marks
 
 log = logging.getLogger("pipeline.demo.bench_search")
@@ -382,8 +381,6 @@ def run_benchmark(out: Path, pg_url: str | None, pg_records: int, sqlite_records
     environment["load_average_end"] = os.getloadavg()
     report["finished_at"] = dt.datetime.now().isoformat(timespec="seconds")
     report["goals"] = goals(report)
-    write_json(out / "bench-search.json", report)
-    atomic_write_bytes(out / "bench-search.md", render_table(report).encode())
     return report
 
 
@@ -407,14 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pg_records < 0 or args.sqlite_records < 0:
         print("--pg-records and --sqlite-records must not be negative", file=sys.stderr)
         return 2
-    out = (args.out or Path("var") / "bench" / f"search-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    try:
-        report = run_benchmark(out, args.pg_url, args.pg_records, args.sqlite_records, args.seed, argv)
-    except RuntimeError as exc:
-        log.error("%s", exc)
-        return 1
-    print(render_table(report))
-    return 0
+    return report_main("search", args.out, lambda out: run_benchmark(
+        out, args.pg_url, args.pg_records, args.sqlite_records, args.seed, argv), render_table)
 
 
 if __name__ == "__main__":

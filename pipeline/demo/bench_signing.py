@@ -64,7 +64,7 @@ from pipeline.checks import reference
 from pipeline.config import Settings
 from pipeline.demo import samples
 from pipeline.demo.bench import start_logging
-from pipeline.demo.bench_phases import bench_settings, write_json
+from pipeline.demo.bench_phases import bench_settings, report_main
 from pipeline.demo.content import DEFAULT_AGENCY
 from pipeline.demo.pki import (
     AGENCY_NAME,
@@ -370,8 +370,6 @@ def run_benchmark(out: Path, n_records: int, argv: Sequence[str]) -> dict[str, A
               "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
               "environment": environment, "records": n_records, "sources": source_rows,
               **figures(found, signing)}
-    write_json(out / "bench-signing.json", report)
-    atomic_write_bytes(out / "bench-signing.md", render_table(report).encode())
     return report
 
 
@@ -394,14 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.records < 1:
         print("--records must be at least 1", file=sys.stderr)
         return 2
-    out = (args.out or Path("var") / "bench" / f"signing-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    try:
-        report = run_benchmark(out, args.records, argv)
-    except RuntimeError as exc:
-        log.error("%s", exc)
-        return 1
-    print(render_table(report))
-    return 0
+    return report_main("signing", args.out, lambda out: run_benchmark(out, args.records, argv),
+                       render_table)
 
 
 if __name__ == "__main__":
