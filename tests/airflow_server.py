@@ -5,6 +5,7 @@ metadata database, and small HTTP helpers."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -17,9 +18,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from http.client import HTTPConnection
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 from conftest import tail
 
@@ -105,16 +108,41 @@ class ApiServer:
             time.sleep(1)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
+        if self.proc is not None:
+            stop_session(self.proc)
+
+
+def stop_session(proc: subprocess.Popen[bytes]) -> None:
+    """A process started in a session of its own stopped with all it started: SIGTERM to the
+    group, SIGKILL to what is left; children that left the group (Airflow's task supervisors)
+    are collected first and killed too."""
+    family: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = psutil.Process(proc.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(family, timeout=20)
+    for leftover in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leftover.kill()
+    psutil.wait_procs(alive, timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything still in the group
+
+
+def load_plugin(path: Path) -> ModuleType:
+    """A plugin file as Airflow loads it: a module of the plugins folder, by its file name."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def http(url: str, *, headers: dict[str, str] | None = None,

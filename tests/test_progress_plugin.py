@@ -16,7 +16,6 @@ the batch's folder). The page's screenshot goes to the test's tmp folder and to
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import json
 import re
@@ -33,6 +32,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import openpyxl
 import pytest
 from airflow_server import PASSWORD, USER, http, raw_get, server_env, serving, wait_until
+from airflow_server import load_plugin as load_plugin_file
 from conftest import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -75,12 +75,8 @@ def expected_rows(agency: str) -> dict[str | None, dict[str, str]]:
 
 
 def load_plugin() -> ModuleType:
-    """plugins/digitize_progress.py as Airflow loads it: a module from the plugins folder."""
-    spec = importlib.util.spec_from_file_location("digitize_progress", PLUGIN_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """plugins/digitize_progress.py as Airflow loads it."""
+    return load_plugin_file(PLUGIN_FILE)
 
 
 @pytest.fixture

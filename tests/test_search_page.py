@@ -16,7 +16,6 @@ compare it with the archived file, then open the page on its own, where the PDF 
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import re
 import subprocess
@@ -30,6 +29,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from airflow_server import PASSWORD, USER, http, server_env, serving, wait_until
+from airflow_server import load_plugin as load_plugin_file
 from conftest import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -55,12 +55,8 @@ HOLDER_NAME, PRINTED_ID = "Vũ Thành Dũng", "001075779078"
 
 
 def load_plugin() -> ModuleType:
-    """plugins/digitize_search.py as Airflow loads it: a module from the plugins folder."""
-    spec = importlib.util.spec_from_file_location("digitize_search", PLUGIN_FILE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """plugins/digitize_search.py as Airflow loads it."""
+    return load_plugin_file(PLUGIN_FILE)
 
 
 @pytest.fixture(scope="module")

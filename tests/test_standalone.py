@@ -27,12 +27,10 @@ done/ and its warehouse row 'done'.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -44,10 +42,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import psutil
 import pytest
 import yaml
-from airflow_server import wait_until
+from airflow_server import stop_session, wait_until
 from conftest import (
     QUICK_DPIS,
     edit_manifest,
@@ -180,28 +177,8 @@ class Standalone:
             time.sleep(every)
 
     def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL to what is left; task processes that left the group
-        (the executor's supervisors) are collected first and killed too."""
-        if self.proc is None:
-            return
-        family: list[psutil.Process] = []
-        with contextlib.suppress(psutil.NoSuchProcess):
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-        _, alive = psutil.wait_procs(family, timeout=20)
-        for leftover in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                leftover.kill()
-        psutil.wait_procs(alive, timeout=10)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # anything still in the group
+        if self.proc is not None:
+            stop_session(self.proc)
 
 
 class Api:
