@@ -375,7 +375,7 @@ def create_app(settings_provider: Callable[[], Settings], *, reader: Callable[..
     @app.get("/pdf/{agency_code}/{record_id:path}", name="pdf")
     def pdf(request: Request, agency_code: str, record_id: str, purpose: str = "",
             who: Reader = who_reads) -> Response:
-        from pipeline.access.api import pdf_response
+        from pipeline.access.api import connection, pdf_response
         from pipeline.access.search import get_record
 
         back = request.url_for("search_page").path
@@ -387,12 +387,13 @@ def create_app(settings_provider: Callable[[], Settings], *, reader: Callable[..
         except ConfigError as exc:
             return _unavailable(back, exc)
         try:
-            hit = get_record(settings.warehouse_url, agency_code, record_id)
-            if hit is None:
-                return _message_page(404, _ERROR_TITLES[404], (
-                    f"Không có hồ sơ {record_id} đã lưu trữ của cơ quan {agency_code}."), back)
-            # as the read API hands files out: hash checked, ETag and ranges, the read logged
-            return pdf_response(request, settings.warehouse_url, who.name, hit, reason)
+            with connection(settings.warehouse_url) as conn:
+                hit = get_record(conn, agency_code, record_id)
+                if hit is None:
+                    return _message_page(404, _ERROR_TITLES[404], (
+                        f"Không có hồ sơ {record_id} đã lưu trữ của cơ quan {agency_code}."), back)
+                # as the read API hands files out: hash checked, ETag and ranges, the read logged
+                return pdf_response(request, conn, who.name, hit, reason)
         except SQLAlchemyError as exc:
             return _unavailable(back, exc)
 

@@ -181,17 +181,33 @@ def _conditions(conn: Connection, filters: Filters,
     return where
 
 
-def _hit_select() -> Select[Any]:
+# The opening of a record's text that a snippet without matched words needs (SNIPPET_WORDS
+# words, long ones included): a holder's records and a single record read no more of their text
+OPENING_CHARS = 40 * SNIPPET_WORDS
+
+
+# Statements built once (cached): they are immutable, and building one took longer than running
+# it for a holder lookup
+@functools.cache
+def _hit_select(whole_text: bool = True) -> Select[Any]:
     r, p = warehouse.records, warehouse.procedures
     return select(r.c.id, r.c.agency_code, r.c.record_id, r.c.procedure_code,
                   p.c.name.label("procedure_name"), r.c.result_number, r.c.issued_on,
                   r.c.still_valid, r.c.pdf_path, r.c.pdf_sha256, r.c.version,
-                  r.c.signature_level, r.c.holder_name, r.c.holder_id, r.c.text)
+                  r.c.signature_level, r.c.holder_name, r.c.holder_id,
+                  r.c.text if whole_text else func.substr(r.c.text, 1, OPENING_CHARS).label("text"))
 
 
 def _with_procedures(source: Any) -> Any:
     r, p = warehouse.records, warehouse.procedures
     return source.outerjoin(p, p.c.code == r.c.procedure_code)
+
+
+@functools.cache
+def _record_select() -> Select[Any]:
+    """An archived record's hit, with the opening of its text."""
+    return _hit_select(whole_text=False).select_from(_with_procedures(warehouse.records)) \
+        .where(_archived())
 
 
 # personal ids and tax codes (9, 10, 12, 13 digits) wherever a text shows them
@@ -211,9 +227,11 @@ def masked(snippet: str, holder_name: str | None) -> str:
     return out
 
 
-def _hit(row: Row[Any], marked: set[str], score: float, personal: bool) -> Hit:
-    snippet = make_snippet([row.text, row.procedure_name, row.result_number]
-                           + ([row.holder_name] if personal else []), marked)
+def _hit(row: Row[Any], marked: set[str] | None, score: float, personal: bool) -> Hit:
+    """The hit of a row; ``marked`` None: without a snippet."""
+    snippet = "" if marked is None else make_snippet(
+        [row.text, row.procedure_name, row.result_number] + ([row.holder_name] if personal else []),
+        marked)
     return Hit(
         agency_code=row.agency_code, record_id=row.record_id, procedure_code=row.procedure_code,
         procedure_name=row.procedure_name, result_number=row.result_number,
@@ -285,6 +303,7 @@ def _similar_words(conn: Connection, words: list[str]) -> dict[str, list[str]]:
             for w in unknown}
 
 
+@functools.cache
 def _archived() -> ColumnElement[bool]:
     """That a record is archived, in a form no index on ``status`` can serve: SQLite's planner,
     without statistics (a warehouse is never ANALYZEd), would rather walk every archived record
@@ -394,26 +413,28 @@ def search(url: str, query: str, filters: Filters = Filters(), *, limit: int = 2
                 limit=limit, offset=offset)
 
 
-def holder_records(url: str, holder_ids: Sequence[str], filters: Filters = Filters(), *,
-                   personal: bool = False, settings: Settings | None = None) -> list[Hit]:
+def holder_records(source: str | Connection, holder_ids: Sequence[str], filters: Filters = Filters(),
+                   *, personal: bool = False, settings: Settings | None = None,
+                   snippets: bool = True) -> list[Hit]:
     """Every archived, still-valid record of the holder known by any of ``holder_ids`` (their
-    12-digit and 9-digit ids, a tax code), within the filters, newest first."""
+    12-digit and 9-digit ids, a tax code), within the filters, newest first; ``source`` is the
+    warehouse's URL or a connection to it. ``snippets=False`` for a caller that shows none (the
+    read API: they were a third of a lookup's time)."""
     keys = holder_keys(holder_ids)
     r = warehouse.records
-    with warehouse.engine_for(url).connect() as conn:
+    with warehouse.connection(source) as conn:
         where = _conditions(conn, filters, settings)
-        rows = conn.execute(_hit_select().select_from(_with_procedures(r))
-                            .where(r.c.holder_key.in_(keys), _archived(),
-                                   r.c.still_valid.is_(True), *where)
+        rows = conn.execute(_record_select().where(r.c.holder_key.in_(keys),
+                                                   r.c.still_valid.is_(True), *where)
                             .order_by(r.c.issued_on.desc().nulls_last(), r.c.id.desc())).all()
-    return [_hit(row, set(), 0.0, personal) for row in rows]
+    return [_hit(row, set() if snippets else None, 0.0, personal) for row in rows]
 
 
-def get_record(url: str, agency_code: str, record_id: str, *, personal: bool = False) -> Hit | None:
+def get_record(source: str | Connection, agency_code: str, record_id: str, *,
+               personal: bool = False) -> Hit | None:
     """One archived record, its snippet the opening of its text; None when there is none."""
     r = warehouse.records
-    with warehouse.engine_for(url).connect() as conn:
-        row = conn.execute(_hit_select().select_from(_with_procedures(r)).where(
-            r.c.agency_code == agency_code, r.c.record_id == record_id,
-            r.c.status == "archived")).first()
+    with warehouse.connection(source) as conn:
+        row = conn.execute(_record_select().where(r.c.agency_code == agency_code,
+                                                  r.c.record_id == record_id)).first()
     return None if row is None else _hit(row, set(), 0.0, personal)

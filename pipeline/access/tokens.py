@@ -9,7 +9,7 @@ needs them). A revoked token stays in the table, so the access log's caller name
     create_token(url, name, agencies=None, personal_data=False) -> str   # the token, once
     revoke_token(url, name) -> None
     list_tokens(url) -> list[TokenInfo]
-    caller_for(url, presented_token) -> Caller | None                     # None: refused
+    caller_for(url or connection, presented_token) -> Caller | None       # None: refused
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import ConfigError
@@ -120,12 +120,18 @@ def list_tokens(url: str) -> list[TokenInfo]:
             for r in rows]
 
 
-def caller_for(url: str, presented_token: str) -> Caller | None:
-    """The caller whose live token this is, or None. The token is found by its hash through the
-    unique index, never compared character by character, so the time taken tells an attacker
-    nothing about how close a guess was."""
-    t = warehouse.api_tokens
-    with warehouse.engine_for(url).connect() as conn:
-        row = conn.execute(select(t.c.name, t.c.agencies, t.c.personal_data).where(
-            t.c.token_sha256 == token_sha256(presented_token), t.c.revoked_at.is_(None))).first()
+# built once: every API call runs it, and building it cost as much as running it
+_LIVE_TOKEN = select(warehouse.api_tokens.c.name, warehouse.api_tokens.c.agencies,
+                     warehouse.api_tokens.c.personal_data).where(
+    warehouse.api_tokens.c.token_sha256 == bindparam("sha256"),
+    warehouse.api_tokens.c.revoked_at.is_(None))
+
+
+def caller_for(source: str | Connection, presented_token: str) -> Caller | None:
+    """The caller whose live token this is, or None; ``source`` is the warehouse's URL or a
+    connection to it. The token is found by its hash through the unique index, never compared
+    character by character, so the time taken tells an attacker nothing about how close a guess
+    was."""
+    with warehouse.connection(source) as conn:
+        row = conn.execute(_LIVE_TOKEN, {"sha256": token_sha256(presented_token)}).first()
     return None if row is None else Caller(row.name, _agencies(row.agencies), bool(row.personal_data))

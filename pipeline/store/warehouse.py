@@ -6,9 +6,10 @@ The schema lives here once; ``sql/migrations`` (Alembic) creates and evolves it,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -359,6 +360,11 @@ def drop_views(conn: Connection) -> None:
         conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+# PostgreSQL connections a process keeps open between uses. The read API answers up to this many
+# calls at once in each worker (pipeline.access.api.THREADS): a connection opened for a call
+# beyond the pool and closed after it costs PostgreSQL a new backend, several times the call.
+POOL_SIZE = 16
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def engine_for(url: str) -> Engine:
@@ -370,9 +376,23 @@ def engine_for(url: str) -> Engine:
                 engine = create_engine(url, connect_args={"timeout": 60})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                engine = create_engine(url, pool_pre_ping=True)
+                # connect_timeout: the read API connects on its event loop, which a warehouse
+                # that does not answer must not hold for the system's two-minute TCP timeout
+                engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                                       connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
             _engines[url] = engine
         return _engines[url]
+
+
+@contextlib.contextmanager
+def connection(source: str | Connection) -> Iterator[Connection]:
+    """A connection to the warehouse: ``source`` itself when it is one (a caller doing several
+    things in a row on one connection, like an API call), else a new one to that URL."""
+    if isinstance(source, Connection):
+        yield source
+        return
+    with engine_for(source).connect() as conn:
+        yield conn
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
