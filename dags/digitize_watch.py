@@ -2,7 +2,10 @@
 batch). A batch is never started twice: the run names come from the batch alone, and a run that
 already exists is skipped, whether the watcher overlapped itself or the scheduler restarted.
 A batch whose manifest.csv cannot be read still gets its one run, whose ``register`` task fails
-with the reason for the archivist; the batches beside it start all the same.
+with the reason for the archivist; the batches beside it start all the same. Under a scanner
+profile with ``manifest: draft`` or ``auto`` a batch of scans without manifest.csv is drafted
+here (a bounded number of first pages per look) and held for the clerk, or under ``auto``
+started at once when every field was read surely (docs/manifest-draft.md).
 
 Wiring only: readiness and run names are ``pipeline.intake.inbox``'s.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -37,6 +37,11 @@ class OcrProfile(BaseModel):
     born_digital: Literal["keep", "redo"] = "keep"
 
 
+# at or above this confidence (0-1) a field drafted from a page is taken as read, below it the
+# clerk is asked to check it (pipeline.drafting.fields); the least auto_confidence may be
+DRAFT_SURE = 0.8
+
+
 class ScannerProfile(BaseModel):
     name: str
     description: str = ""
@@ -48,6 +53,23 @@ class ScannerProfile(BaseModel):
     settle_seconds: int = Field(120, ge=0)
     cleanup: CleanupProfile = Field(default_factory=CleanupProfile)
     ocr: OcrProfile = Field(default_factory=OcrProfile)
+    # where a manifest-layout batch's manifest.csv comes from (docs/manifest-draft.md): typed by
+    # the clerk; drafted by the watcher from the first pages and held until the clerk checks it
+    # and renames it manifest.csv; or drafted and used as it is when every field of every row is
+    # read at auto_confidence or above (else held as under draft)
+    manifest: Literal["typed", "draft", "auto"] = "typed"
+    # lower than DRAFT_SURE would archive fields the draft itself asks a person to check
+    auto_confidence: float = Field(DRAFT_SURE, ge=DRAFT_SURE, le=1)
+    # first pages the watcher reads per look (Tesseract: seconds each), so that a big batch being
+    # drafted delays the other batches' starts by a bounded time; the rest is read next look
+    draft_pages_per_look: int = Field(40, ge=1)
+
+    @model_validator(mode="after")
+    def _drafts_need_manifest_layout(self) -> ScannerProfile:
+        if self.manifest != "typed" and self.batch_layout != "manifest":
+            # a stack's records and ids come from its cover sheets, which no draft replaces
+            raise ValueError(f"manifest: {self.manifest} needs batch_layout: manifest")
+        return self
 
 
 class Settings(BaseSettings):

@@ -73,10 +73,20 @@ class SourceFile(BaseModel):
     error_rule: str = ""
 
 
+class PageRead(BaseModel):
+    """A manifest field as the watcher's draft read it off a record's first page."""
+
+    value: str
+    sure: bool  # read at or above the draft's confidence threshold, not left for review
+
+
 class RecordPlan(BaseModel):
     row: ManifestRow
     pages: list[PageRef] = Field(default_factory=list)
     problems: list[Problem] = Field(default_factory=list)
+    # field -> what the watcher's draft read for it (pipeline.drafting.watch): tells the fields
+    # read off the page from those a person typed; empty when the manifest was not drafted
+    read: dict[str, PageRead] = Field(default_factory=dict)
     # in a separator-sheet stack: the QR text of the record's cover sheet, and where it was scanned
     sheet: str = ""
     sheet_page: PageRef | None = None

@@ -437,7 +437,8 @@ def _check(ctx: RecordContext, page_results: list[PageResult], output: ocr.OcrOu
         _gate_on_ocr_quality(ctx, page_results, output.pdf)
         _hold_probable_duplicate(ctx, page_results[0].phash, output.text, output.pdf)
         return ctx.notes + crosscheck.check_first_page(ctx.task.record.row,
-                                                       output.text.split("\f", 1)[0])
+                                                       output.text.split("\f", 1)[0],
+                                                       ctx.task.record.read)
 
 
 def _gate_on_ocr_quality(ctx: RecordContext, page_results: list[PageResult], pdf: Path) -> None:

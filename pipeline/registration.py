@@ -17,6 +17,7 @@ from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import poppler, tesseract
 from pipeline.checks import validate as validation
 from pipeline.config import Settings
+from pipeline.drafting import watch
 from pipeline.errors import BatchError
 from pipeline.intake import batches, separator
 from pipeline.intake.ingest import (
@@ -103,6 +104,8 @@ def register_batch(settings: Settings, batch_dir: Path, agency_code: str | None 
         # a run killed while moving the finished batch to done/ (CLI or DAG): rerun it there
         batch_dir = batches.located(conn, batch_dir, settings.dir("done"))
     plan = plan_batch(batch_dir, agency_code, batch_id, profile.batch_layout, profile.fallback_dpi)
+    # what the watcher's draft read off each first page, to tell read fields from typed ones
+    watch.attach_readings(settings.dir("work"), plan)
     folder_name = archive.check_component(plan.batch_id, "Mã lô")
     archive.check_component(plan.agency_code, "Mã cơ quan")
     # a key that cannot sign stops the batch before any page is touched
@@ -202,7 +205,9 @@ def refresh_task(settings: Settings, task: RecordTask) -> RecordTask:
     checked = validation.validate_manifest(together, settings.issued_range, reference,
                                            {row.line: len(refs)} if refs else {})
     problems.extend(checked.problems.get(row.line, []))
-    record = RecordPlan(row=row, pages=refs, problems=problems)
+    # the draft's readings are of the first page: another first page has none
+    read = task.record.read if refs[:1] == task.record.pages[:1] else {}
+    record = RecordPlan(row=row, pages=refs, problems=problems, read=read)
     return _rechecked(settings, task, record, sources)
 
 

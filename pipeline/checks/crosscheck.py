@@ -1,5 +1,6 @@
 """Cross-check of the manifest row against the page itself: the result number and the issue
-date written in the manifest are looked for in the OCR text of the record's first page.
+date written in the manifest are looked for in the OCR text of the record's first page, and a
+field the watcher's draft read surely off that page but a person then changed is named.
 
 A mismatch does not stop the record: it is a warning the archivist sees, because it usually
 means the wrong paper was scanned under that row. Matching tolerates what OCR does to a page:
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 
 from rapidfuzz import fuzz
 
-from pipeline.models import ManifestRow
+from pipeline.models import ManifestRow, PageRead
+from pipeline.privacy import mask_personal_id
 from pipeline.text import fold
 
 NUMBER_MIN_SIMILARITY = 85
@@ -57,8 +60,53 @@ def dates_on_page(text: str) -> set[dt.date]:
     return found
 
 
-def check_first_page(row: ManifestRow, first_page_text: str) -> list[str]:
-    """Warnings (Vietnamese) for what the manifest says but the first page does not show."""
+# a drafted field as the archivist knows it
+FIELD_NAMES = {"procedure_code": "mã TTHC", "result_number": "số, ký hiệu",
+               "issued_on": "ngày ban hành", "holder_name": "tên chủ hồ sơ",
+               "holder_id": "số định danh"}
+
+
+def _typed(row: ManifestRow, name: str) -> str:
+    if name == "issued_on":
+        # the draft writes dd/mm/yyyy; an ISO date typed over it is the same date
+        return f"{row.issued_on:%d/%m/%Y}" if row.issued_on else row.issued_on_raw
+    return str(getattr(row, name))
+
+
+def _same(typed: str, read: str) -> bool:
+    return typed.split() == read.split()
+
+
+def read_fields(row: ManifestRow, read: Mapping[str, PageRead]) -> list[str]:
+    """The fields of ``row`` whose value is the one the draft read off the page: no person
+    changed it. The others were typed (or corrected) by a person."""
+    return [name for name, got in read.items()
+            if got.value and _same(_typed(row, name), got.value)]
+
+
+def check_read(row: ManifestRow, read: Mapping[str, PageRead]) -> list[str]:
+    """Warnings (Vietnamese) for the fields the draft read surely but the manifest says
+    otherwise: the typed value is the one archived, and either the person or the reading is
+    wrong. A field the draft asked to check and the clerk corrected is the review working,
+    not a warning."""
+    where = f"Hồ sơ {row.record_id} ({row.where_inline})"
+    warnings = []
+    for name, got in read.items():
+        typed = _typed(row, name)
+        if not got.sure or not got.value or _same(typed, got.value):
+            continue
+        shown = mask_personal_id if name == "holder_id" else str
+        warnings.append(
+            f"{where}: {FIELD_NAMES.get(name, name)} trong manifest là '{shown(typed)}', khác "
+            f"với chữ đọc được trên trang đầu '{shown(got.value)}'. Giá trị của manifest đã được "
+            "lưu trữ; đối chiếu với bản giấy, nếu manifest ghi nhầm thì sửa dòng manifest.")
+    return warnings
+
+
+def check_first_page(row: ManifestRow, first_page_text: str,
+                     read: Mapping[str, PageRead] | None = None) -> list[str]:
+    """Warnings (Vietnamese) for what the manifest says but the first page does not show, and
+    (with ``read``, the draft's readings of the page) for what a person changed from them."""
     where = f"Hồ sơ {row.record_id} ({row.where_inline})"
     warnings = []
     if row.result_number and not has_result_number(row.result_number, first_page_text):
@@ -69,4 +117,4 @@ def check_first_page(row: ManifestRow, first_page_text: str) -> list[str]:
         warnings.append(
             f"{where}: không thấy ngày ban hành {row.issued_on:%d/%m/%Y} trên trang đầu. Đối "
             "chiếu bản quét với dòng manifest: có thể đã quét nhầm giấy tờ hoặc ghi nhầm ngày.")
-    return warnings
+    return warnings + check_read(row, read or {})

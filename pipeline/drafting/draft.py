@@ -46,6 +46,8 @@ class DraftRow:
     record_id: found.Field = found.EMPTY
     note: str = ""
     typed: dict[str, str] = field(default_factory=dict)  # values a cover sheet gives
+    sha256: str = ""  # of the record's file, for files of one record each
+    pending: bool = False  # not read yet: this look's pages were spent (draft_batch's budget)
 
     def value(self, name: str) -> str:
         if name in self.typed:
@@ -72,6 +74,14 @@ class DraftRow:
         names = ["record_id", *found.FIELDS]
         return [n for n in names if n not in self.typed
                 and not (self.record_id if n == "record_id" else self.fields.get(n)).sure]
+
+
+@dataclass(frozen=True)
+class PageReading:
+    """What a record's first page gave: its fields, and why it could not be read."""
+
+    fields: found.PageFields
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,9 +150,17 @@ def _read(row: DraftRow, page_in_file: int, batch_dir: Path, reader: Reader,
 
 
 def draft_batch(batch_dir: Path, catalogue: Catalogue, profile: ScannerProfile,
-                reader: Reader | None = None, today: dt.date | None = None) -> list[DraftRow]:
-    """Every record of the batch with its fields read from its first page."""
+                reader: Reader | None = None, today: dt.date | None = None,
+                known: Mapping[str, PageReading] | None = None,
+                budget: int | None = None) -> list[DraftRow]:
+    """Every record of the batch with its fields read from its first page.
+
+    For files of one record each, ``known`` (a file's SHA-256 -> what its first page gave
+    before) spares reading those pages again, and at most ``budget`` pages are read: the rows of
+    the others are left ``pending``, for a later call (the watcher drafts a big batch over
+    several looks, :mod:`pipeline.drafting.watch`)."""
     read = reader or (lambda path, n: read_layout(path, n, profile))
+    known = known or {}
     files = fingerprint_files(batch_dir)
     rows: list[DraftRow] = []
     if profile.batch_layout == "separator_sheets":
@@ -166,12 +184,18 @@ def draft_batch(batch_dir: Path, catalogue: Catalogue, profile: ScannerProfile,
     else:
         for source in separator.scan_order(files):
             name = source.name
-            row = DraftRow(name, name)
+            row = DraftRow(name, name, sha256=source.sha256)
+            before = known.get(source.sha256)
             if not source.readable:
                 rule = source.error_rule if source.error_rule in FILE_PROBLEMS else "file_readable"
                 row.note = FILE_PROBLEMS[rule].format(name=name, error=source.error)
+            elif before is not None:
+                row.fields, row.note = before.fields, before.note
+            elif budget is not None and budget <= 0:
+                row.pending = True
             else:
                 _read(row, 1, batch_dir, read, catalogue, today)
+                budget = None if budget is None else budget - 1
             rows.append(row)
     for row in rows:
         if "record_id" not in row.typed:

@@ -25,12 +25,13 @@ from rapidfuzz import fuzz, process
 
 from pipeline.checks.crosscheck import DIGIT_LOOKALIKES, dates_on_page
 from pipeline.checks.validate import Procedure
+from pipeline.config import DRAFT_SURE
 from pipeline.imaging.hocr import Box, Line, Page, Word
 from pipeline.text import fold, tokens
 
 FIELDS = ("procedure_code", "result_number", "issued_on", "holder_name", "holder_id")
 # at or above this a field is taken as read; below it the clerk is asked to look
-CONFIDENT = 0.8
+CONFIDENT = DRAFT_SURE
 HEADER_LINES = 12  # the number and date row is among the first lines of a page
 FIRST_YEAR = 1975
 

@@ -14,6 +14,13 @@ the orchestrator's unique run names make a second start impossible: a watcher th
 itself, or runs again after a restart, finds the runs already there. Two different batches
 never share a name, however alike their folder names look once folded to Airflow's characters.
 
+Under a scanner profile with ``manifest: draft`` or ``auto`` a batch of files without its
+manifest is settled the same way, then drafted (:mod:`pipeline.drafting.watch`): held with
+``manifest.draft.csv`` for the clerk, or under ``auto`` released at once with the draft as its
+manifest when every field was read surely. The files the watcher writes change the listing, so
+a held batch waits its settle time again, and the draft is never redone for the same scans:
+renaming the checked draft to ``manifest.csv`` releases the batch one settle time later.
+
 A big batch is split into parts of at most ``RECORDS_PER_RUN`` records, one run each: a run then
 maps a bounded number of record tasks, under Airflow's ``max_map_length`` (1024) and small
 enough for the grid view to stay quick.
@@ -79,13 +86,22 @@ def last_change(folder: Path) -> float:
     return time.time() if latest is None else latest
 
 
-def fingerprint(folder: Path) -> str | None:
-    """A digest of the folder's listing: every name under it with its type, size, mtime and
-    ctime (nanoseconds). Any file added, removed, renamed, grown, rewritten or touched gives
-    another digest. None when something vanished while it was looked at."""
+def scan_files(folder: Path) -> list[Path]:
+    """The page files directly in the batch folder (what a record's ``files`` may name)."""
+    return [p for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in pages.SUPPORTED_SUFFIXES]
+
+
+def fingerprint(folder: Path, scans_only: bool = False) -> str | None:
+    """A digest of the folder's listing: every name under it (or only its page files,
+    :func:`scan_files`: what a person changes, not the notes and drafts written beside them)
+    with its type, size, mtime and ctime (nanoseconds). Any file added, removed, renamed, grown,
+    rewritten or touched gives another digest. None when something vanished while it was
+    looked at."""
     digest = hashlib.sha256()
     try:
-        for path in sorted([folder, *folder.rglob("*")]):
+        listed = scan_files(folder) if scans_only else [folder, *folder.rglob("*")]
+        for path in sorted(listed):
             st = path.stat()
             # a folder name that is not UTF-8 is hashed as it is (surrogates), never refused
             name = str(path.relative_to(folder)).encode("utf-8", "surrogatepass")
@@ -96,11 +112,15 @@ def fingerprint(folder: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _complete(batch: Path, layout: str) -> bool:
-    if layout == "separator_sheets":
-        return any(p.is_file() and p.suffix.lower() in pages.SUPPORTED_SUFFIXES
-                   for p in batch.iterdir())
-    return (batch / MANIFEST).is_file()
+def _complete(batch: Path, layout: str, drafting: bool) -> bool:
+    """Whether the batch has what it starts with: a manifest, or scans where none is needed (a
+    stack with cover sheets) or where the watcher drafts it."""
+    if layout == "manifest" and (batch / MANIFEST).is_file():
+        return True
+    try:
+        return (layout == "separator_sheets" or drafting) and bool(scan_files(batch))
+    except FileNotFoundError:
+        return False  # moved away while looked at
 
 
 def _read_looks(looks: Path) -> dict[str, dict[str, Any]]:
@@ -138,9 +158,11 @@ def _settled_since(batch: Path, key: str, now: float, seen: dict[str, dict[str, 
 
 
 def ready_batches(inbox: Path, settle_seconds: float, now: float | None = None,
-                  layout: str = "manifest", looks: Path | None = None) -> list[Path]:
+                  layout: str = "manifest", looks: Path | None = None,
+                  drafting: bool = False) -> list[Path]:
     """Batch folders that are complete and settled for ``settle_seconds``, oldest agency
-    first; ``layout`` is the scanner profile's ``batch_layout``.
+    first; ``layout`` is the scanner profile's ``batch_layout``; with ``drafting`` (a profile
+    whose ``manifest`` is drafted) a batch of files without its manifest is complete too.
 
     With ``looks`` (a small JSON file: the watcher's memory between its runs), settled means
     the batch's :func:`fingerprint` is the one this look and the earlier looks saw, the first
@@ -155,7 +177,7 @@ def ready_batches(inbox: Path, settle_seconds: float, now: float | None = None,
     else:
         candidates = [batch for agency in sorted(p for p in inbox.iterdir() if p.is_dir())
                       for batch in sorted(p for p in agency.iterdir() if p.is_dir())
-                      if _complete(batch, layout)]
+                      if _complete(batch, layout, drafting)]
     if looks is None:
         return [batch for batch in candidates
                 if (latest := _latest_change(batch)) is not None and now - latest >= settle_seconds]
@@ -225,12 +247,22 @@ def batch_runs(batch_dir: Path, records_per_run: int = RECORDS_PER_RUN,
 def ready_runs(settings: Settings) -> list[BatchRun]:
     """Every run the watcher starts now: those of each ready batch, named by the batch id the
     warehouse gives its folder (a folder name used again after its first batch was done is a new
-    batch, ``<name>~2``, and so gets a new run)."""
+    batch, ``<name>~2``, and so gets a new run). A ready batch without its manifest (a profile
+    whose manifest is drafted) is drafted and held, or released at once under ``auto``."""
     from pipeline.intake import batches
     from pipeline.store import warehouse
     profile = settings.scanner_profile
+    drafting = profile.manifest != "typed"
     ready = ready_batches(settings.dir("inbox"), profile.settle_seconds, layout=profile.batch_layout,
-                          looks=settings.dir("work") / LOOKS_FILE)
+                          looks=settings.dir("work") / LOOKS_FILE, drafting=drafting)
+    # a stack needs no manifest, and its profile drafts none (ScannerProfile)
+    unmanifested = [batch for batch in ready if not (batch / MANIFEST).is_file()] \
+        if drafting else []
+    if unmanifested:
+        from pipeline.drafting import watch
+
+        released = set(watch.draft_held(settings, unmanifested))
+        ready = [batch for batch in ready if batch not in unmanifested or batch in released]
     if not ready:
         return []
     warehouse.migrate(settings.warehouse_url)

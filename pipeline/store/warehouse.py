@@ -41,6 +41,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from pipeline.checks.crosscheck import read_fields
 from pipeline.config import PROJECT_DIR
 from pipeline.errors import WarehouseUnreachableError
 from pipeline.models import RecordResult, RecordStatus, RecordTask
@@ -144,6 +145,10 @@ records = Table(
     # holder_id as a lookup compares it: its digits only (pipeline.privacy.holder_key);
     # NULL when the manifest has none or it has no known shape
     Column("holder_key", String(13)),
+    # the manifest fields (comma-separated) whose value the watcher's draft read off the first
+    # page and no person changed (pipeline.checks.crosscheck.read_fields); the others were
+    # typed. NULL: nothing read (the manifest was typed, or a person changed every field)
+    Column("read_fields", Text),
     UniqueConstraint("agency_code", "record_id", name="uq_records_agency_record"),
 )
 # The progress figures (pipeline.reporting.progress) read records by status and time of archiving; with the
@@ -476,7 +481,9 @@ def record_row(task: RecordTask, **outcome: object) -> dict[str, object]:
         "procedure_code": row.procedure_code or None, "result_number": row.result_number or None,
         "issued_on": row.issued_on, "holder_name": row.holder_name or None,
         "holder_id": row.holder_id or None, "holder_key": holder_key(row.holder_id),
-        "still_valid": row.still_valid, "updated_at": now(), **outcome,
+        "still_valid": row.still_valid,
+        "read_fields": ",".join(read_fields(row, task.record.read)) or None,
+        "updated_at": now(), **outcome,
     }
 
 
