@@ -64,8 +64,9 @@ PREFIX = "/api/v1"
 MAX_LIMIT = 100
 MAX_HOLDER_IDS = 5  # one person: citizen id, old id, tax code; more is a trawl, not a lookup
 PURPOSE_MAX = 255
-# calls a worker process answers at once, each in its own thread with its own connection: no more
-# than the connections the warehouse's pool keeps open, so that no call waits for a new one
+# searches and PDFs a worker process answers at once, each in its own thread with its own
+# connection: no more than the warehouse's pool keeps open, so that none pays for a new one (the
+# calls on the event loop hold one more, one at a time)
 THREADS = warehouse.POOL_SIZE
 UNEXPECTED = "Lỗi không mong đợi ở máy chủ API; báo quản trị hệ thống (xem nhật ký của digitize serve)."
 UNAVAILABLE = "Kho dữ liệu tạm thời không truy cập được; thử lại sau ít phút."
