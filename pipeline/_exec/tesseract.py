@@ -14,6 +14,10 @@ import numpy as np
 from pipeline._exec import INSTALL_HINT, run
 from pipeline.errors import ToolMissingError
 
+# Tesseract's OpenMP threads spin while they wait: on one page read by itself (a draft, OSD) two
+# threads took 2.2x the CPU of one, and no less wall time on cores that OCR workers share
+ONE_THREAD = {"OMP_THREAD_LIMIT": "1"}
+
 # Tesseract's "single column of text of variable sizes": measured on the benchmark's hard pages
 # (issue 15) 14 % fewer character errors than its default (3), at no extra time; it reads a
 # two-column header in order and list dashes as dashes
@@ -64,7 +68,7 @@ def osd(gray: np.ndarray, *, dpi: int | None = None, timeout: float = 60) -> Ori
         raise ValueError("cannot encode page for OSD")
     args = ["tesseract", "stdin", "stdout", "--psm", "0", *(["--dpi", str(dpi)] if dpi else [])]
     try:
-        proc = run(args, stdin=png.tobytes(), timeout=timeout)
+        proc = run(args, stdin=png.tobytes(), timeout=timeout, env=ONE_THREAD)
     except subprocess.CalledProcessError:
         # Tesseract exits non-zero on pages with too few characters for OSD (blank, photos).
         return None
@@ -81,11 +85,11 @@ def read_text(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATIO
     """The text Tesseract reads on one page image, with ``languages`` in page segmentation mode
     ``psm``."""
     args = ["tesseract", str(image), "-", "-l", "+".join(languages), "--psm", str(psm)]
-    return run(args, timeout=timeout).stdout.decode("utf-8", "replace")
+    return run(args, timeout=timeout, env=ONE_THREAD).stdout.decode("utf-8", "replace")
 
 
 def read_hocr(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATION_MODE,
               timeout: float = 600) -> bytes:
     """Tesseract's hOCR of one page image: its lines and words, their boxes and confidences."""
     args = ["tesseract", str(image), "stdout", "-l", "+".join(languages), "--psm", str(psm), "hocr"]
-    return run(args, timeout=timeout).stdout
+    return run(args, timeout=timeout, env=ONE_THREAD).stdout

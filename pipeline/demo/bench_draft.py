@@ -9,8 +9,11 @@ SQLite warehouse in the output folder), and each record's fields are compared wi
 generator's truth: right, empty (left for the clerk) or wrong, and wrong while marked confident
 (the failure that matters: nobody looks at it). The holder id a page shows is its 12-digit id, or
 for an old paper without one the 9-digit identity card number printed instead (the sample
-manifest leaves that one empty). Timing: seconds per record reading the page (cleanup and
-Tesseract, which archiving does anyway) and finding the fields in it.
+manifest leaves that one empty). Timing: seconds per record, wall clock and CPU (this process
+and its Tesseract children), reading the page (cleanup and Tesseract on the OCR view, which
+archiving does anyway on the same view) and finding the fields in it (with the second readings
+of the number and date lines): the latter is what a draft adds to archiving once it reads the
+archive's OCR (the issue's goal, at most 1 s per record).
 
 Writes ``DIR/bench-draft.json`` and ``DIR/bench-draft.md`` with the figures, the issue's goals
 and every wrong field (value, truth, confidence, words). Not part of the test suite.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +45,7 @@ log = logging.getLogger("pipeline.demo.bench_draft")
 GOALS = {"result_number": 0.97, "issued_on": 0.97, "procedure_code": 0.97, "holder_id": 0.97,
          "holder_name": 0.95}
 MAX_CONFIDENT_WRONG = 0.01
+MAX_ON_TOP_SECONDS = 1.0  # per record, on top of the OCR archiving does anyway
 _OLD_ID = re.compile(r"chứng\s+minh\s+nhân\s+dân\s+số:?\s+(\d{9})", re.IGNORECASE)
 
 
@@ -58,6 +63,12 @@ def _verdict(value: str, truth: str) -> str:
     return "right" if nfc(value) == nfc(truth) else "wrong"
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (Tesseract), user and system."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def run_benchmark(out: Path, n_pages: int, seed: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     settings = load_settings(data_dir=out / "var")
@@ -71,17 +82,19 @@ def run_benchmark(out: Path, n_pages: int, seed: int) -> dict[str, Any]:
     catalogue = load_catalogue(settings, batch_dir, batch.agency_code)
     profile = settings.scanner_profile
     read_seconds: list[float] = []
+    read_cpu: list[float] = []
 
     def timed_read(path: Path, page_in_file: int) -> Layout:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         try:
             return read_layout(path, page_in_file, profile)
         finally:
             read_seconds.append(time.perf_counter() - start)
+            read_cpu.append(_cpu() - cpu)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     rows = draft.draft_batch(batch_dir, catalogue, profile, timed_read)
-    total = time.perf_counter() - start
+    total, total_cpu = time.perf_counter() - start, _cpu() - cpu
     by_file = {row.first_file: row for row in rows}
     counts = {f: {"right": 0, "empty": 0, "wrong": 0, "confident": 0, "confident_wrong": 0}
               for f in FIELDS}
@@ -121,6 +134,9 @@ def run_benchmark(out: Path, n_pages: int, seed: int) -> dict[str, Any]:
         "confident_wrong_goal": MAX_CONFIDENT_WRONG,
         "seconds_per_record_reading": round(sum(read_seconds) / n, 3),
         "seconds_per_record_fields": round((total - sum(read_seconds)) / n, 4),
+        "cpu_per_record_reading": round(sum(read_cpu) / n, 3),
+        "cpu_per_record_fields": round((total_cpu - sum(read_cpu)) / n, 3),
+        "on_top_goal_seconds": MAX_ON_TOP_SECONDS,
         "rows_needing_review": draft.review_count(rows),
         "not_right": wrong,
     }
@@ -141,6 +157,10 @@ def render_table(report: dict[str, Any]) -> str:
               f"({report['confident_wrong_share']:.2%}; goal ≤ {report['confident_wrong_goal']:.0%})",
               f"Seconds per record: reading the page {report['seconds_per_record_reading']}, "
               f"finding the fields {report['seconds_per_record_fields']}",
+              f"CPU seconds per record: reading the page {report['cpu_per_record_reading']} "
+              f"(what archiving reads anyway), finding the fields "
+              f"{report['cpu_per_record_fields']} (on top of archiving once it reuses the "
+              f"archive's reading; goal ≤ {report['on_top_goal_seconds']:g})",
               f"Rows with a field to review: {report['rows_needing_review']}/{n}"]
     if report["not_right"]:
         lines += ["", "| file | field | verdict | value | truth | confidence | read from |",
