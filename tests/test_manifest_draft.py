@@ -83,7 +83,7 @@ def _smudged(page: Image.Image, other: Image.Image) -> Image.Image:
 
 
 def _write_page(path: Path, seed: int, style: str, dpi: int, kind: str, skew: float,
-                drop_id: bool, smudge: bool) -> dict[str, str]:
+                drop_id: bool, smudge: bool = False) -> dict[str, str]:
     """One realistic first page, scanned askew, with dust; the truth it shows."""
     content, holder_id, page, rng = _render(seed, style, dpi, kind, drop_id)
     if smudge:
