@@ -280,18 +280,25 @@ def test_sql_looking_text_only_searches(warehouse_url: str) -> None:
 def test_holder_lookup_by_several_ids_of_one_person(warehouse_url: str) -> None:
     url = warehouse_url
     load(url)
-    hits = access.holder_records(url, [CITIZEN_ID, f" {OLD_ID[:3]} {OLD_ID[3:]} "], personal=True)
+    hits = access.holder_records(url, [CITIZEN_ID, f" {OLD_ID[:3]} {OLD_ID[3:]} "], personal=True).hits
     # only theirs, only archived and still valid (not HS-HET-HIEU-LUC, not HS-CACH-LY), newest first
     assert [h.record_id for h in hits] == ["HS-CMD-2021", "HS-GPXD-2019", "HS-HKD-2010",
                                            "HS-GPXD-2004"]
     assert {h.holder_id for h in hits} == {CITIZEN_ID, OLD_ID}
     assert all(h.holder_name for h in hits)
-    assert all(h.holder_id is None for h in access.holder_records(url, [CITIZEN_ID]))
+    assert all(h.holder_id is None for h in access.holder_records(url, [CITIZEN_ID]).hits)
     assert [h.record_id for h in access.holder_records(url, [CITIZEN_ID], Filters(
-        agencies=frozenset({DISTRICT})))] == ["HS-GPXD-2019"]
+        agencies=frozenset({DISTRICT}))).hits] == ["HS-GPXD-2019"]
     for written in (TAX_CODE, "0101234567001"):
-        assert [h.record_id for h in access.holder_records(url, [written])] == ["HS-TCXH-2020"]
-    assert access.holder_records(url, ["0101234567"]) == []
+        assert [h.record_id for h in access.holder_records(url, [written]).hits] == ["HS-TCXH-2020"]
+    nobody = access.holder_records(url, ["0101234567"])
+    assert (nobody.total, nobody.hits) == (0, [])
+    # the page is cut in SQL, and the total counts them all
+    pages = [access.holder_records(url, [CITIZEN_ID, OLD_ID], limit=3, offset=at) for at in (0, 3, 9)]
+    assert [p.total for p in pages] == [4, 4, 4]
+    assert [h.record_id for p in pages for h in p.hits] == [h.record_id for h in hits]
+    with pytest.raises(QueryError):
+        access.holder_records(url, [CITIZEN_ID], limit=0)
     for wrong in ("98765", "00107237544X", "0101234567-01", "001072375441; DROP TABLE records"):
         with pytest.raises(QueryError, match="12 chữ số") as caught:
             access.holder_records(url, [CITIZEN_ID, wrong])
@@ -353,7 +360,7 @@ def test_the_migration_indexes_records_archived_before(warehouse_url: str) -> No
              "sha": None, "t": None}])
     warehouse.migrate(url)
     assert found(url, "giay phep xay dung") == {"HS-CU"}
-    assert [h.record_id for h in access.holder_records(url, ["0101234567001"])] == ["HS-CU"]
+    assert [h.record_id for h in access.holder_records(url, ["0101234567001"]).hits] == ["HS-CU"]
     with warehouse.engine_for(url).connect() as conn:
         keys = dict(conn.execute(select(warehouse.records.c.record_id,
                                         warehouse.records.c.holder_key)).all())

@@ -236,15 +236,14 @@ async def holder_records(request: Request, caller: CallerDep, holder_id: str, pu
     if len(ids) > MAX_HOLDER_IDS:
         raise HTTPException(400, f"Một lần tra cứu nhận tối đa {MAX_HOLDER_IDS} mã của cùng một người.")
     with connection(_url(request)) as conn:
-        hits = core.holder_records(conn, ids, core.Filters(agencies=caller.agencies),
+        page = core.holder_records(conn, ids, core.Filters(agencies=caller.agencies),
                                    personal=caller.personal_data, settings=request.app.state.settings,
-                                   snippets=False)
-        shown = hits[offset:offset + limit]
+                                   snippets=False, limit=limit, offset=offset)
         # one row per record handed out; a lookup that found nothing is logged too
         _logged(conn, caller.name, "holder_lookup",
-                [(h.agency_code, h.record_id) for h in shown] or [(None, None)], purpose)
-    return _json({**_page(request, len(hits), limit, offset),
-                  "records": [_record(request, h, caller.personal_data) for h in shown]})
+                [(h.agency_code, h.record_id) for h in page.hits] or [(None, None)], purpose)
+    return _json({**_page(request, page.total, limit, offset),
+                  "records": [_record(request, h, caller.personal_data) for h in page.hits]})
 
 
 def _found(conn: Connection, caller: Caller, agency_code: str, record_id: str) -> core.Hit:

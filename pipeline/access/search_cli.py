@@ -93,11 +93,8 @@ def run(args: argparse.Namespace, settings: Settings) -> ExitCode:
         if args.query:
             raise QueryError("Tìm theo mã người được cấp (--holder-id) thì không kèm từ tìm kiếm: "
                              "bỏ một trong hai.")
-        search.check_page(args.limit, args.offset)
-        found = search.holder_records(url, args.holder_id, _filters(args), personal=True,
-                                      settings=settings)
-        page = search.Page(total=len(found), hits=found[args.offset:args.offset + args.limit],
-                           limit=args.limit, offset=args.offset)
+        page = search.holder_records(url, args.holder_id, _filters(args), personal=True,
+                                     settings=settings, limit=args.limit, offset=args.offset)
         # the records shown are the records handed out: each one logged
         with warehouse.engine_for(url).begin() as conn:
             log_access(conn, cli_caller(), "holder_lookup",
