@@ -38,7 +38,7 @@ def test_not_a_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("env", "fragment"), [
-    ({"DIGITIZE_PROFILE": "no-such-scanner"}, "Set DIGITIZE_PROFILE to one of ['default', 'stack']"),
+    ({"DIGITIZE_PROFILE": "no-such-scanner"}, "Set DIGITIZE_PROFILE to one of ['default', 'draft', 'stack']"),
     ({"DIGITIZE_OCR_JOBS": "-1"}, "Invalid DIGITIZE_* setting"),
 ])
 def test_bad_settings_are_reported_before_any_work(tmp_path: Path, env: dict[str, str],
