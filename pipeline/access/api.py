@@ -168,7 +168,7 @@ def _url(request: Request) -> str:
 
 
 @contextlib.contextmanager
-def connection(url: str) -> Iterator[Connection]:
+def autocommit(url: str) -> Iterator[Connection]:
     """A connection for one call, in autocommit: each statement is its own transaction, so the
     access log's rows are durable as soon as their INSERT returns, before the answer leaves, and
     a call pays no BEGIN, COMMIT or ROLLBACK round trips (under 50 concurrent calls, the round
@@ -190,7 +190,7 @@ async def _caller(request: Request,
                   ) -> Caller:
     caller = None
     if credentials:
-        with connection(_url(request)) as conn:
+        with autocommit(_url(request)) as conn:
             caller = caller_for(conn, credentials.credentials)
     if caller is None:
         raise HTTPException(401, "Thiếu mã truy cập, hoặc mã không đúng hay đã bị thu hồi: gửi "
@@ -209,8 +209,8 @@ Purpose = Annotated[str, Query(max_length=PURPOSE_MAX, description="why the call
 def _logged(conn: Connection, reader: str, action: str,
             reads: list[tuple[str | None, str | None]], purpose: str) -> None:
     """The access log's rows (agency, record id), committed before the answer leaves: a read
-    that cannot be logged is not answered. (On a :func:`connection` the commit has nothing left
-    to do.)"""
+    that cannot be logged is not answered. (On an :func:`autocommit` connection the commit has
+    nothing left to do.)"""
     log_access(conn, reader, action, reads, purpose)
     conn.commit()
 
@@ -235,7 +235,7 @@ async def holder_records(request: Request, caller: CallerDep, holder_id: str, pu
     ids = [holder_id, *(also or ())]
     if len(ids) > MAX_HOLDER_IDS:
         raise HTTPException(400, f"Một lần tra cứu nhận tối đa {MAX_HOLDER_IDS} mã của cùng một người.")
-    with connection(_url(request)) as conn:
+    with autocommit(_url(request)) as conn:
         page = core.holder_records(conn, ids, core.Filters(agencies=caller.agencies),
                                    personal=caller.personal_data, settings=request.app.state.settings,
                                    snippets=False, limit=limit, offset=offset)
@@ -264,7 +264,7 @@ def record_pdf(request: Request, caller: CallerDep, agency_code: str, record_id:
     ``If-None-Match`` answers 304, ``Range: bytes=a-b`` 206. The file is hashed and compared
     with the warehouse before a byte is sent: a file changed on disk is never served (409)."""
     reason = _purpose(purpose)
-    with connection(_url(request)) as conn:
+    with autocommit(_url(request)) as conn:
         return pdf_response(request, conn, caller.name, _found(conn, caller, agency_code, record_id),
                             reason)
 
@@ -303,7 +303,7 @@ def pdf_response(request: Request, conn: Connection, reader: str, hit: core.Hit,
 async def record(request: Request, caller: CallerDep, agency_code: str, record_id: str,
                  purpose: Annotated[str, Query(max_length=PURPOSE_MAX)] = "") -> Response:
     """One archived record's metadata (with the holder for a token allowed personal data)."""
-    with connection(_url(request)) as conn:
+    with autocommit(_url(request)) as conn:
         hit = _found(conn, caller, agency_code, record_id)
         _logged(conn, caller.name, "record", [(agency_code, record_id)], " ".join(purpose.split()))
     return _json(_record(request, hit, caller.personal_data))

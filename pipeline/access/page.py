@@ -375,7 +375,7 @@ def create_app(settings_provider: Callable[[], Settings], *, reader: Callable[..
     @app.get("/pdf/{agency_code}/{record_id:path}", name="pdf")
     def pdf(request: Request, agency_code: str, record_id: str, purpose: str = "",
             who: Reader = who_reads) -> Response:
-        from pipeline.access.api import connection, pdf_response
+        from pipeline.access.api import autocommit, pdf_response
         from pipeline.access.search import get_record
 
         back = request.url_for("search_page").path
@@ -387,7 +387,7 @@ def create_app(settings_provider: Callable[[], Settings], *, reader: Callable[..
         except ConfigError as exc:
             return _unavailable(back, exc)
         try:
-            with connection(settings.warehouse_url) as conn:
+            with autocommit(settings.warehouse_url) as conn:
                 hit = get_record(conn, agency_code, record_id)
                 if hit is None:
                     return _message_page(404, _ERROR_TITLES[404], (
