@@ -8,10 +8,12 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
@@ -229,12 +231,15 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     ]
     rss = {"self_max_rss_mb": 300.0, "children_max_rss_mb": 200.0, "tree_peak_rss_mb": 600.0,
            "tree_peak_pss_mb": 500.0, "largest_process_rss_mb": 300.0, "peak_rss_mb": 300.0}
-    phases = {"ours": {"wall_seconds": 10.0, "cpu_seconds": 16.0, "rss": rss},
+    phases = {"ours": {"wall_seconds": 10.0, "cpu_seconds": 16.0, "rss": rss,
+                       "cpu_phases": {"start": 1.0, "setup": 0.5, "batch": 14.5}},
+              "small": {"cpu_seconds": 12.0},
               "baseline": {"wall_seconds": 40.0, "rss": rss},
               "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "ocr_cpu_seconds": 4.0,
                             "rss": rss}}
     meta = {"started_at": "2025-01-01T00:00:00", "environment": {"cpus": 2},
-            "corpus": {"pages": 2, "hard_pages": 1, "easy_pages": 1}, "stack": None}
+            "corpus": {"pages": 2, "hard_pages": 1, "easy_pages": 1}, "stack": None,
+            "split_pages": 1}
     report = bench_figures.build_report(rows, phases, meta)
     assert report["ratios"]["throughput_ours_vs_baseline"] == pytest.approx(4.0)
     assert report["ratios"]["seconds_ours_vs_tesseract"] == pytest.approx(2.5)
@@ -245,6 +250,9 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     goals = {g["goal"]: g["met"] for g in report["goals"]}
     assert goals["throughput_vs_baseline"] is True and goals["cer_hard_vs_baseline"] is True
     assert report["ratios"]["cpu_ours_vs_tesseract"] == pytest.approx(4.0)
+    # 12 s for one page, 16 for two: 4 a page, 8 a batch; Tesseract alone read at 2 a page
+    assert report["systems"]["ours"]["cpu_split"]["fixed_seconds"] == pytest.approx(8.0)
+    assert report["ratios"]["cpu_marginal_vs_tesseract"] == pytest.approx(2.0)
     assert goals["cpu_vs_tesseract"] is False and goals["orientation_wrong"] is True
     assert goals["stack_peak_memory_mb"] is None
     assert goals["colour_red"] is True and goals["colour_red_min"] is True
@@ -258,11 +266,37 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
                    "colour seal", "peak memory, process tree, PSS", "upright on output (OSD)",
                    "CER, typewriter pages", "CER, seal pages", "CER, 200 dpi pages",
                    "CER, show-through pages", "colour kept, red (pooled)",
-                   "colour kept, blue (pooled)", "colour kept, red, worst page"):
+                   "colour kept, blue (pooled)", "colour kept, red, worst page",
+                   "CPU s per batch, fixed", "CPU s/page, marginal", "a batch of 300 pages"):
         assert metric in table
     assert "95.00%" in table and "85.00%" in table
     assert "4.00×" in table  # the throughput ratio
     json.dumps(report)  # everything in it is plain JSON
+
+
+def test_cpu_splits_into_a_fixed_part_per_batch_and_a_part_per_page() -> None:
+    big = {"cpu_seconds": 40.0, "cpu_phases": {"start": 1.5, "setup": 0.5, "batch": 38.0}}
+    split = bench_figures.cpu_split(big, 30, {"cpu_seconds": 16.0}, 6)
+    assert split["marginal_seconds_per_page"] == pytest.approx(1.0)
+    assert split["fixed_seconds"] == pytest.approx(10.0)
+    assert split["start_seconds"] == 1.5 and split["setup_seconds"] == 0.5
+    assert split["projected_seconds_per_page"] == pytest.approx(
+        10.0 / bench_figures.PROJECTED_PAGES + 1.0)
+
+
+def test_tree_cpu_counts_a_descendant_still_running() -> None:
+    before = bench_phases.tree_cpu_seconds()
+    # a shell whose child spins: neither is reaped when the figure is read
+    proc = subprocess.Popen(["sh", "-c", f'"{sys.executable}" -c "while 1: pass"'])
+    try:
+        spinning = psutil.Process(proc.pid)
+        while not spinning.children() or spinning.children()[0].cpu_times().user < 0.5:
+            time.sleep(0.05)
+        assert bench_phases.tree_cpu_seconds() - before >= 0.5
+    finally:
+        for child in psutil.Process(proc.pid).children():
+            child.kill()
+        proc.wait()
 
 
 def test_tree_sampler_sees_memory_held_by_a_grandchild() -> None:

@@ -87,6 +87,23 @@ def test_sheared_row_sums_are_those_of_the_page_turned(upright: np.ndarray, angl
         assert np.corrcoef(fast, cleanup._turned(ink, -angle).sum(axis=1))[0, 1] < same - 0.05
 
 
+@pytest.mark.parametrize("angle", [-5.0, -0.5, 0.0, 0.07, 2.3])
+def test_strips_moved_in_groups_sum_exactly_as_strips_moved_one_by_one(
+        upright: np.ndarray, angle: float) -> None:
+    """Moving neighbouring strips of one shift together is a shortcut, not an approximation:
+    the profile is bit for bit the strip-by-strip one, so the angles found stay the same."""
+    ink = cleanup._ink(cleanup.to_gray(upright), 200, cleanup.SKEW_DPI)
+    sheared = cleanup._Sheared(ink)
+    strips = np.diff(sheared.running, axis=0)
+    size = strips.shape[1]
+    one_by_one = np.zeros(size)
+    shifts = np.rint(-np.sin(np.radians(angle)) * sheared.offsets).astype(int)
+    for profile, shift in zip(strips, shifts, strict=True):
+        start, stop = max(0, shift), min(size, size + shift)
+        one_by_one[start:stop] += profile[start - shift:stop - shift]
+    assert np.array_equal(sheared.rows(angle), one_by_one)
+
+
 def test_a_straight_page_is_not_resampled(upright: np.ndarray) -> None:
     assert cleanup.detect_skew(cleanup.to_gray(upright), 200, max_skew=6) == 0.0
     result = cleanup.clean_page(upright, 200, CleanupProfile(orientation=False, despeckle=False,

@@ -13,6 +13,8 @@ from pipeline.demo import samples
 from pipeline.demo.quality import normalise
 
 SYSTEMS = ("ours", "baseline", "tesseract")
+# a batch of a few hundred pages, as the back catalogue brings them
+PROJECTED_PAGES = 300
 
 # The issue's goals: (key, label, how the value compares with the target, target).
 GOALS: tuple[tuple[str, str, str, float], ...] = (
@@ -285,6 +287,25 @@ def corpus_meta(batch: samples.SampleBatch, seed: int) -> dict[str, Any]:
     }
 
 
+def cpu_split(big: dict[str, Any], big_pages: int, small: dict[str, Any], small_pages: int
+              ) -> dict[str, Any]:
+    """Our CPU seconds as ``fixed + marginal * pages``, from two batches of different sizes run
+    alike (each a phase with ``cpu_seconds``, the larger with ``cpu_phases``): what a batch pays
+    once, what each page adds, and per page for a batch of PROJECTED_PAGES.
+
+    The fixed part holds the process's start and imports and the benchmark's warehouse set-up
+    (said apart, from the larger run), the workers' start, the manifest validation and the
+    batch's end; the marginal part is the difference of the two runs per page of difference.
+    """
+    marginal = (big["cpu_seconds"] - small["cpu_seconds"]) / (big_pages - small_pages)
+    fixed = big["cpu_seconds"] - marginal * big_pages
+    return {"pages": [small_pages, big_pages], "fixed_seconds": fixed,
+            "start_seconds": big["cpu_phases"]["start"],
+            "setup_seconds": big["cpu_phases"]["setup"],
+            "marginal_seconds_per_page": marginal, "projected_pages": PROJECTED_PAGES,
+            "projected_seconds_per_page": fixed / PROJECTED_PAGES + marginal}
+
+
 def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: dict[str, Any]
                  ) -> dict[str, Any]:
     systems: dict[str, Any] = {}
@@ -305,7 +326,14 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
         if systems[name] and phases[name].get(key) is not None:
             systems[name]["cpu_seconds_per_page"] = phases[name][key] / max(1, len(rows))
 
+    split = None
+    if ours and "small" in phases and meta.get("split_pages"):
+        split = cpu_split(phases["ours"], len(rows), phases["small"], meta["split_pages"])
+        ours["cpu_split"] = split
+    tess_cpu = dig(tess, "cpu_seconds_per_page")
     ratios = {
+        "cpu_marginal_vs_tesseract": ratio(dig(split, "marginal_seconds_per_page"), tess_cpu),
+        "cpu_projected_vs_tesseract": ratio(dig(split, "projected_seconds_per_page"), tess_cpu),
         "throughput_ours_vs_baseline": ratio(dig(ours, "pages_per_minute"),
                                              dig(base, "pages_per_minute")),
         "seconds_ours_vs_baseline": ratio(dig(ours, "seconds_per_page"),

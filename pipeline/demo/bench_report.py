@@ -59,6 +59,22 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
          _fmt(base.get("cpu_seconds_per_page"), "2"), _fmt(tess.get("cpu_seconds_per_page"), "2"),
          _fmt(r.get("cpu_ours_vs_tesseract"), "x"), "<= 1.3×"),
     ]
+    split = ours.get("cpu_split")
+    if split:
+        rows += [
+            (f"CPU s per batch, fixed (ours, from {split['pages'][0]} and {split['pages'][1]} "
+             "pages; of it start and imports / warehouse set-up)",
+             f"{split['fixed_seconds']:.1f} ({split['start_seconds']:.1f} / "
+             f"{split['setup_seconds']:.1f})", "", "", "", ""),
+            ("CPU s/page, marginal (ours vs Tesseract alone)",
+             _fmt(split["marginal_seconds_per_page"], "2"), "",
+             _fmt(tess.get("cpu_seconds_per_page"), "2"),
+             _fmt(r.get("cpu_marginal_vs_tesseract"), "x"), ""),
+            (f"CPU s/page, a batch of {split['projected_pages']} pages (ours, projected)",
+             _fmt(split["projected_seconds_per_page"], "2"), "",
+             _fmt(tess.get("cpu_seconds_per_page"), "2"),
+             _fmt(r.get("cpu_projected_vs_tesseract"), "x"), ""),
+        ]
     for group in CER_GROUPS:
         rows.append(row(f"CER, {CER_GROUP_LABELS[group]}", "pct", ("cer", group),
                         dig(r, "cer_ours_vs_baseline", group),
@@ -137,6 +153,9 @@ def render_table(report: dict[str, Any]) -> str:
         "CER: edit distance / reference characters, NFC, whitespace ignored, pooled over pages; "
         "a page without output counts as 100%.",
         "Tesseract alone: OCR time only (our cleanup is the 'cleanup only' row).",
+        "CPU s: user + system of the phase's process and every descendant. Fixed and marginal: "
+        "ours run on two corpus sizes, CPU = fixed + marginal × pages through both; the "
+        "projection is fixed / pages + marginal.",
         f"Memory sampled every {RSS_SAMPLE_SECONDS} s; for the baseline and Tesseract alone, "
         "of their processes only. PSS counts a shared page once; the RSS sum once per process.",
         "Residual skew and OSD are measured on the output PDF rasterised at "

@@ -11,6 +11,7 @@ upright.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -182,6 +183,13 @@ class _Sheared:
     profile by that much (to the nearest row) and adding, gives the turned page's row profile
     for a fraction of a rotation: the skew searches try about 100 angles a page, and the
     rotations were half the cleanup's CPU (0.15 of 0.30 s/page on the benchmark).
+
+    Neighbouring strips moved by the same whole number of rows are moved as one, their sum
+    taken from running sums over the strips: an A4 page's 206 strips move in 73 groups at
+    5 degrees, 9 at half a degree, 3 near level: the profiles cost about a third of the CPU
+    one move per strip took, the whole cleanup 0.38 CPU s/page instead of 0.45 (issue 15). The
+    sums are of whole pixel counts, so exact in any order: the profile is the very one
+    strip-by-strip shifting gives.
     """
 
     def __init__(self, ink: np.ndarray) -> None:
@@ -191,21 +199,26 @@ class _Sheared:
         self.offsets = (edges[:-1] + edges[1:]) / 2 - w / 2
         # every strip's rows, with room to move by the largest shift (45 degrees) each way
         self.margin = int(np.ceil(w / 2)) + 2
-        self.profiles = np.zeros((strips, h + 2 * self.margin), np.float64)
-        for n, (start, stop) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            self.profiles[n, self.margin:self.margin + h] = ink[:, start:stop].sum(
-                axis=1, dtype=np.float64)
+        profiles = np.zeros((strips + 1, h + 2 * self.margin), np.float64)
+        profiles[1:, self.margin:self.margin + h] = np.add.reduceat(
+            ink, edges[:-1], axis=1, dtype=np.float64).T
+        # strips n..m-1 together are running[m] - running[n]
+        self.running = np.cumsum(profiles, axis=0)
         self.height = h
 
     def rows(self, angle: float) -> np.ndarray:
         """The row profile of the ink turned ``angle`` degrees counter-clockwise."""
-        size = self.profiles.shape[1]
+        size = self.running.shape[1]
         out = np.zeros(size)
         # Whole rows, as the nearest-neighbour rotation moved them: sharing a strip's rows out
         # between two rows blurs the profile at every angle but 0, which then wins whenever
         # the page is within a tenth of a degree of level (a bias the benchmark measured).
         shifts = np.rint(-np.sin(np.radians(angle)) * self.offsets).astype(int)
-        for profile, shift in zip(self.profiles, shifts, strict=True):
+        # the offsets ascend, so the shifts are monotonic: strips moved alike are neighbours
+        bounds = [0, *(np.flatnonzero(np.diff(shifts)) + 1).tolist(), len(shifts)]
+        for first, end in itertools.pairwise(bounds):
+            shift = int(shifts[first])
+            profile = self.running[end] - self.running[first]
             start, stop = max(0, shift), min(size, size + shift)
             out[start:stop] += profile[start - shift:stop - shift]
         return out
