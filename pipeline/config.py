@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         """One of the DESIGN's data folders (inbox, archive, quarantine, done, reports, work)."""
         return (self.data_dir / name).resolve()
 
+    @property
+    def readings_dir(self) -> Path:
+        """Tesseract's readings of drafted first pages, until their pages are archived
+        (:mod:`pipeline.imaging.readings`)."""
+        return self.dir("work") / "readings"
+
     @cached_property
     def scanner_profile(self) -> ScannerProfile:
         return load_profile(self.profiles_dir / f"{self.profile}.yaml")

@@ -419,7 +419,8 @@ def _ocr(ctx: RecordContext, cleaned: CleanedPages) -> ocr.OcrOutput:
         output = ocr.ocr_record(ocr.OcrRequest(
             image_pdf=image_pdf, page_count=len(cleaned.parts), out_pdf=ctx.work / "record.pdf",
             work_dir=ctx.work, row=rec.row, agency_code=task.agency_code, batch_id=task.batch_id,
-            ocr_pages=text_pages, kept=cleaned.kept), profile, ctx.settings.jobs)
+            ocr_pages=text_pages, kept=cleaned.kept, readings=ctx.settings.readings_dir),
+            profile, ctx.settings.jobs)
     for page, stats in zip(cleaned.results, output.pages, strict=True):
         if stats is None:
             continue

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy import inspect, select
 from test_manifest_draft import _write_page
 
+from pipeline._exec import poppler
 from pipeline.checks import crosscheck
 from pipeline.config import ScannerProfile, Settings, load_settings
 from pipeline.demo.content import DEFAULT_AGENCY
@@ -107,6 +108,8 @@ def test_a_batch_without_manifest_is_drafted_once_held_and_released_by_the_renam
     draft_csv.rename(batch / "manifest.csv")
     (run,) = inbox.ready_runs(settings)
     assert run.conf["batch_dir"] == str(batch)
+    # Tesseract's readings of the two first pages, kept for the archive
+    assert len(list(settings.readings_dir.iterdir())) == 2
 
     env = {"PATH": os.environ["PATH"], "DIGITIZE_DATA_DIR": str(settings.data_dir),
            "DIGITIZE_PROFILES_DIR": str(settled_at_once), "DIGITIZE_PROFILE": "watch"}
@@ -124,6 +127,13 @@ def test_a_batch_without_manifest_is_drafted_once_held_and_released_by_the_renam
     assert second.read_fields == READ_ALL.replace(",holder_name", "")
     assert (f"tên chủ hồ sơ trong manifest là 'Nguyễn Văn Sửa', khác với chữ đọc được trên "
             f"trang đầu '{pages[17][1]['holder_name']}'") in second.warnings
+    # the archive took both readings instead of reading the pages again, and its text layer
+    # is the page's
+    assert list(settings.readings_dir.iterdir()) == []
+    with warehouse.engine_for(settings.warehouse_url).connect() as conn:
+        pdf = conn.execute(select(r.c.pdf_path).where(r.c.record_id == rows[0]["record_id"])
+                           ).scalar_one()
+    assert pages[11][1]["result_number"] in poppler.page_text(Path(pdf), 1)
 
 
 @pytest.mark.slow

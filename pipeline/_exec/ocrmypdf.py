@@ -38,6 +38,8 @@ class OcrJob:
     pages: str | None = None  # OCR only these pages ("1,3"); the others are kept without text
     # some pages carry their own text (born digital): copy them as they are, OCR the others
     keep_text: bool = False
+    # a page whose view was read before (a drafted first page) is taken from there
+    readings_dir: str | None = None
 
 
 class OcrmypdfError(Exception):
@@ -111,10 +113,12 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
     """OCRmyPDF's exit code and, on failure, its message."""
     import ocrmypdf
 
-    from pipeline._exec.ocrmypdf_plugin import HOCR_DIR_ENV, VIEW_DIR_ENV
+    from pipeline._exec.ocrmypdf_plugin import HOCR_DIR_ENV, READINGS_DIR_ENV, VIEW_DIR_ENV
 
     os.environ[HOCR_DIR_ENV] = job.hocr_dir
     os.environ[VIEW_DIR_ENV] = job.view_dir
+    # set or cleared for each job: a pool's worker keeps its environment from one to the next
+    os.environ[READINGS_DIR_ENV] = job.readings_dir or ""
     try:
         code = ocrmypdf.ocr(
             job.input_pdf,

@@ -42,7 +42,8 @@ def cmd_manifest_draft(args: argparse.Namespace, settings: Settings) -> ExitCode
         raise BatchError(f"{batch_dir}: không phải thư mục. Chỉ đường dẫn tới một thư mục lô.")
     check_tools(settings)
     catalogue = load_catalogue(settings, batch_dir, args.agency or batch_dir.parent.name)
-    rows = draft.draft_batch(batch_dir, catalogue, settings.scanner_profile)
+    rows = draft.draft_batch(batch_dir, catalogue, settings.scanner_profile,
+                             store=settings.readings_dir)
     out = Path(args.out) if args.out else draft.default_out(batch_dir)
     draft.write_draft(rows, out)
     review = draft.review_count(rows)

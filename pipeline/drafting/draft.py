@@ -152,14 +152,15 @@ def _read(row: DraftRow, page_in_file: int, batch_dir: Path, reader: Reader,
 def draft_batch(batch_dir: Path, catalogue: Catalogue, profile: ScannerProfile,
                 reader: Reader | None = None, today: dt.date | None = None,
                 known: Mapping[str, PageReading] | None = None,
-                budget: int | None = None) -> list[DraftRow]:
+                budget: int | None = None, store: Path | None = None) -> list[DraftRow]:
     """Every record of the batch with its fields read from its first page.
 
     For files of one record each, ``known`` (a file's SHA-256 -> what its first page gave
     before) spares reading those pages again, and at most ``budget`` pages are read: the rows of
     the others are left ``pending``, for a later call (the watcher drafts a big batch over
-    several looks, :mod:`pipeline.drafting.watch`)."""
-    read = reader or (lambda path, n: read_layout(path, n, profile))
+    several looks, :mod:`pipeline.drafting.watch`). Tesseract's readings of the pages are kept
+    in ``store`` for the archive to take (:func:`pipeline.drafting.reading.read_layout`)."""
+    read = reader or (lambda path, n: read_layout(path, n, profile, store))
     known = known or {}
     files = fingerprint_files(batch_dir)
     rows: list[DraftRow] = []

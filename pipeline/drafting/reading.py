@@ -1,7 +1,8 @@
 """A record's first page read as the OCR stage reads it: loaded, cleaned, its OCR view
 (:func:`pipeline.imaging.ocr.ocr_view`) given to Tesseract, which answers in hOCR: lines, words,
-their boxes and confidences (:mod:`pipeline.imaging.hocr`). A line of it can be read again on
-its own (:meth:`Layout.reread`), as a second opinion on a field."""
+their boxes and confidences (:mod:`pipeline.imaging.hocr`). The reading is kept for the archive,
+which takes it instead of reading the page again (:mod:`pipeline.imaging.readings`). A line of
+it can be read again on its own (:meth:`Layout.reread`), as a second opinion on a field."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from PIL import Image
 
 from pipeline._exec import tesseract
 from pipeline.config import ScannerProfile
-from pipeline.imaging import cleanup, hocr, ocr
+from pipeline.imaging import cleanup, hocr, ocr, readings
 from pipeline.intake import pages
 
 SINGLE_LINE = 7  # Tesseract's page segmentation mode "the image is one text line"
@@ -67,8 +68,11 @@ def upright(line: np.ndarray) -> np.ndarray:
     return _leaned(line, best, 255) if best else line
 
 
-def read_layout(path: Path, page_in_file: int, profile: ScannerProfile) -> Layout:
-    """The OCR layout of page ``page_in_file`` of ``path``; PageReadError if it cannot be read."""
+def read_layout(path: Path, page_in_file: int, profile: ScannerProfile,
+                store: Path | None = None) -> Layout:
+    """The OCR layout of page ``page_in_file`` of ``path``; PageReadError if it cannot be read.
+    Tesseract's reading is kept in ``store`` (:mod:`pipeline.imaging.readings`) for the archive
+    to take when the page is archived; without one it is dropped."""
     image, dpi = pages.load_page(path, page_in_file, profile.fallback_dpi)
     cleaned = cleanup.clean_page(image, dpi, profile.cleanup).image
     grey = ocr.grey_view(cleaned, profile.ocr.colour_dropout)
@@ -77,6 +81,6 @@ def read_layout(path: Path, page_in_file: int, profile: ScannerProfile) -> Layou
         # a TIFF keeps the resolution, which Tesseract reads from the file
         picture = Path(tmp) / "view.tif"
         Image.fromarray(view).save(picture, dpi=(view_dpi, view_dpi))
-        out = Path(tmp) / "page.hocr"
-        out.write_bytes(tesseract.read_hocr(picture, profile.languages))
-        return Layout(hocr.read_page(out), grey, view_dpi, tuple(profile.languages))
+        reading = readings.read(picture, profile.languages, store or Path(tmp) / "store")
+        return Layout(hocr.read_page(reading.with_suffix(".hocr")), grey, view_dpi,
+                      tuple(profile.languages))

@@ -151,7 +151,7 @@ def _draft_one(settings: Settings, batch: Path, budget: int) -> tuple[bool, int]
         return False, 0
     known = _known(state)
     rows = draft.draft_batch(batch, load_catalogue(settings, batch, agency_code), profile,
-                             known=known, budget=budget)
+                             known=known, budget=budget, store=settings.readings_dir)
     read = sum(not row.pending and row.sha256 not in known for row in rows)
     state = {"scans": scans, "drafted": False, "draft_sha256": state.get("draft_sha256"),
              "pages": {row.sha256: {"fields": asdict(row.fields), "note": row.note}

@@ -218,6 +218,7 @@ class OcrRequest:
     batch_id: str
     ocr_pages: list[int] | None = None  # 1-based; None: all
     kept: Mapping[int, str] | None = None  # born-digital pages archived as issued -> their file
+    readings: Path | None = None  # drafted pages' readings to take (pipeline.imaging.readings)
 
 
 def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOutput:
@@ -235,7 +236,8 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
         input_pdf=str(request.image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
         view_dir=str(request.work_dir / VIEW_DIR), languages=profile.languages, jobs=jobs,
         pages=",".join(map(str, request.ocr_pages)) if request.ocr_pages is not None else None,
-        keep_text=bool(kept), **_metadata(row, request.agency_code),
+        keep_text=bool(kept), readings_dir=str(request.readings) if request.readings else None,
+        **_metadata(row, request.agency_code),
     )
     try:
         ocrmypdf_exec.make_pdfa(job)

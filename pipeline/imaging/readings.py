@@ -1,0 +1,90 @@
+"""Tesseract's readings of OCR views, kept for the archive to take instead of reading again.
+
+A drafted manifest reads each record's first page (:mod:`pipeline.drafting.reading`) as the
+archive's OCR will: the same view (:func:`pipeline.imaging.ocr.ocr_view` of the same cleaned
+page), languages and segmentation mode. Tesseract's answer is asked for as OCRmyPDF asks for it
+(a text-only PDF page, the text and the hOCR, from one run) and kept in a store
+(``DATA/work/readings``, ``Settings.readings_dir``) under a key made of the view's pixels,
+resolution, languages and mode.
+When that page is archived, the OCR engine (:mod:`pipeline._exec.ocrmypdf_plugin`) takes the
+reading out of the store instead of running Tesseract on the page a second time (issue 19: about
+2 CPU s a record, the most of what a draft costs). Any difference in what would be read (a
+page cleaned otherwise, another language) is another key: a reading is never used for a view it
+was not made from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline._exec import tesseract
+
+SUFFIXES = (".pdf", ".txt", ".hocr")
+PREFIX = "page"  # a reading's files: <key>/page.pdf, page.txt, page.hocr
+
+
+def view_key(view: Path, languages: Sequence[str], psm: int) -> str:
+    """What identifies a reading: the view's pixels (decoded, so two files of one image agree),
+    its size, mode and resolution, and how Tesseract was asked to read it."""
+    with Image.open(view) as image:
+        dpi = [round(float(d)) for d in image.info.get("dpi", (0, 0))]
+        digest = hashlib.sha256(json.dumps(
+            [image.mode, image.size, dpi, list(languages), psm]).encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def read(view: Path, languages: Sequence[str], store: Path) -> Path:
+    """The prefix of Tesseract's reading of ``view`` (``prefix.pdf``, ``.txt``, ``.hocr``): the
+    one kept in ``store``, or read now and kept there."""
+    kept = store / view_key(view, languages, tesseract.PAGE_SEGMENTATION_MODE)
+    if not kept.is_dir():
+        store.mkdir(parents=True, exist_ok=True)
+        # written whole beside the store's entries, then renamed: an entry is never half there
+        fresh = Path(tempfile.mkdtemp(prefix=".reading-", dir=store))
+        tesseract.read_page(view, languages, fresh / PREFIX)
+        for suffix in SUFFIXES:
+            with (fresh / PREFIX).with_suffix(suffix).open("rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            fresh.rename(kept)
+        except OSError:
+            shutil.rmtree(fresh)  # the same page read meanwhile by another draft: its stays
+            if not kept.is_dir():
+                raise
+    return kept / PREFIX
+
+
+def take(view: Path, languages: Sequence[str], psm: int, store: Path, output_pdf: Path,
+         output_text: Path) -> bool:
+    """Move the reading kept for ``view`` out of ``store`` to OCRmyPDF's outputs for the page
+    (``output_pdf``, its hOCR beside it, ``output_text``); False when there is none.
+
+    Taken, not copied: the archive holds the reading from then on, and the store does not grow
+    with every batch drafted. Two processes archiving the same view at once: one takes it, the
+    other reads the page itself.
+    """
+    kept = store / view_key(view, languages, psm)
+    taken = store / f".taken-{kept.name}-{os.getpid()}"
+    try:
+        kept.rename(taken)
+    except FileNotFoundError:
+        return False
+    reading = taken / PREFIX
+    try:
+        shutil.copyfile(reading.with_suffix(".pdf"), output_pdf)
+        shutil.copyfile(reading.with_suffix(".hocr"), Path(output_pdf).with_suffix(".hocr"))
+        shutil.copyfile(reading.with_suffix(".txt"), output_text)
+    except OSError:
+        return False  # Tesseract reads the page, and its files replace any copied here
+    finally:
+        shutil.rmtree(taken, ignore_errors=True)
+    return True

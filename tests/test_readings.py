@@ -1,0 +1,76 @@
+"""A drafted page's reading is the archive's (issue 19, :mod:`pipeline.imaging.readings`): what
+the draft keeps for a first page is what OCRmyPDF's own Tesseract call gives for the view the
+archive writes of that page, so the archive takes it instead of reading the page again; and it
+is never taken for any other view, language or mode. Real Tesseract, OCRmyPDF's call, poppler.
+The archive taking it in a real run: tests/test_manifest_watch.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ocrmypdf._exec import tesseract as ocrmypdf_tesseract
+from PIL import Image
+from test_manifest_draft import _write_page
+
+from pipeline._exec import poppler, tesseract
+from pipeline.config import load_settings
+from pipeline.drafting import reading
+from pipeline.imaging import cleanup, hocr, ocr, readings
+from pipeline.intake import pages
+
+PSM = tesseract.PAGE_SEGMENTATION_MODE
+
+
+def _words(path: Path) -> list[tuple[str, hocr.Box, int | None]]:
+    return [(w.text, w.box, w.confidence) for w in hocr.read_page(path).words]
+
+
+def test_the_archive_takes_the_drafts_reading_of_its_view_and_of_no_other(tmp_path: Path) -> None:
+    page = tmp_path / "hs-01.png"
+    truth = _write_page(page, 11, "serif", 200, "tcxh", 0.5, False)
+    profile = load_settings(data_dir=tmp_path / "var").scanner_profile
+    languages = profile.languages
+    store = tmp_path / "readings"
+    layout = reading.read_layout(page, 1, profile, store)
+    assert truth["result_number"] in " ".join(w.text for w in layout.page.words)
+    (kept,) = store.iterdir()
+    assert sorted(p.name for p in kept.iterdir()) == ["page.hocr", "page.pdf", "page.txt"]
+
+    # the view the archive writes of the page (pipeline.record._clean_page), and what OCRmyPDF's
+    # own Tesseract call (the plugin's fallback) reads on it
+    image, dpi = pages.load_page(page, 1, profile.fallback_dpi)
+    ocr.write_view(cleanup.clean_page(image, dpi, profile.cleanup).image, dpi,
+                   profile.ocr.colour_dropout, tmp_path, 1)
+    view = tmp_path / ocr.VIEW_DIR / "000001.tif"
+    own, taken = tmp_path / "own", tmp_path / "taken"
+    own.mkdir()
+    taken.mkdir()
+    ocrmypdf_tesseract.generate_pdf(
+        input_file=view, output_pdf=own / "000001_ocr_tess.pdf", output_text=own / "000001.txt",
+        languages=languages, engine_mode=None, tessconfig=["hocr"], timeout=600, pagesegmode=PSM,
+        thresholding=ocrmypdf_tesseract.ThresholdingMethod.AUTO, user_words=None,
+        user_patterns=None)
+    assert readings.take(view, languages, PSM, store, taken / "000001_ocr_tess.pdf",
+                         taken / "000001.txt")
+    assert (taken / "000001.txt").read_text(encoding="utf-8") == \
+        (own / "000001.txt").read_text(encoding="utf-8")
+    assert _words(taken / "000001_ocr_tess.hocr") == _words(own / "000001_ocr_tess.hocr")
+    assert poppler.page_text(taken / "000001_ocr_tess.pdf", 1) == \
+        poppler.page_text(own / "000001_ocr_tess.pdf", 1)
+    # taken, not copied: a second archive of the page reads it itself
+    assert list(store.iterdir()) == []
+    assert not readings.take(view, languages, PSM, store, taken / "again.pdf", taken / "again.txt")
+
+    # kept again; one pixel changed, another language or another mode is another reading
+    readings.read(view, languages, store)
+    with Image.open(view) as written:
+        pixels, view_dpi = np.array(written), written.info["dpi"]
+    pixels[0, 0] = 255 - pixels[0, 0]
+    changed = tmp_path / "changed.tif"
+    Image.fromarray(pixels).save(changed, dpi=view_dpi)
+    for other, langs, psm in ((changed, languages, PSM), (view, [*languages, "eng"], PSM),
+                              (view, languages, 6)):
+        assert not readings.take(other, langs, psm, store, taken / "x.pdf", taken / "x.txt")
+    assert len(list(store.iterdir())) == 1
+    assert not (taken / "x.pdf").exists()
