@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select, update
 
 from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline.config import Settings
+from pipeline.drafting import watch
 from pipeline.models import BatchOutcome, BatchSummary, RecordResult, RecordTask
 from pipeline.record import process_record, warehouse_outage
 from pipeline.registration import record_tasks, register_batch
@@ -91,6 +92,10 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
         # what is left of the batch's quarantine folder (scan copies) goes with its notes
         archive.resolve_notes(settings.dir("quarantine"), settings.dir("resolved"), agency_code,
                               batch_id)
+        # the draft is kept by the inbox folder's name: a folder elsewhere, or in done/, of
+        # that name is another batch, maybe held in the inbox now with its own draft
+        if batch_dir.resolve().is_relative_to(settings.dir("inbox")):
+            watch.forget(settings, agency_code, batch_dir.name)
     held = sum(o not in ("archived", "pending") for o in outcomes.values())
     b = warehouse.batches
     with engine.begin() as conn:

@@ -108,8 +108,9 @@ def test_a_batch_without_manifest_is_drafted_once_held_and_released_by_the_renam
     draft_csv.rename(batch / "manifest.csv")
     (run,) = inbox.ready_runs(settings)
     assert run.conf["batch_dir"] == str(batch)
-    # Tesseract's readings of the two first pages, kept for the archive
+    # Tesseract's readings of the two first pages, kept for the archive, and what they gave
     assert len(list(settings.readings_dir.iterdir())) == 2
+    assert watch.state_path(settings.dir("work"), AGENCY, "Lô nháp").is_file()
 
     env = {"PATH": os.environ["PATH"], "DIGITIZE_DATA_DIR": str(settings.data_dir),
            "DIGITIZE_PROFILES_DIR": str(settled_at_once), "DIGITIZE_PROFILE": "watch"}
@@ -128,8 +129,9 @@ def test_a_batch_without_manifest_is_drafted_once_held_and_released_by_the_renam
     assert (f"tên chủ hồ sơ trong manifest là 'Nguyễn Văn Sửa', khác với chữ đọc được trên "
             f"trang đầu '{pages[17][1]['holder_name']}'") in second.warnings
     # the archive took both readings instead of reading the pages again, and its text layer
-    # is the page's
+    # is the page's; what the draft read (holder ids among it) is dropped with the batch archived
     assert list(settings.readings_dir.iterdir()) == []
+    assert not watch.state_path(settings.dir("work"), AGENCY, "Lô nháp").exists()
     with warehouse.engine_for(settings.warehouse_url).connect() as conn:
         pdf = conn.execute(select(r.c.pdf_path).where(r.c.record_id == rows[0]["record_id"])
                            ).scalar_one()

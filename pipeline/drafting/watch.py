@@ -11,7 +11,8 @@ page's fields by the SHA-256 of its file, and the listing of the scans drafted (
 among them: as personal as the manifest). Registration
 (:func:`attach_readings`) compares each manifest field with what was read off its record's
 first page: equal, the field was read; different, a person typed it (the typed value is the one
-archived, and one that differs from a sure reading is a cross-check warning).
+archived, and one that differs from a sure reading is a cross-check warning). It is dropped
+when the batch is archived whole (:func:`forget`).
 
 The draft is made once per scans: the files written beside them (draft, note, the clerk's
 renamed manifest) are no scans and do not start it again, while a scan added, removed or
@@ -54,6 +55,13 @@ def state_path(work_dir: Path, agency_code: str, folder: str) -> Path:
     """Where a batch folder's draft is kept: named as its run (:func:`inbox.run_name`), which
     no folder name can lead out of and no two batches share."""
     return work_dir / STATE_DIR / f"{inbox.run_name(agency_code, folder)}.json"
+
+
+def forget(settings: Settings, agency_code: str, folder: str) -> None:
+    """Drop what a batch's draft read, once the batch is archived whole: the warehouse holds
+    which fields were read (``records.read_fields``), and the holder ids the pages showed are
+    not kept beside it in the work folder any longer than needed."""
+    state_path(settings.dir("work"), agency_code, folder).unlink(missing_ok=True)
 
 
 def _load(path: Path) -> dict[str, Any]:
