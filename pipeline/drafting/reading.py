@@ -80,7 +80,7 @@ def read_layout(path: Path, page_in_file: int, profile: ScannerProfile,
     with tempfile.TemporaryDirectory(prefix="digitize-draft-") as tmp:
         # a TIFF keeps the resolution, which Tesseract reads from the file
         picture = Path(tmp) / "view.tif"
-        Image.fromarray(view).save(picture, dpi=(view_dpi, view_dpi))
+        ocr.save_view(view, view_dpi, picture)
         reading = readings.read(picture, profile.languages, store or Path(tmp) / "store")
         return Layout(hocr.read_page(reading.with_suffix(".hocr")), grey, view_dpi,
                       tuple(profile.languages))

@@ -71,8 +71,13 @@ def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path
     """
     folder = work_dir / VIEW_DIR
     folder.mkdir(exist_ok=True)
-    view, view_dpi = ocr_view(image, dpi, colour_dropout)
-    Image.fromarray(view).save(folder / f"{page_no:06d}.tif", dpi=(view_dpi, view_dpi))
+    save_view(*ocr_view(image, dpi, colour_dropout), folder / f"{page_no:06d}.tif")
+
+
+def save_view(view: np.ndarray, dpi: int, path: Path) -> None:
+    """An OCR view as the file Tesseract reads: the same view is always the same bytes, which
+    is how a drafted page's reading is found again (:mod:`pipeline.imaging.readings`)."""
+    Image.fromarray(view).save(path, dpi=(dpi, dpi))
 
 
 def page_stats(hocr_dir: Path, page_count: int) -> list[PageOcrStats | None]:
