@@ -329,7 +329,22 @@ def test_two_celery_workers_archive_two_batches(tmp_path: Path, databases: tuple
         print(f"[{time.monotonic() - started:.0f} s] API server, scheduler, DAG processor, "
               f"2 workers up; {sorted(PROJECT_DAGS)} parsed and unpaused")
 
-        # 4. digitize_watch finds the settled batches and starts one digitize_batch run for each
+        # 4. digitize_watch finds the settled batches and starts one digitize_batch run for each:
+        # its first (scheduled) look sees them and starts their settle time; the look after it
+        # is triggered, as the archivist's Trigger button starts one, not left to the schedule
+        # (2 minutes of the test's 3 were spent waiting for it)
+        def first_look_done() -> bool:
+            return bool(query("select 1 from dag_run where dag_id = 'digitize_watch' "
+                              "and state = 'success'"))
+
+        deployment.wait_for("the watcher's first look", first_look_done, timeout=240)
+        time.sleep(SETTLE_SECONDS + 1)
+        look = subprocess.run(
+            [str(Path(sys.executable).with_name("digitize")), "airflow", "--no-prepare", "dags",
+             "trigger", "digitize_watch"], env={**base_env, **values}, capture_output=True,
+            text=True, timeout=300)
+        assert look.returncode == 0, (look.stdout + look.stderr)[-3000:]
+
         def runs_finished() -> dict[str, str] | None:
             runs = dict(query("select run_id, state from dag_run where dag_id = 'digitize_batch'"))
             assert set(runs) <= expected_runs, f"unexpected runs: {set(runs) - expected_runs}"
