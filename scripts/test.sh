@@ -14,4 +14,5 @@ workers="${DIGITIZE_TEST_WORKERS:-2}"
 if [ "$workers" = 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+# --no-loadscope-reorder: the longest files first, as tests/conftest.py orders them
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@"

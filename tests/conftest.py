@@ -27,6 +27,19 @@ from pipeline.config import Settings, load_settings
 from pipeline.reporting.plan import PhasePlan, load_plan
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The longest test files (whole files, by --durations), run first: with two workers the file
+# one of them takes last decides how long the other idles at the end. scripts/test.sh keeps
+# this order (--no-loadscope-reorder: xdist would order the files by their count of tests,
+# which put these, one to a few tests each, last).
+LONGEST_FIRST = ("test_crash_safety.py", "test_standalone.py", "test_bad_inputs.py",
+                 "test_stack_batch.py", "test_dags.py", "test_nothing_lost.py",
+                 "test_celery_deployment.py", "test_fixity.py", "test_end_to_end.py",
+                 "test_concurrency.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
 PG_ADMIN_URL = os.environ.get("DIGITIZE_TEST_PG_URL",
                               "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 # The scanner resolution of sample batches (samples.generate_batch(dpis=...)) where what a test
