@@ -31,7 +31,9 @@ from pipeline.demo.render import render_page
 from pipeline.drafting import draft
 from pipeline.drafting.commands import load_catalogue
 from pipeline.drafting.fields import CONFIDENT, match_procedure
+from pipeline.intake.coversheets import render_sheet
 from pipeline.intake.ingest import read_manifest
+from pipeline.intake.sheetcode import SheetFacts
 
 pytestmark = pytest.mark.slow
 
@@ -243,3 +245,31 @@ def test_text_read_off_a_page_never_becomes_a_spreadsheet_formula(tmp_path: Path
     names = [c.value for c in sheet[1]]
     cell = sheet.cell(2, names.index("holder_name") + 1)
     assert (cell.value, cell.data_type) == (trap, "s")
+
+
+def test_a_stack_split_by_its_cover_sheets_takes_the_sheets_fields_and_reads_the_rest(
+        drafted: dict[str, Any], tmp_path: Path) -> None:
+    """A stack under the ``stack`` profile: each cover sheet's fields are taken as typed (the
+    sheet was printed from the inventory), the rest is read off the page after it."""
+    stack = tmp_path / "inbox" / DEFAULT_AGENCY / "B-STACK"
+    stack.mkdir(parents=True)
+    ids = {"a_modern_300.tif": "HS-CHONG-01", "b_modern_200.png": "HS-CHONG-02"}
+    for n, (name, record_id) in enumerate(ids.items()):
+        truth = drafted["truth"][name]
+        facts = SheetFacts(DEFAULT_AGENCY, record_id, truth["procedure_code"],
+                           truth["result_number"],
+                           dt.datetime.strptime(truth["issued_on"], "%d/%m/%Y").date())
+        render_sheet(facts).save(stack / f"xap_{2 * n + 1:02d}.png", dpi=(300, 300))
+        shutil.copy(drafted["batch_dir"] / name, stack / f"xap_{2 * n + 2:02d}{Path(name).suffix}")
+    profile = load_settings(data_dir=drafted["data"], profile="stack").scanner_profile
+
+    rows = draft.draft_batch(stack, drafted["catalogue"], profile)
+
+    assert [row.files for row in rows] == ["xap_02.tif[1]", "xap_04.png[1]"]
+    for row, (name, record_id) in zip(rows, ids.items(), strict=True):
+        truth = drafted["truth"][name]
+        assert row.value("record_id") == record_id and row.source("record_id") == "tờ bìa hồ sơ"
+        for field in ("result_number", "issued_on", "procedure_code"):
+            assert (row.value(field), row.confidence(field)) == (truth[field], 1.0), field
+        for field in ("holder_name", "holder_id"):
+            assert row.value(field) == truth[field], field
