@@ -6,6 +6,7 @@ The archive taking it in a real run: tests/test_manifest_watch.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,18 @@ def test_the_archive_takes_the_drafts_reading_of_its_view_and_of_no_other(tmp_pa
         assert not readings.take(other, langs, psm, store, taken / "x.pdf", taken / "x.txt")
     assert len(list(store.iterdir())) == 1
     assert not (taken / "x.pdf").exists()
+
+
+def test_readings_no_archive_took_are_dropped_after_30_days_leftovers_after_a_day(
+        tmp_path: Path) -> None:
+    store = tmp_path / "readings"
+    for name in ("a" * 64, "b" * 64, ".reading-x", ".taken-y-1"):
+        (store / name).mkdir(parents=True)
+        (store / name / "page.txt").write_text("Số: 712/GPXD", encoding="utf-8")
+    now = time.time()
+    assert readings.sweep(store, now) == 0 and len(list(store.iterdir())) == 4
+    assert readings.sweep(store, now + 2 * 86400) == 2  # the leftovers of a crash
+    assert sorted(p.name for p in store.iterdir()) == ["a" * 64, "b" * 64]
+    assert readings.sweep(store, now + 29 * 86400) == 0
+    assert readings.sweep(store, now + 31 * 86400) == 2 and list(store.iterdir()) == []
+    assert readings.sweep(tmp_path / "none") == 0  # no draft was ever made here

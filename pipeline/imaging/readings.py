@@ -10,22 +10,32 @@ When that page is archived, the OCR engine (:mod:`pipeline._exec.ocrmypdf_plugin
 reading out of the store instead of running Tesseract on the page a second time (issue 19: about
 2 CPU s a record, the most of what a draft costs). Any difference in what would be read (a
 page cleaned otherwise, another language) is another key: a reading is never used for a view it
-was not made from.
+was not made from. Readings no archive takes are dropped after a while (:func:`sweep`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline._exec import tesseract
 
+log = logging.getLogger(__name__)
+
 SUFFIXES = (".pdf", ".txt", ".hocr")
+# A reading no archive took within this long is dropped: its batch was most likely removed from
+# the inbox, and the reading holds the page's text. Should the batch come after all, the archive
+# reads the page itself.
+KEEP_SECONDS = 30 * 86400
+# what a crash left half written or half taken (".reading-*", ".taken-*")
+LEFTOVER_SECONDS = 86400
 PREFIX = "page"  # a reading's files: <key>/page.pdf, page.txt, page.hocr
 
 
@@ -88,3 +98,22 @@ def take(view: Path, languages: Sequence[str], psm: int, store: Path, output_pdf
     finally:
         shutil.rmtree(taken, ignore_errors=True)
     return True
+
+
+def sweep(store: Path, now: float | None = None) -> int:
+    """Drop the readings of ``store`` no archive took within :data:`KEEP_SECONDS` and what a
+    crash left; how many. Ages count from each entry's last rename (its ctime): a reading from
+    when it was kept, a half-taken one from when it was taken."""
+    now = time.time() if now is None else now
+    dropped = 0
+    for entry in store.iterdir() if store.is_dir() else ():
+        try:
+            age = now - entry.stat().st_ctime
+        except FileNotFoundError:
+            continue  # taken meanwhile
+        if age > (LEFTOVER_SECONDS if entry.name.startswith(".") else KEEP_SECONDS):
+            shutil.rmtree(entry, ignore_errors=True)
+            dropped += 1
+    if dropped:
+        log.info("%s: %d readings no archive took were dropped", store, dropped)
+    return dropped

@@ -255,6 +255,10 @@ def ready_runs(settings: Settings) -> list[BatchRun]:
     drafting = profile.manifest != "typed"
     ready = ready_batches(settings.dir("inbox"), profile.settle_seconds, layout=profile.batch_layout,
                           looks=settings.dir("work") / LOOKS_FILE, drafting=drafting)
+    if drafting:
+        from pipeline.imaging import readings
+
+        readings.sweep(settings.readings_dir)
     # a stack needs no manifest, and its profile drafts none (ScannerProfile)
     unmanifested = [batch for batch in ready if not (batch / MANIFEST).is_file()] \
         if drafting else []
