@@ -459,6 +459,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
     from rich.console import Console
     from rich.table import Table
 
+    from pipeline.checks.crosscheck import FIELD_NAMES
     from pipeline.store.history import record_history
 
     stories = record_history(settings.warehouse_url, args.record_id, args.agency)
@@ -476,6 +477,9 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> ExitCode:
         console.print(f"[bold]Hồ sơ {story.record_id}[/bold] — cơ quan {story.agency_code}: "
                       f"{state}" + (f" ({story.reason})" if story.reason else "")
                       + (f", phiên bản {story.version}: {story.pdf_path}" if story.version else ""))
+        if story.read_fields:
+            console.print("  đọc từ trang đầu, không gõ tay: "
+                          + ", ".join(FIELD_NAMES.get(n, n) for n in story.read_fields))
         for v in story.versions:
             console.print(f"  phiên bản {v.version} ({v.reason}, lô {v.batch_id}, "
                           f"{v.created_at:%Y-%m-%d %H:%M:%S}): {v.pdf_path} sha256={v.pdf_sha256}")

@@ -136,6 +136,10 @@ def test_a_batch_without_manifest_is_drafted_once_held_and_released_by_the_renam
         pdf = conn.execute(select(r.c.pdf_path).where(r.c.record_id == rows[0]["record_id"])
                            ).scalar_one()
     assert pages[11][1]["result_number"] in poppler.page_text(Path(pdf), 1)
+    # the archivist sees which fields the page gave
+    told = digitize("history", rows[1]["record_id"], env=env)
+    assert told.returncode == 0 and ("đọc từ trang đầu, không gõ tay: mã TTHC, số, ký hiệu, ngày "
+                                     "ban hành, số định danh") in told.stdout, told.stdout
 
 
 @pytest.mark.slow

@@ -42,6 +42,8 @@ class RecordHistory(BaseModel):
     holder_id: str = ""  # masked
     pdf_path: str | None = None
     version: int | None = None
+    # the manifest fields read off the record's first page, not typed (records.read_fields)
+    read_fields: list[str] = Field(default_factory=list)
     versions: list[Version] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
 
@@ -65,12 +67,14 @@ def record_history(url: str, record_id: str, agency_code: str | None = None) -> 
                                       detail=row.detail or ""))
         current = [r.c.agency_code == agency_code] if agency_code else []
         for row in conn.execute(select(r.c.id, r.c.agency_code, r.c.status, r.c.reason,
-                                       r.c.holder_id, r.c.pdf_path, r.c.version)
+                                       r.c.holder_id, r.c.pdf_path, r.c.version,
+                                       r.c.read_fields)
                                 .where(r.c.record_id == record_id, *current)):
             story = stories.setdefault(row.agency_code, RecordHistory(
                 agency_code=row.agency_code, record_id=record_id))
             story.status, story.reason, story.version = row.status, row.reason, row.version
             story.pdf_path, story.holder_id = row.pdf_path, mask_personal_id(row.holder_id)
+            story.read_fields = row.read_fields.split(",") if row.read_fields else []
             story.versions = [Version(version=x.version, created_at=x.created_at,
                                       batch_id=x.batch_id, reason=x.reason, pdf_path=x.pdf_path,
                                       pdf_sha256=x.pdf_sha256)
