@@ -6,6 +6,8 @@ The archive taking it in a real run: tests/test_manifest_watch.py."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -90,3 +92,20 @@ def test_readings_no_archive_took_are_dropped_after_30_days_leftovers_after_a_da
     assert readings.sweep(store, now + 29 * 86400) == 0
     assert readings.sweep(store, now + 31 * 86400) == 2 and list(store.iterdir()) == []
     assert readings.sweep(tmp_path / "none") == 0  # no draft was ever made here
+
+
+def test_a_crash_leftover_in_the_way_leaves_the_reading_for_the_next_take(tmp_path: Path) -> None:
+    view, store = tmp_path / "view.tif", tmp_path / "readings"
+    view.write_bytes(b"the bytes of a view")
+    key = readings.view_key(view, ["vie"], PSM)
+    leftover = store / f".taken-{key}-{os.getpid()}"  # a crashed take by a process of our pid
+    for entry in (store / key, leftover):
+        entry.mkdir(parents=True)
+        for suffix in readings.SUFFIXES:
+            (entry / f"page{suffix}").write_text(entry.name, encoding="utf-8")
+    out_pdf, out_txt = tmp_path / "000001_ocr_tess.pdf", tmp_path / "000001.txt"
+    assert not readings.take(view, ["vie"], PSM, store, out_pdf, out_txt)
+    assert (store / key).is_dir() and not out_txt.exists()
+    shutil.rmtree(leftover)
+    assert readings.take(view, ["vie"], PSM, store, out_pdf, out_txt)
+    assert out_txt.read_text(encoding="utf-8") == key and out_pdf.with_suffix(".hocr").is_file()

@@ -86,7 +86,7 @@ def take(view: Path, languages: Sequence[str], psm: int, store: Path, output_pdf
     taken = store / f".taken-{kept.name}-{os.getpid()}"
     try:
         kept.rename(taken)
-    except FileNotFoundError:
+    except OSError:  # none kept, taken meanwhile, or a crash's leftover of that name in the way
         return False
     reading = taken / PREFIX
     try:
