@@ -425,3 +425,26 @@ def test_odd_files_do_not_stop_the_batch(tmp_path: Path) -> None:
         assert any(path.name in message for message in out["errors"]), out["errors"]
         assert f"Lý do: {reason}" in notes[rid] and path.name in notes[rid]
     assert good.record_id not in notes
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "1", "P", "CMYK", "LA", "I;16"])
+def test_every_scanner_mode_reads_as_pillows_rgb(mode: str) -> None:
+    """``to_rgb`` takes grey and RGB pages without Pillow's convert (issue 15's CPU): the same
+    pixels as Pillow's RGB, white under transparency, 16-bit grey scaled down, not clipped."""
+    rng = np.random.default_rng(7)
+    rgb = Image.fromarray(rng.integers(0, 256, (37, 23, 3), dtype=np.uint8))
+    if mode == "I;16":
+        grey = rng.integers(0, 65536, (37, 23), dtype=np.uint16)
+        img16 = Image.fromarray(grey)
+        assert img16.mode.startswith("I")
+        got = pages.to_rgb(img16)
+        assert np.array_equal(got[:, :, 1], (grey / 257).astype(np.uint8))
+        return
+    img = rgb.convert(mode)
+    got = pages.to_rgb(img)
+    assert got.dtype == np.uint8 and got.shape == (37, 23, 3)
+    if mode == "LA":  # laid over white where transparent
+        white = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+        assert np.array_equal(got, np.asarray(white.convert("RGB")))
+    else:
+        assert np.array_equal(got, np.asarray(img.convert("RGB")))
