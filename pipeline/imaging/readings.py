@@ -56,7 +56,9 @@ def read(view: Path, languages: Sequence[str], store: Path) -> Path:
     kept = store / view_key(view, languages, tesseract.PAGE_SEGMENTATION_MODE)
     if not kept.is_dir():
         store.mkdir(parents=True, exist_ok=True)
-        # written whole beside the store's entries, then renamed: an entry is never half there
+        # written whole beside the store's entries, synced, then renamed: an entry is never
+        # half there. The rename itself is not synced: lost in a power cut, it only costs a
+        # second reading, and the synced files are a leftover for sweep()
         fresh = Path(tempfile.mkdtemp(prefix=".reading-", dir=store))
         tesseract.read_page(view, languages, fresh / PREFIX)
         for suffix in SUFFIXES:
@@ -81,7 +83,7 @@ def take(view: Path, languages: Sequence[str], psm: int, store: Path, output_pdf
     other reads the page itself.
     """
     if not (store.is_dir() and any(store.iterdir())):
-        return False  # no draft waits: no page pays for its key (20 ms at 300 dpi)
+        return False  # no draft waits: no page pays for its key (hashing the view file)
     kept = store / view_key(view, languages, psm)
     taken = store / f".taken-{kept.name}-{os.getpid()}"
     try:
