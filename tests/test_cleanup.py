@@ -77,7 +77,7 @@ def test_sheared_row_sums_are_those_of_the_page_turned(upright: np.ndarray, angl
     """The skew searches sum rows of strips shifted by the turn instead of turning the page:
     the profile must be the turned page's, in the same direction."""
     ink = cleanup._ink(cleanup.to_gray(upright), 200, cleanup.SKEW_DPI)
-    sheared = cleanup._Sheared(ink)
+    sheared = cleanup._Sheared(ink, 5.0)
     fast = sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height]
     turned = cleanup._turned(ink, angle).sum(axis=1, dtype=np.float64)
     same = np.corrcoef(fast, turned)[0, 1]
@@ -93,7 +93,7 @@ def test_strips_moved_in_groups_sum_exactly_as_strips_moved_one_by_one(
     """Moving neighbouring strips of one shift together is a shortcut, not an approximation:
     the profile is bit for bit the strip-by-strip one, so the angles found stay the same."""
     ink = cleanup._ink(cleanup.to_gray(upright), 200, cleanup.SKEW_DPI)
-    sheared = cleanup._Sheared(ink)
+    sheared = cleanup._Sheared(ink, 5.0)
     strips = np.diff(sheared.running, axis=0)
     size = strips.shape[1]
     one_by_one = np.zeros(size)
@@ -102,6 +102,12 @@ def test_strips_moved_in_groups_sum_exactly_as_strips_moved_one_by_one(
         start, stop = max(0, shift), min(size, size + shift)
         one_by_one[start:stop] += profile[start - shift:stop - shift]
     assert np.array_equal(sheared.rows(angle), one_by_one)
+    # the room made for the angles searched is enough: the page's rows are those of the most
+    # room there can be, not cut off
+    widest = cleanup._Sheared(ink, 45.0)
+    assert np.array_equal(sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height],
+                          widest.rows(angle)[widest.margin:widest.margin + widest.height])
+    assert sheared.margin < widest.margin
 
 
 def test_a_straight_page_is_not_resampled(upright: np.ndarray) -> None:
@@ -180,3 +186,17 @@ def test_uneven_lighting_is_flattened_and_print_stays_black(upright: np.ndarray)
     assert np.percentile(cleanup.to_gray(flat)[paper], 1) > 240
     ink = cleanup.to_gray(upright) < 60
     assert cleanup.to_gray(flat)[ink].mean() < 60
+
+
+def test_quality_levels_are_numpys_median_and_percentile_to_the_bit() -> None:
+    """The quality flags read the paper's level and the darkest print from a histogram instead
+    of numpy's sort: the same values, so no page's flags change."""
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        size = int(rng.integers(1, 3000))
+        low = int(rng.integers(0, 200))
+        pixels = rng.integers(low, low + int(rng.integers(1, 56)), size=(1, size), dtype=np.uint8)
+        levels = cleanup._Levels(pixels)
+        assert levels.median() == float(np.median(pixels)), (trial, size)
+        for q in (0.0, 0.5, 37.3, 50.0, 99.5, 100.0):
+            assert levels.percentile(q) == float(np.percentile(pixels, q)), (trial, size, q)
