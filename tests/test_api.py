@@ -393,9 +393,13 @@ def test_the_api_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         found = get(served, "/search", bearer, q="cong hoa xa hoi").json()
         assert found["total"] == 4 and {h["agency_code"] for h in found["hits"]} == {DISTRICT}
         assert get(served, f"/records/{DEPARTMENT}/HS/003", bearer).status_code == 403
+        nobody = get(served, holder_path("079203000111"), bearer, purpose="không có ai").json()
+        assert nobody["records"] == []
+        # the rows of a lookup go in as one statement of arrays on PostgreSQL: in their order,
+        # and a lookup that found nothing as its row of NULLs
         assert access_rows(pg_url, name) == [
             ("holder_lookup", DISTRICT, "HS/001", PURPOSE), ("holder_lookup", DISTRICT, "HS/002", PURPOSE),
-            ("pdf", DISTRICT, "HS/002", PURPOSE)]
+            ("pdf", DISTRICT, "HS/002", PURPOSE), ("holder_lookup", None, None, "không có ai")]
 
         # an error no one foresaw, whose message quotes the SQL parameters (the holder's ids):
         # 500 with a message, and the server's log names the error, never the ids

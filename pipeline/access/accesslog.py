@@ -8,9 +8,10 @@ gave. The holder id looked up is never written, here or in any log line.
 from __future__ import annotations
 
 import getpass
+import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, DateTime, bindparam, text
 
 from pipeline.store import warehouse
 
@@ -23,10 +24,28 @@ def log_access(conn: Connection, caller: str, action: str,
     statement for them all (a holder's ten records cost one round trip, not ten)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown access action {action!r} (one of {sorted(ACTIONS)})")
-    at = warehouse.now()
-    conn.execute(warehouse.access_log.insert(), [
-        {"at": at, "caller": caller[:128], "action": action, "agency_code": agency_code,
-         "record_id": record_id, "purpose": purpose} for agency_code, record_id in reads])
+    params: dict[str, object] = {"at": warehouse.now(), "caller": caller[:128], "action": action,
+                                 "purpose": purpose}
+    if conn.dialect.name == "postgresql":
+        params.update(agencies=[a for a, _ in reads], records=[r for _, r in reads])
+    else:
+        params["reads"] = json.dumps(list(reads))
+    conn.execute(_INSERT[conn.dialect.name == "postgresql"], params)
+
+
+# The rows in one statement whose text never changes, the reads passed as arrays (PostgreSQL) or
+# as JSON (SQLite): the driver's executemany prepared and sent a statement per row, and a
+# multi-row VALUES is a new statement for SQLAlchemy to compile for each number of rows; either
+# cost more than the lookup's own query (issue 18).
+_COLUMNS = "INSERT INTO access_log (at, caller, action, agency_code, record_id, purpose) "
+_INSERT = {
+    postgresql: text(_COLUMNS + "SELECT :at, :caller, :action, a, r, :purpose FROM "
+                     "unnest(CAST(:agencies AS varchar[]), CAST(:records AS varchar[])) AS t(a, r)"
+                     ).bindparams(bindparam("at", type_=DateTime()))
+    if postgresql else
+    text(_COLUMNS + "SELECT :at, :caller, :action, value ->> 0, value ->> 1, :purpose "
+                    "FROM json_each(:reads)").bindparams(bindparam("at", type_=DateTime()))
+    for postgresql in (True, False)}
 
 
 def cli_caller() -> str:

@@ -33,6 +33,7 @@ import sys
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, unquote
@@ -181,17 +182,10 @@ _bearer = HTTPBearer(auto_error=False, description="Mã truy cập của hệ th
                                                    "(`digitize tokens create`).")
 
 
-# The token's check, a holder's records and one record's metadata are run on the event loop, not
-# in a thread: each is an index probe or two and an insert, about a millisecond, and a hop to a
-# thread and back cost more than that (under 50 concurrent calls, the hops took a third of a
-# worker's CPU). Search and PDFs, which may take hundreds of milliseconds, run in threads.
-async def _caller(request: Request,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
-                  ) -> Caller:
-    caller = None
-    if credentials:
-        with autocommit(_url(request)) as conn:
-            caller = caller_for(conn, credentials.credentials)
+def _checked(request: Request, conn: Connection,
+             credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    """The caller whose live token the request bears, or 401."""
+    caller = caller_for(conn, credentials.credentials) if credentials else None
     if caller is None:
         raise HTTPException(401, "Thiếu mã truy cập, hoặc mã không đúng hay đã bị thu hồi: gửi "
                                  "'Authorization: Bearer <mã>' do quản trị kho cấp.",
@@ -200,7 +194,37 @@ async def _caller(request: Request,
     return caller
 
 
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+# The token's check, a holder's records and one record's metadata are run on the event loop, not
+# in a thread: each is an index probe or two and an insert, about a millisecond, and a hop to a
+# thread and back cost more than that (under 50 concurrent calls, the hops took a third of a
+# worker's CPU). Search and PDFs, which may take hundreds of milliseconds, run in threads, and
+# check the token on a connection of its own: one held from the event loop while they wait for a
+# thread could leave the loop waiting for a connection only the loop can give back.
+async def _caller(request: Request, credentials: Credentials) -> Caller:
+    with autocommit(_url(request)) as conn:
+        return _checked(request, conn, credentials)
+
+
+@dataclass(frozen=True)
+class Called:
+    """A call answered on the event loop: its caller, and the one connection the whole call
+    uses (the token, the read, the access log: a pool checkout and its ping each cost as much as
+    the token's query)."""
+
+    caller: Caller
+    conn: Connection
+
+
+async def _called(request: Request, credentials: Credentials) -> AsyncIterator[Called]:
+    with autocommit(_url(request)) as conn:
+        yield Called(_checked(request, conn, credentials), conn)
+
+
 CallerDep = Annotated[Caller, Depends(_caller)]
+CalledDep = Annotated[Called, Depends(_called)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[int, Query(ge=0)]
 Purpose = Annotated[str, Query(max_length=PURPOSE_MAX, description="why the caller reads this")]
@@ -225,7 +249,7 @@ router = APIRouter(prefix=PREFIX, responses=ERRORS)
 
 
 @router.get("/holders/{holder_id}/records", response_model=RecordPage)
-async def holder_records(request: Request, caller: CallerDep, holder_id: str, purpose: Purpose,
+async def holder_records(request: Request, called: CalledDep, holder_id: str, purpose: Purpose,
                          also: Annotated[list[str] | None,
                                          Query(description="the same holder's other ids")] = None,
                          limit: Limit = 20, offset: Offset = 0) -> Response:
@@ -235,13 +259,13 @@ async def holder_records(request: Request, caller: CallerDep, holder_id: str, pu
     ids = [holder_id, *(also or ())]
     if len(ids) > MAX_HOLDER_IDS:
         raise HTTPException(400, f"Một lần tra cứu nhận tối đa {MAX_HOLDER_IDS} mã của cùng một người.")
-    with autocommit(_url(request)) as conn:
-        page = core.holder_records(conn, ids, core.Filters(agencies=caller.agencies),
-                                   personal=caller.personal_data, settings=request.app.state.settings,
-                                   snippets=False, limit=limit, offset=offset)
-        # one row per record handed out; a lookup that found nothing is logged too
-        _logged(conn, caller.name, "holder_lookup",
-                [(h.agency_code, h.record_id) for h in page.hits] or [(None, None)], purpose)
+    caller, conn = called.caller, called.conn
+    page = core.holder_records(conn, ids, core.Filters(agencies=caller.agencies),
+                               personal=caller.personal_data, settings=request.app.state.settings,
+                               snippets=False, limit=limit, offset=offset)
+    # one row per record handed out; a lookup that found nothing is logged too
+    _logged(conn, caller.name, "holder_lookup",
+            [(h.agency_code, h.record_id) for h in page.hits] or [(None, None)], purpose)
     return _json({**_page(request, page.total, limit, offset),
                   "records": [_record(request, h, caller.personal_data) for h in page.hits]})
 
@@ -300,12 +324,12 @@ def pdf_response(request: Request, conn: Connection, reader: str, hit: core.Hit,
 
 
 @router.get("/records/{agency_code}/{record_id:path}", response_model=Record)
-async def record(request: Request, caller: CallerDep, agency_code: str, record_id: str,
+async def record(request: Request, called: CalledDep, agency_code: str, record_id: str,
                  purpose: Annotated[str, Query(max_length=PURPOSE_MAX)] = "") -> Response:
     """One archived record's metadata (with the holder for a token allowed personal data)."""
-    with autocommit(_url(request)) as conn:
-        hit = _found(conn, caller, agency_code, record_id)
-        _logged(conn, caller.name, "record", [(agency_code, record_id)], " ".join(purpose.split()))
+    caller, conn = called.caller, called.conn
+    hit = _found(conn, caller, agency_code, record_id)
+    _logged(conn, caller.name, "record", [(agency_code, record_id)], " ".join(purpose.split()))
     return _json(_record(request, hit, caller.personal_data))
 
 

@@ -189,13 +189,15 @@ OPENING_CHARS = 40 * SNIPPET_WORDS
 # Statements built once (cached): they are immutable, and building one took longer than running
 # it for a holder lookup
 @functools.cache
-def _hit_select(whole_text: bool = True) -> Select[Any]:
+def _hit_select(text: str = "whole") -> Select[Any]:
+    """A hit's columns and, for its snippet, its ``whole`` text, its ``opening`` or ``none``."""
     r, p = warehouse.records, warehouse.procedures
+    texts = {"whole": [r.c.text], "opening": [func.substr(r.c.text, 1, OPENING_CHARS).label("text")],
+             "none": []}[text]
     return select(r.c.id, r.c.agency_code, r.c.record_id, r.c.procedure_code,
                   p.c.name.label("procedure_name"), r.c.result_number, r.c.issued_on,
                   r.c.still_valid, r.c.pdf_path, r.c.pdf_sha256, r.c.version,
-                  r.c.signature_level, r.c.holder_name, r.c.holder_id,
-                  r.c.text if whole_text else func.substr(r.c.text, 1, OPENING_CHARS).label("text"))
+                  r.c.signature_level, r.c.holder_name, r.c.holder_id, *texts)
 
 
 def _with_procedures(source: Any) -> Any:
@@ -204,10 +206,10 @@ def _with_procedures(source: Any) -> Any:
 
 
 @functools.cache
-def _record_select() -> Select[Any]:
-    """An archived record's hit, with the opening of its text."""
-    return _hit_select(whole_text=False).select_from(_with_procedures(warehouse.records)) \
-        .where(_archived())
+def _record_select(text: str = "opening") -> Select[Any]:
+    """An archived record's hit, with the opening of its text (``none``: without; a record's
+    text is in PostgreSQL's TOAST, read only to be cut)."""
+    return _hit_select(text).select_from(_with_procedures(warehouse.records)).where(_archived())
 
 
 # personal ids and tax codes (9, 10, 12, 13 digits) wherever a text shows them
@@ -431,8 +433,8 @@ def holder_records(source: str | Connection, holder_ids: Sequence[str], filters:
     with warehouse.connection(source) as conn:
         where = [r.c.holder_key.in_(keys), r.c.still_valid.is_(True),
                  *_conditions(conn, filters, settings)]
-        query = _record_select().where(*where).order_by(r.c.issued_on.desc().nulls_last(),
-                                                        r.c.id.desc()).offset(offset)
+        query = _record_select("opening" if snippets else "none").where(*where).order_by(
+            r.c.issued_on.desc().nulls_last(), r.c.id.desc()).offset(offset)
         rows = conn.execute(query if limit is None else query.limit(limit)).all()
         total = offset + len(rows)
         if (limit is not None and len(rows) == limit) or (offset and not rows):
