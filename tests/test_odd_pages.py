@@ -178,7 +178,7 @@ def test_smallest_and_largest_sides_pass(tmp_path: Path) -> None:
         path = write_png(tmp_path / f"{width}.png", width, height)
         assert pages.page_count(path) == 1
         image, dpi = pages.load_page(path, 1, 250)
-        assert image.shape == (height, width, 3) and dpi == 300
+        assert image.shape[:2] == (height, width) and dpi == 300
 
 
 def test_every_tiff_frame_is_checked(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_every_tiff_frame_is_checked(tmp_path: Path) -> None:
     with pytest.raises(pages.PageReadError, match=r"nhieu-trang.tif: trang 2 chỉ có 2 x 2") as c:
         pages.page_count(path)
     assert c.value.rule == "file_readable"
-    assert pages.load_page(path, 1, 300)[0].shape == (1100, 800, 3)
+    assert pages.load_page(path, 1, 300)[0].shape == (1100, 800)  # grey: one channel
 
 
 # --- PDF page boxes, at the dpi the page will be rendered at -----------------------------------
@@ -428,22 +428,25 @@ def test_odd_files_do_not_stop_the_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "1", "P", "CMYK", "LA", "I;16"])
-def test_every_scanner_mode_reads_as_pillows_rgb(mode: str) -> None:
-    """``to_rgb`` takes grey and RGB pages without Pillow's convert (issue 15's CPU): the same
-    pixels as Pillow's RGB, white under transparency, 16-bit grey scaled down, not clipped."""
+def test_every_scanner_mode_reads_as_pillows_grey_or_rgb(mode: str) -> None:
+    """``to_array`` takes grey and RGB pages without Pillow's convert (issue 15's CPU): a page
+    scanned in grey or black and white stays one channel, Pillow's "L"; any other mode is
+    Pillow's RGB, white under transparency; 16-bit grey is scaled down, not clipped."""
     rng = np.random.default_rng(7)
     rgb = Image.fromarray(rng.integers(0, 256, (37, 23, 3), dtype=np.uint8))
     if mode == "I;16":
         grey = rng.integers(0, 65536, (37, 23), dtype=np.uint16)
         img16 = Image.fromarray(grey)
         assert img16.mode.startswith("I")
-        got = pages.to_rgb(img16)
-        assert np.array_equal(got[:, :, 1], (grey / 257).astype(np.uint8))
+        got = pages.to_array(img16)
+        assert got.dtype == np.uint8 and np.array_equal(got, (grey / 257).astype(np.uint8))
         return
     img = rgb.convert(mode)
-    got = pages.to_rgb(img)
-    assert got.dtype == np.uint8 and got.shape == (37, 23, 3)
-    if mode == "LA":  # laid over white where transparent
+    got = pages.to_array(img)
+    assert got.dtype == np.uint8
+    if mode in ("L", "1"):
+        assert np.array_equal(got, np.asarray(img.convert("L")))
+    elif mode == "LA":  # laid over white where transparent
         white = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
         assert np.array_equal(got, np.asarray(white.convert("RGB")))
     else:

@@ -389,9 +389,10 @@ def deskew(image: np.ndarray, skew: float) -> np.ndarray:
     h, w = image.shape[:2]
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), -skew, 1.0)
     white = (255,) * (image.shape[2] if image.ndim == 3 else 1)
-    # Bilinear, as Leptonica's deskew: the cubic kernel cost three times the CPU (0.10 against
-    # 0.03 s on a grey 300 dpi page) for edges the archive binarises or stencils anyway (issue 15)
-    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
+    # Cubic, though it costs three times bilinear's CPU (0.10 against 0.03 s on a grey 300 dpi
+    # page, issue 15): bilinear read the benchmark's pages as well, but lost the date of a
+    # typewritten cover page in tests/test_stack_batch.py
+    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=white)
 
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pikepdf
 from pdf2image import convert_from_path
@@ -430,26 +429,26 @@ def page_count(path: Path, fallback_dpi: int = DEFAULT_PDF_DPI) -> int:
         raise PageReadError(f"{path.name}: {exc}") from exc
 
 
-def to_rgb(img: Image.Image) -> np.ndarray:
-    """8-bit RGB of any scanner image mode.
+def to_array(img: Image.Image) -> np.ndarray:
+    """The page's 8-bit pixels: 2-D for a page scanned in grey or black and white, RGB for any
+    other scanner image mode.
 
-    16-bit grey is scaled down (Pillow's convert would clip it to white); transparent pixels
-    (palette PNG with alpha, RGBA) are paper, so they are laid over white, not black.
+    A grey page stays one channel: cleanup would find its three equal channels and keep one
+    anyway, after a pass over the page to check them (with the copy to RGB, 19 ms of CPU a page
+    at 300 dpi, issue 15). 16-bit grey is scaled down (Pillow's convert would clip it to white);
+    transparent pixels (palette PNG with alpha, RGBA) are paper, so they are laid over white,
+    not black.
     """
     if img.mode.startswith("I"):
-        grey = (np.asarray(img, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)
-        return np.stack([grey] * 3, axis=-1)
+        return (np.asarray(img, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         return np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
                           .convert("RGB"))
-    # Grey (most scans) and RGB without Pillow's convert, a copy of its own before the array's:
-    # the same pixels for 9 instead of 23 ms of CPU a page over the benchmark's corpus (issue 15)
-    if img.mode == "L":
-        return cv2.cvtColor(np.asarray(img), cv2.COLOR_GRAY2RGB)
-    if img.mode == "RGB":
+    # Grey (most scans) and RGB without Pillow's convert, a copy of its own before the array's
+    if img.mode == "L" or img.mode == "RGB":
         return np.asarray(img)
-    return np.asarray(img.convert("RGB"))
+    return np.asarray(img.convert("L" if img.mode == "1" else "RGB"))
 
 
 @contextlib.contextmanager
@@ -491,7 +490,8 @@ def render_pdf_page(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
 
 
 def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndarray, int]:
-    """Page ``page_in_file`` (1-based) of ``path`` as an RGB uint8 array, and its dpi."""
+    """Page ``page_in_file`` (1-based) of ``path`` as a uint8 array (:func:`to_array`: 2-D for a
+    grey image, else RGB; a PDF page rendered in RGB), and its dpi."""
     with _reading(path, page_in_file):
         if path.suffix.lower() == ".pdf":
             with pikepdf.open(path) as pdf:
@@ -507,7 +507,7 @@ def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndar
             # JPEGs without density report 1 or 72 dpi; a scan is never that coarse.
             if dpi < 100:
                 dpi = fallback_dpi
-            return to_rgb(img), dpi
+            return to_array(img), dpi
 
 
 @dataclass(frozen=True)
