@@ -1,10 +1,11 @@
 """Page cleanup with OpenCV: dark scanner border, orientation (0/90/180/270), uneven lighting,
 specks, deskew; and the page's quality flags.
 
-Pages are RGB uint8 arrays. The cleaned page keeps its colours: a result's red seal is part of
-the record. A page scanned in grey (its three channels equal) is cleaned as one channel and
-comes out 2-D: the same pixels for a quarter less CPU (0.44 -> 0.32 s/page on the benchmark's
-grey pages); every later stage takes either. Angles follow one convention: ``skew`` is how far
+Pages are uint8 arrays, RGB or 2-D grey (``pages.load_page`` reads a grey scan as one channel).
+The cleaned page keeps its colours: a result's red seal is part of the record. An RGB page whose
+three channels are equal (a grey page rendered from a PDF) is cleaned as one channel and comes
+out 2-D: the same pixels for a quarter less CPU (0.44 -> 0.32 s/page on the benchmark's grey
+pages); every later stage takes either. Angles follow one convention: ``skew`` is how far
 the scan is turned counter-clockwise, ``rotation`` how far it must be turned clockwise to stand
 upright.
 """
