@@ -28,24 +28,24 @@ def log_access(conn: Connection, caller: str, action: str,
                                  "purpose": purpose}
     if conn.dialect.name == "postgresql":
         params.update(agencies=[a for a, _ in reads], records=[r for _, r in reads])
+        conn.execute(_INSERT_POSTGRESQL, params)
     else:
         params["reads"] = json.dumps(list(reads))
-    conn.execute(_INSERT[conn.dialect.name == "postgresql"], params)
+        conn.execute(_INSERT_SQLITE, params)
 
 
 # The rows in one statement whose text never changes, the reads passed as arrays (PostgreSQL) or
 # as JSON (SQLite): the driver's executemany prepared and sent a statement per row, and a
 # multi-row VALUES is a new statement for SQLAlchemy to compile for each number of rows; either
 # cost more than the lookup's own query (issue 18).
-_COLUMNS = "INSERT INTO access_log (at, caller, action, agency_code, record_id, purpose) "
-_INSERT = {
-    postgresql: text(_COLUMNS + "SELECT :at, :caller, :action, a, r, :purpose FROM "
-                     "unnest(CAST(:agencies AS varchar[]), CAST(:records AS varchar[])) AS t(a, r)"
-                     ).bindparams(bindparam("at", type_=DateTime()))
-    if postgresql else
-    text(_COLUMNS + "SELECT :at, :caller, :action, value ->> 0, value ->> 1, :purpose "
-                    "FROM json_each(:reads)").bindparams(bindparam("at", type_=DateTime()))
-    for postgresql in (True, False)}
+_INSERT_INTO = "INSERT INTO access_log (at, caller, action, agency_code, record_id, purpose) "
+_AT = bindparam("at", type_=DateTime())
+_INSERT_POSTGRESQL = text(
+    _INSERT_INTO + "SELECT :at, :caller, :action, a, r, :purpose FROM "
+    "unnest(CAST(:agencies AS varchar[]), CAST(:records AS varchar[])) AS t(a, r)").bindparams(_AT)
+_INSERT_SQLITE = text(
+    _INSERT_INTO + "SELECT :at, :caller, :action, json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), :purpose FROM json_each(:reads)").bindparams(_AT)
 
 
 def cli_caller() -> str:

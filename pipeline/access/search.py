@@ -189,11 +189,11 @@ OPENING_CHARS = 40 * SNIPPET_WORDS
 # Statements built once (cached): they are immutable, and building one took longer than running
 # it for a holder lookup
 @functools.cache
-def _hit_select(text: str = "whole") -> Select[Any]:
+def _hit_select(with_text: str = "whole") -> Select[Any]:
     """A hit's columns and, for its snippet, its ``whole`` text, its ``opening`` or ``none``."""
     r, p = warehouse.records, warehouse.procedures
     texts = {"whole": [r.c.text], "opening": [func.substr(r.c.text, 1, OPENING_CHARS).label("text")],
-             "none": []}[text]
+             "none": []}[with_text]
     return select(r.c.id, r.c.agency_code, r.c.record_id, r.c.procedure_code,
                   p.c.name.label("procedure_name"), r.c.result_number, r.c.issued_on,
                   r.c.still_valid, r.c.pdf_path, r.c.pdf_sha256, r.c.version,
@@ -206,10 +206,10 @@ def _with_procedures(source: Any) -> Any:
 
 
 @functools.cache
-def _record_select(text: str = "opening") -> Select[Any]:
+def _record_select(with_text: str = "opening") -> Select[Any]:
     """An archived record's hit, with the opening of its text (``none``: without; a record's
     text is in PostgreSQL's TOAST, read only to be cut)."""
-    return _hit_select(text).select_from(_with_procedures(warehouse.records)).where(_archived())
+    return _hit_select(with_text).select_from(_with_procedures(warehouse.records)).where(_archived())
 
 
 # personal ids and tax codes (9, 10, 12, 13 digits) wherever a text shows them
