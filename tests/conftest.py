@@ -131,8 +131,8 @@ def digitize(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[
             except SystemExit as exc:  # argparse's usage errors
                 code = exc.code if isinstance(exc.code, int) else 2
         # the engines the command made (not the test's own, whose connections stay as they were)
-        for url in set(warehouse._engines) - engines_before:
-            warehouse.dispose(url)
+        for key in set(warehouse._engines) - engines_before:
+            warehouse._engines.pop(key).dispose()
     finally:
         root.handlers, root.level = saved_logging
         os.environ.clear()

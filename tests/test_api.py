@@ -401,6 +401,19 @@ def test_the_api_on_postgresql(pg_url: str, tmp_path: Path) -> None:
             ("holder_lookup", DISTRICT, "HS/001", PURPOSE), ("holder_lookup", DISTRICT, "HS/002", PURPOSE),
             ("pdf", DISTRICT, "HS/002", PURPOSE), ("holder_lookup", None, None, "không có ai")]
 
+        # PostgreSQL ends every connection of the server (a restart, an administrator): the
+        # API takes connections from its pool without a ping, and a lookup on a dropped one is
+        # asked again on a new one, not refused
+        with warehouse.engine_for(pg_url).connect() as conn:
+            ended = conn.execute(text(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+        assert ended >= 1
+        for _ in range(4):  # whichever worker answers, its pooled connection was ended
+            again = get(served, holder_path(), bearer, purpose=PURPOSE, also=OLD_ID)
+            assert again.status_code == 200, again.text
+            assert [r["record_id"] for r in again.json()["records"]] == ["HS/001", "HS/002"]
+
         # an error no one foresaw, whose message quotes the SQL parameters (the holder's ids):
         # 500 with a message, and the server's log names the error, never the ids
         with warehouse.engine_for(pg_url).begin() as conn:

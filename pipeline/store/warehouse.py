@@ -363,7 +363,7 @@ def create_views(conn: Connection) -> None:
 def drop_views(conn: Connection) -> None:
     for name in reversed(VIEWS):
         conn.exec_driver_sql(f"DROP VIEW IF EXISTS {name}")
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 _lock = threading.Lock()
 # PostgreSQL connections a process keeps open between uses. The read API answers up to this many
 # calls at once in each worker (pipeline.access.api.THREADS): a connection opened for a call
@@ -372,10 +372,15 @@ POOL_SIZE = 16
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process; SQLite waits for a busy writer instead of failing."""
+def engine_for(url: str, ping: bool = True) -> Engine:
+    """One engine per URL per process; SQLite waits for a busy writer instead of failing.
+
+    A PostgreSQL connection is pinged each time it is taken from the pool, so that one the
+    server dropped (a restart) is replaced rather than failing its user. ``ping=False`` is for a
+    caller whose first statement may fail and be retried on a new connection instead: a ping is
+    a round trip, a tenth of a read API call's CPU (pipeline.access.api)."""
     with _lock:
-        if url not in _engines:
+        if (url, ping) not in _engines:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
                 engine = create_engine(url, connect_args={"timeout": 60})
@@ -383,10 +388,10 @@ def engine_for(url: str) -> Engine:
             else:
                 # connect_timeout: the read API connects on its event loop, which a warehouse
                 # that does not answer must not hold for the system's two-minute TCP timeout
-                engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                engine = create_engine(url, pool_pre_ping=ping, pool_size=POOL_SIZE,
                                        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
-            _engines[url] = engine
-        return _engines[url]
+            _engines[url, ping] = engine
+        return _engines[url, ping]
 
 
 @contextlib.contextmanager
@@ -578,6 +583,7 @@ def row_counts(url: str) -> dict[str, int]:
 def dispose(url: str) -> None:
     """Close this process's connections to ``url`` (before dropping a database, at shutdown)."""
     with _lock:
-        engine = _engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
+        engines = [_engines.pop((url, ping), None) for ping in (True, False)]
+    for engine in engines:
+        if engine is not None:
+            engine.dispose()
