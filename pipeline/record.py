@@ -359,12 +359,14 @@ def _clean_page(ctx: RecordContext, n: int, ref: PageRef) -> tuple[Path, PageRes
             # captured (blur, darkness, dpi), which a page issued electronically never was.
             # The rendering serves the page's fingerprint for probable duplicates.
             rotation, skew, flags = 0, 0.0, []
+            view = cleanup.quality_view(image, dpi)
         else:
             cleaned = cleanup.clean_page(image, dpi, profile.cleanup)
             image, rotation, skew = cleaned.image, cleaned.rotation, cleaned.skew
-            flags = cleanup.assess(image, dpi)
+            view = cleanup.quality_view(image, dpi)
+            flags = cleanup.assess(image, dpi, view)
             ocr.write_view(image, dpi, profile.ocr.colour_dropout, ctx.work, n)
-        fingerprint = duplicates.phash(image)
+        fingerprint = duplicates.phash(view)
     with ctx.timed("compose"):
         if keep:
             kind = compose.original_page_pdf(source, ref.page_in_file, part)

@@ -457,14 +457,21 @@ class _Levels:
         return float(high - step * (1 - t) if t >= 0.5 else low + step * t)
 
 
-def assess(image: np.ndarray, dpi: int) -> list[str]:
-    """Quality flags of a cleaned page, measured on its colour-dropout view at 150 dpi.
+def quality_view(image: np.ndarray, dpi: int) -> np.ndarray:
+    """A page's colour-dropout view at ``QUALITY_DPI``: what its quality flags are measured on,
+    and its fingerprint (:func:`pipeline.checks.duplicates.phash`) is taken from."""
+    return scaled(dropout(image), dpi, QUALITY_DPI)
+
+
+def assess(image: np.ndarray, dpi: int, view: np.ndarray | None = None) -> list[str]:
+    """Quality flags of a cleaned page, measured on its :func:`quality_view` (``view``, when
+    it is at hand).
 
     Ink is what is clearly darker than the paper, so faded print still counts as text; sharpness
     is measured after stretching the page's contrast, so faint print is not also called blurred.
     """
     flags = [Flag.low_dpi] if dpi < MIN_DPI else []
-    small = scaled(dropout(image), dpi, QUALITY_DPI)
+    small = quality_view(image, dpi) if view is None else view
     levels = _Levels(small)
     paper = levels.median()
     ink = small < paper - INK_CONTRAST
