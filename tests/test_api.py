@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import httpx
 import pikepdf
+import psutil
 import pytest
 from conftest import digitize as run_digitize
 from conftest import free_port, tail
@@ -377,6 +378,39 @@ def test_server_output_never_holds_a_holder_id(server: Served) -> None:
     assert f'"GET {masked}" 200' in output and "caller=he-thong-" in output
     for holder_id in (*HOLDER_IDS, CITIZEN_ID + "99", "0101234567", "0101234567-001"):
         assert holder_id not in output
+
+
+# --- the server's processes ------------------------------------------------------------------------
+
+def test_each_worker_listens_on_its_own_socket_and_none_outlives_the_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
+    proc, base = start_server(tmp_path / "var", url, tmp_path / "serve.log")
+    port = int(base.rsplit(":", 1)[1])
+    try:
+        # one listening socket per worker (SO_REUSEPORT): the kernel spreads connections over them
+        listening = {c.pid for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        workers = {p.pid for p in psutil.Process(proc.pid).children()}
+        assert len(listening) == 2 and listening <= workers and proc.pid not in listening
+        assert httpx.get(f"{base}/api/v1/openapi.json").status_code == 200
+
+        # a second server on the same port is refused, not let in beside the first
+        env = {**os.environ, "DIGITIZE_DATA_DIR": str(tmp_path / "var"), "DIGITIZE_DB_URL": url}
+        second = subprocess.run([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and f"cổng {port}" in second.stderr
+
+        # the command killed outright: its workers stop too, and nothing answers on the port
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                  for p in listening) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/api/v1/openapi.json", timeout=5)
+    finally:
+        stop_server(proc)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------

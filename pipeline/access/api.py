@@ -1,7 +1,7 @@
 """The read API for the one-stop system (Một cửa điện tử): JSON over HTTP, its own server.
 
     create_app(settings) -> FastAPI      # the app; every route under /api/v1
-    serve(settings, host, port) -> None  # `digitize serve`: uvicorn running it, access log masked
+    app_from_environment() -> FastAPI   # `digitize serve`'s workers (pipeline.access.serving)
 
 Routes (docs/api.md; each needs ``Authorization: Bearer <token>`` of pipeline.access.tokens):
 
@@ -487,22 +487,3 @@ def app_from_environment() -> FastAPI:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return create_app(load_settings())
-
-
-def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
-    """Run the API until stopped (SIGINT/SIGTERM), with the warehouse at its latest schema.
-
-    Each request is Python work (the token, the query, the access log's rows, the JSON): one
-    process answers on one core, so ``workers`` processes share the calls between the cores."""
-    import uvicorn
-
-    warehouse.migrate(settings.warehouse_url)
-    # log_config=None: uvicorn's lines go through the logging the CLI set up; access_log=False:
-    # RequestLog writes the masked line instead
-    options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "log_config": None,
-                               "server_header": False}
-    if workers > 1:
-        uvicorn.run("pipeline.access.api:app_from_environment", factory=True, workers=workers,
-                    **options)
-    else:
-        uvicorn.run(create_app(settings), **options)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> ExitCode:
-    from pipeline.access.api import serve
+    from pipeline.access.serving import serve
     if args.workers < 1:
         raise ConfigError(f"--workers phải từ 1 trở lên (đang là {args.workers}).")
     serve(settings, args.host, args.port, args.workers)
