@@ -137,7 +137,10 @@ def _ocr(job: OcrJob) -> tuple[int, str]:
             # hOCR in Python, 0.11 CPU s/page more for the same text (issue 15)
             pdf_renderer="sandwich",
             tesseract_config=["hocr"],
-            optimize=1,
+            # nothing left to optimise: compose writes G4 stencils and JPEGs, and deflates a
+            # background's JPEG itself (compose._deflate_jpegs), which was all the optimizer
+            # changed, for 12 CPU ms a record (issue 15)
+            optimize=0,
             title=job.title,
             author=job.author,
             subject=job.subject,
