@@ -334,6 +334,10 @@ def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixt
         rss = system["rss"]
         assert rss["peak_rss_mb"] > 0 and rss["tree_peak_rss_mb"] >= rss["tree_peak_pss_mb"] > 0
     assert ours["cer"]["all"] < 0.2  # a sane OCR run, not a measurement gone wrong
+    # Tesseract alone ran before ours and after: its CPU is the mean of the two runs
+    before, after = tess["cpu_seconds_per_page_runs"]
+    assert before > 0 and after > 0
+    assert tess["cpu_seconds_per_page"] == pytest.approx((before + after) / 2)
     assert 0 <= ours["residual_skew"]["mean"] <= ours["residual_skew"]["max"] <= 6
     assert ours["residual_skew"]["measured"] == 2
     assert ours["skew_error_vs_truth"]["measured"] == 2

@@ -319,6 +319,9 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
     ours, base, tess = systems["ours"], systems["baseline"], systems["tesseract"]
     if tess:
         tess["cleanup_seconds_per_page"] = phases["tesseract"]["cleanup_seconds"] / max(1, len(rows))
+        # its OCR CPU per page of each run, before ours and after (the figure is their mean)
+        tess["cpu_seconds_per_page_runs"] = [
+            cpu / max(1, len(rows)) for cpu in phases["tesseract"].get("ocr_cpu_seconds_runs", [])]
     # CPU seconds a page costs on all cores together: the fair per-core comparison, where the
     # wall clock lets our two workers race single-threaded Tesseract.
     for name, key in (("ours", "cpu_seconds"), ("baseline", "cpu_seconds"),

@@ -33,7 +33,7 @@ from pipeline.store.archive import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-PHASES = ("ours", "small", "baseline", "tesseract", "stack")
+PHASES = ("ours", "small", "baseline", "tesseract", "tesseract_again", "stack")
 TRUTH_NAME = "truth.json"
 RSS_SAMPLE_SECONDS = 0.1
 
