@@ -211,8 +211,8 @@ async def _caller(request: Request, credentials: Credentials) -> Caller:
 @dataclass(frozen=True)
 class Called:
     """A call answered on the event loop: its caller, and the one connection the whole call
-    uses (the token, the read, the access log: a pool checkout and its ping each cost as much as
-    the token's query)."""
+    uses (the token, the read, the access log: a pool checkout cost as much as the token's
+    query)."""
 
     caller: Caller
     conn: Connection
