@@ -66,8 +66,8 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1) -> None:
             process.kill()
             process.join()
     if dead and not stop.is_set():
-        # a supervisor (systemd, the container) starts the command again; a half-served port
-        # would answer some callers and refuse none of the others' connections
+        # the others would go on answering on fewer cores, unnoticed: the command stops, for
+        # its supervisor (systemd, the container) to start it whole again
         raise DigitizeError(f"Tiến trình {dead[0].name} của API đã dừng (mã thoát "
                             f"{dead[0].exitcode}); các tiến trình còn lại cũng đã dừng. Xem các "
                             "dòng nhật ký phía trên, rồi chạy lại digitize serve.")
@@ -82,18 +82,26 @@ def _options() -> dict[str, Any]:
 def _refuse_taken_port(host: str, port: int) -> None:
     """ConfigError when something listens on the port already: the workers' sockets would join
     another ``digitize serve`` of the same user there (``SO_REUSEPORT``) instead of failing."""
-    family, kind, proto, _, address = _address(host, port)
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise ConfigError(f"Không mở được cổng {port} trên {host} ({exc.strerror}): có chương "
-                              "trình khác đang dùng cổng này; chọn cổng khác (--port).") from exc
+    try:
+        _bound(host, port, reuse_port=False).close()
+    except OSError as exc:
+        raise ConfigError(f"Không mở được cổng {port} trên {host} ({exc.strerror}): có chương "
+                          "trình khác đang dùng cổng này; chọn cổng khác (--port).") from exc
 
 
-def _address(host: str, port: int) -> tuple[Any, ...]:
-    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``host``:``port``, the way uvicorn binds its own (IPv6 for a host
+    with a colon)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _worker(host: str, port: int) -> None:
@@ -108,11 +116,7 @@ def _worker(host: str, port: int) -> None:
         # the kernel stops the worker if the command dies without stopping it (SIGKILL), so
         # that no worker is left holding the port
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    family, kind, proto, _, address = _address(host, port)
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
+    sock = _bound(host, port, reuse_port=True)
     sock.listen(BACKLOG)
     config = uvicorn.Config("pipeline.access.api:app_from_environment", factory=True, **_options())
     uvicorn.Server(config).run(sockets=[sock])
