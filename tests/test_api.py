@@ -382,14 +382,27 @@ def test_server_output_never_holds_a_holder_id(server: Served) -> None:
 
 # --- the server's processes ------------------------------------------------------------------------
 
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_each_worker_listens_on_its_own_socket_and_none_outlives_the_command(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
     proc, base = start_server(tmp_path / "var", url, tmp_path / "serve.log")
     port = int(base.rsplit(":", 1)[1])
     try:
-        # one listening socket per worker (SO_REUSEPORT): the kernel spreads connections over them
-        listening = {c.pid for c in psutil.net_connections("tcp")
-                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        # one listening socket per worker (SO_REUSEPORT): the kernel spreads connections over
+        # them. The first worker up answered start_server; the second may still be starting.
+        deadline = time.monotonic() + 60
+        while True:
+            listening = {c.pid for c in psutil.net_connections("tcp")
+                         if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+            if len(listening) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         workers = {p.pid for p in psutil.Process(proc.pid).children()}
         assert len(listening) == 2 and listening <= workers and proc.pid not in listening
         assert httpx.get(f"{base}/api/v1/openapi.json").status_code == 200
@@ -404,8 +417,7 @@ def test_each_worker_listens_on_its_own_socket_and_none_outlives_the_command(tmp
         proc.kill()
         proc.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                  for p in listening) and time.monotonic() < deadline:
+        while any(map(running, listening)) and time.monotonic() < deadline:
             time.sleep(0.2)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/api/v1/openapi.json", timeout=5)

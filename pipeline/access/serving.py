@@ -16,7 +16,6 @@ measurement).
 from __future__ import annotations
 
 import ctypes
-import logging
 import multiprocessing
 import os
 import signal
@@ -28,8 +27,6 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, DigitizeError
 from pipeline.store import warehouse
-
-log = logging.getLogger(__name__)
 
 BACKLOG = 2048  # uvicorn's own
 STOP_SECONDS = 30  # a worker's time to finish the calls in flight once told to stop
