@@ -378,7 +378,9 @@ def engine_for(url: str, ping: bool = True) -> Engine:
     A PostgreSQL connection is pinged each time it is taken from the pool, so that one the
     server dropped (a restart) is replaced rather than failing its user. ``ping=False`` is for a
     caller whose first statement may fail and be retried on a new connection instead: a ping is
-    a round trip, a tenth of a read API call's CPU (pipeline.access.api)."""
+    a round trip, a tenth of a read API call's CPU (pipeline.access.api). SQLite has no server to
+    drop a connection: one engine serves both."""
+    ping = ping or url.startswith("sqlite:///")
     with _lock:
         if (url, ping) not in _engines:
             if url.startswith("sqlite:///"):
