@@ -242,9 +242,11 @@ def _line_contrast(sheared: _Sheared, angle: float) -> float:
     The row profile is band-passed (pixel noise and the page's block layout removed) so a
     page turned on its side, whose rows cut across every line, scores several times lower.
     """
-    profile = sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height].reshape(-1, 1)
-    return float(np.var(cv2.GaussianBlur(profile, (1, 0), 1.0)
-                        - cv2.GaussianBlur(profile, (1, 0), 20.0)))
+    # filtered as one row, not one column: OpenCV's horizontal pass is five times faster on it
+    # (63 against 322 us an angle, 13 of the orientation's 45 CPU ms a page, issue 15)
+    profile = sheared.rows(angle)[sheared.margin:sheared.margin + sheared.height].reshape(1, -1)
+    return float(np.var(cv2.GaussianBlur(profile, (0, 1), 1.0)
+                        - cv2.GaussianBlur(profile, (0, 1), 20.0)))
 
 
 def _search(ink: np.ndarray, score: Callable[[_Sheared, float], float], max_skew: float,
