@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import QUICK_DPIS, MigrateAirflow
 from pikepdf import Pdf
@@ -90,6 +91,8 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings, t
                    capture_output=True)
     metrics: list[str] = []
     output: list[str] = []
+    # what the run starts, seen every 0.2 s: a page's OCR takes seconds
+    started: dict[int, tuple[list[str], str | None]] = {}
     with subprocess.Popen(
         [airflow, "dags", "test", "digitize_batch", "--conf",
          json.dumps({"batch_dir": str(inbox)})],
@@ -100,9 +103,19 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings, t
         while proc.poll() is None:
             with contextlib.suppress(TimeoutError):
                 metrics.extend(statsd.recv(65536).decode().splitlines())
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        started.setdefault(child.pid, (child.cmdline(),
+                                                       child.environ().get("OMP_THREAD_LIMIT")))
         reader.join()
     log = output[0]
     assert proc.returncode == 0, log[-3000:]
+    # the record tasks run OCRmyPDF themselves, as digitize run's workers do: no Python child for
+    # each record (about 1 CPU s a record), and Tesseract on one thread (one "ocr" slot, one core)
+    assert not [cmd for cmd, _ in started.values() if "pipeline._exec.ocrmypdf" in cmd], started
+    readers = [omp for cmd, omp in started.values() if cmd[:1] == ["tesseract"] and "hocr" in cmd]
+    assert readers and set(readers) == {"1"}, started
     counters = {m.split(":")[0] for m in metrics}
     assert {"airflow.digitize.records.archived", "airflow.digitize.pages",
             "airflow.digitize.stage.ocr", "airflow.digitize.seconds_per_page"} <= counters

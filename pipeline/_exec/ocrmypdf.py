@@ -1,9 +1,10 @@
 """OCRmyPDF: image PDF -> searchable PDF/A-2b, always in a process of its own.
 
-``ocrmypdf.ocr()`` is not thread-safe and installs plugins process-wide. A process that a pool
-made an OCR worker (``become_worker``: one record at a time, nothing else running) calls it
-directly and saves the interpreter start; anywhere else each call runs in a fresh
-``python -m pipeline._exec.ocrmypdf`` child whose stderr goes to our log.
+``ocrmypdf.ocr()`` is not thread-safe and installs plugins process-wide. A process made an OCR
+worker (``become_worker``: one record at a time, nothing else running: a worker of
+``digitize run``'s pool, an Airflow record task) calls it directly and saves the interpreter
+start; anywhere else each call runs in a fresh ``python -m pipeline._exec.ocrmypdf`` child whose
+stderr goes to our log.
 """
 
 from __future__ import annotations
@@ -58,12 +59,18 @@ _in_worker = False
 
 
 def become_worker(log_level: int, single_threaded: bool) -> None:
-    """For a process pool's initializer: this process now runs OCR jobs one at a time, in itself.
+    """This process now runs OCR jobs one at a time, in itself: for a process pool's initializer,
+    and for an Airflow record task (one record, one slot of the "ocr" pool), where a child for
+    each record cost about 1 CPU s more than the record's own work (Python's start, OCRmyPDF's
+    imports, its probes: 7 records of 8 pages took 28.6 CPU s so, 21.5 in the task, issue 15).
 
     With one worker per core, Tesseract's own OpenMP threads only compete with the other
-    workers, so they are turned off.
+    workers, so they are turned off. Called again (a second record in one ``airflow dags test``
+    process), it has nothing left to do.
     """
     global _in_worker
+    if _in_worker:
+        return
     _in_worker = True
     if single_threaded:
         os.environ["OMP_THREAD_LIMIT"] = "1"
