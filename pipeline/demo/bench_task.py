@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import shutil
 import subprocess
 import sys
@@ -31,15 +30,10 @@ from typing import Any
 
 from pipeline.demo import samples
 from pipeline.demo.bench import start_logging, used
-from pipeline.demo.bench_phases import bench_settings
+from pipeline.demo.bench_phases import bench_settings, tree_cpu_seconds
 
 log = logging.getLogger(__name__)
 MODES = ("child", "task")
-
-
-def _cpu_seconds() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_one(data: Path, batch_dir: Path, index: int, mode: str) -> dict[str, Any]:
@@ -52,13 +46,13 @@ def run_one(data: Path, batch_dir: Path, index: int, mode: str) -> dict[str, Any
     # registered again by every process, as found (natural keys): not part of the record's work
     plan, batch_pk, docs = register_batch(settings, batch_dir)
     task = record_tasks(plan, batch_pk, docs)[index]
-    started = _cpu_seconds()
+    started = tree_cpu_seconds()
     if mode == "task":
         ocrmypdf_exec.become_worker(logging.WARNING, single_threaded=True)
     result = record.process_record(settings, task)
     return {"mode": mode, "index": index, "record_id": result.record_id,
             "status": str(result.status), "pages": len(result.pages),
-            "cpu_seconds": _cpu_seconds() - started}
+            "cpu_seconds": tree_cpu_seconds() - started}
 
 
 def _data_dir(out: Path, mode: str, corpus: Path) -> tuple[Path, Path]:
