@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Boolean,
     Column,
@@ -416,6 +414,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def migrate(url: str) -> None:
     """Bring the warehouse to the latest schema (Alembic ``upgrade head``)."""
+    # imported here: Alembic is a fifth of the warehouse's import, and an Airflow record task,
+    # which imports the warehouse for one record, never migrates
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     try:
