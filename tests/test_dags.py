@@ -70,6 +70,14 @@ def test_dag_files_are_cheap_to_parse() -> None:
     assert heavy == "-"
 
 
+def test_a_record_task_imports_no_migration_machinery() -> None:
+    """Every record task is a fresh process importing the record's stages: Alembic, which only
+    a migration needs (the batch's register task), is not among them."""
+    probe = "import sys, pipeline.record; print('alembic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 @pytest.mark.slow
 @pytest.mark.airflow
 def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings, tmp_path: Path,
