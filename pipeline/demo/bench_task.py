@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         data, batch_dir, index, mode = args.one
         print(json.dumps(run_one(Path(data), Path(batch_dir), int(index), mode)))
         return 0
-    if args.out is None:
-        p.error("--out is needed")
+    if args.out is None or args.pages < 1:
+        p.error("--out is needed, and --pages must be at least 1")
     start_logging()
     if used(args.out):
         return 2
