@@ -28,7 +28,7 @@ from conftest import free_port, tail
 from sqlalchemy import text
 from test_search import CITIZEN_ID, DEPARTMENT, DISTRICT, OLD_ID, Spec, load
 
-from pipeline.access import tokens
+from pipeline.access import api, tokens
 from pipeline.store import archive, warehouse
 
 OTHER_ID = "001063263804"  # another person
@@ -219,6 +219,15 @@ def test_holder_lookup_needs_a_purpose_and_a_well_formed_id(server: Served) -> N
     wrong_also = get(server, holder_path(), bearer, purpose=PURPOSE, also="abc")
     assert wrong_also.status_code == 400
     assert get(server, holder_path(), bearer, purpose=PURPOSE, limit=0).status_code == 400
+    # the lookup reads its parameters itself (pipeline.access.api.HolderQuery): the same answers
+    # as FastAPI's for the other routes, every bad one named
+    both = get(server, holder_path(), bearer, purpose="x" * 256, limit="abc", offset=-1)
+    assert both.status_code == 400
+    assert [part.split()[2] for part in both.json()["error"].split("; ")] == ["purpose", "limit", "offset"]
+    too_many = get(server, holder_path(), bearer, purpose=PURPOSE, also=[OLD_ID] * 5)
+    assert too_many.status_code == 400 and "tối đa 5" in too_many.json()["error"]
+    assert get(server, holder_path(), {"Authorization": "Basic dXNlcjpwYXNz"},
+               purpose=PURPOSE).status_code == 401
     assert access_rows(server.url, name) == []  # nothing was looked up
 
 
@@ -344,6 +353,18 @@ def test_openapi_and_docs(server: Served) -> None:
     assert {"/api/v1/holders/{holder_id}/records", "/api/v1/records/{agency_code}/{record_id}",
             "/api/v1/records/{agency_code}/{record_id}/pdf", "/api/v1/search"} <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    # the holder lookup's parameters, which the route reads itself, are described as FastAPI
+    # describes the others'
+    lookup = spec["paths"]["/api/v1/holders/{holder_id}/records"]["get"]
+    described = {p["name"]: p for p in lookup["parameters"]}
+    assert [(p["name"], p["in"], p["required"]) for p in lookup["parameters"]] == [
+        ("holder_id", "path", True), ("purpose", "query", True), ("also", "query", False),
+        ("limit", "query", False), ("offset", "query", False)]
+    assert described["purpose"]["schema"]["maxLength"] == 255
+    assert described["also"]["schema"]["items"]["type"] == "string"
+    assert (described["limit"]["schema"]["minimum"], described["limit"]["schema"]["maximum"]) == (1, 100)
+    assert lookup["security"] == [{"HTTPBearer": []}]
+    assert lookup["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("RecordPage")
     assert "swagger" in get(server, "/docs").text.lower()
 
 
@@ -469,3 +490,11 @@ def test_the_api_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         output = served.log.read_text(encoding="utf-8")
         assert "ProgrammingError on GET /api/v1/holders/*********441/records" in output
         assert CITIZEN_ID not in output and OLD_ID not in output
+
+
+@pytest.mark.parametrize("part", ["HS/001", "000.00.12.H12", "BS-0020000", "a_b~c", "", "..", "../x",
+                                  "HS 001", "Hồ sơ/1", "a%2Fb", "a?b#c", "a+b&c=d", "x/../../etc"])
+def test_pdf_urls_quote_record_ids_as_quote_does(part: str) -> None:
+    # the shortcut for ids with nothing to quote gives what urllib's quote gives, for both uses
+    assert api._quoted(part, safe="") == quote(part, safe="")
+    assert api._quoted(part, safe="/") == quote(part, safe="/")
