@@ -47,6 +47,15 @@ def test_each_rotation_is_corrected(upright: np.ndarray, turned_cw: int) -> None
     assert np.array_equal(result.image, upright[..., 0])
 
 
+@pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (1, 9), (9, 1, 3), (1, 1)])
+@pytest.mark.parametrize("turns", [-1, 0, 1, 2, 3, 4, 5])
+def test_quarter_turns_are_numpys_rot90(shape: tuple[int, ...], turns: int) -> None:
+    image = np.random.default_rng(turns % 4).integers(0, 256, shape, dtype=np.uint8)
+    cropped = image[:, 1:] if shape[1] > 1 else image  # a border's crop is a view, not contiguous
+    turned = cleanup.rotate_bound(cropped, turns)
+    assert np.array_equal(turned, np.rot90(cropped, k=-turns)) and turned.flags.c_contiguous
+
+
 @pytest.mark.parametrize("turned_cw", [0, 90, 180, 270])
 def test_osd_and_the_layout_agree_on_a_turned_skewed_page(upright: np.ndarray,
                                                            turned_cw: int) -> None:

@@ -389,8 +389,14 @@ def orientation_from_layout(gray: np.ndarray, dpi: int, max_skew: float) -> int 
     return ((270 if on_side else 0) + (0 if score > 0 else 180)) % 360
 
 
+# OpenCV's turns, not numpy's rot90 copied out: the same pixels, 3–17 times less CPU (a quarter
+# turn of a colour 300 dpi page: 28 against 103 ms, issue 15)
+_TURNS = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
 def rotate_bound(image: np.ndarray, quarter_turns_cw: int) -> np.ndarray:
-    return np.ascontiguousarray(np.rot90(image, k=-quarter_turns_cw))
+    turns = quarter_turns_cw % 4
+    return cv2.rotate(image, _TURNS[turns]) if turns else np.ascontiguousarray(image)
 
 
 def deskew(image: np.ndarray, skew: float) -> np.ndarray:
