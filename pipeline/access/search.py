@@ -240,7 +240,8 @@ def _hit(row: Row[Any], marked: set[str] | None, score: float, personal: bool) -
         procedure_name=row.procedure_name, result_number=row.result_number,
         issued_on=row.issued_on, still_valid=row.still_valid, pdf_path=row.pdf_path,
         pdf_sha256=row.pdf_sha256, version=row.version, signature_level=row.signature_level,
-        snippet=snippet if personal else masked(snippet, row.holder_name),
+        # nothing to mask in no snippet (a holder lookup's): masking builds a pattern per name
+        snippet=snippet if personal or not snippet else masked(snippet, row.holder_name),
         score=round(float(score), 6),
         holder_name=row.holder_name if personal else None,
         holder_id=row.holder_id if personal else None,
