@@ -313,7 +313,6 @@ def _parameters(model: type[BaseModel], where: str) -> list[dict[str, Any]]:
              "schema": field} for name, field in schema["properties"].items()]
 
 
-
 def _holder_query(request: Request) -> HolderQuery:
     """The lookup's parameters, or 400 as for any route's (:func:`_bad_parameter`)."""
     query = request.query_params
