@@ -44,7 +44,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
@@ -290,9 +290,7 @@ router = APIRouter(prefix=PREFIX, responses=ERRORS)
 
 
 class HolderQuery(BaseModel):
-    """The holder lookup's query parameters."""
-
-    model_config = ConfigDict(extra="ignore")
+    """The holder lookup's query parameters (others in the query are ignored, as FastAPI does)."""
 
     purpose: Annotated[str, Field(max_length=PURPOSE_MAX, description="why the caller reads this")]
     also: Annotated[list[str], Field(description="the same holder's other ids")] = []
