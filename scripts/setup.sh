@@ -19,6 +19,8 @@ APT_PACKAGES=(
   chromium chromium-driver
   # a real PKCS#11 token for the signing tests (tests/test_signing.py, SoftHSM2)
   softhsm2
+  # the search benchmark's HTTP load generator (python -m pipeline.demo.bench_search)
+  wrk
 )
 
 missing=()

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipeline.access import search as access
+from pipeline.access import tokens
 from pipeline.demo import bench_search, benchdb
 from pipeline.demo.content import PROCEDURES
 from pipeline.store import search_index, warehouse
@@ -57,9 +58,14 @@ def test_the_figures_are_written_with_the_goals(report: Any) -> None:
         assert part["holder_lookup"]["n"] == bench_search.HOLDER_LOOKUPS
         assert part["holder_lookup"]["holders_found"] == bench_search.HOLDER_LOOKUPS
         assert all(s["bytes"] > 0 and s["indexed_bytes"] > 0 for s in part["sizes"])
-    api = figures["postgresql"]["api"]
-    assert api["errors"] == 0 and api["records_per_answer"] == 10
-    assert api["requests"] == bench_search.API_CLIENTS * bench_search.API_REQUESTS_PER_CLIENT
+    part = figures["postgresql"]
+    for api in (part["api"], part["api_aiohttp"]):
+        assert api["errors"] == 0 and api["records_per_answer"] == 10
+        assert api["server_cpu_ms_per_request"] > 0 and api["client_cpu_ms_per_request"] > 0
+    assert part["api_aiohttp"]["n"] == bench_search.API_CLIENTS * bench_search.API_REQUESTS_PER_CLIENT
+    # wrk's clients asked for as long as they were told, every answer checked by its script
+    assert part["api"]["client"] == "wrk" and part["api"]["n"] > bench_search.API_CLIENTS
+    assert part["api"]["seconds"] >= bench_search.API_WRK_SECONDS
     assert {g["goal"] for g in figures["goals"]} == {g[0] for g in bench_search.GOALS}
     assert all(g["value"] is not None and g["met"] in (True, False) for g in figures["goals"])
     table = (out / "bench-search.md").read_text()
@@ -106,3 +112,16 @@ def test_a_common_query_is_ranked_in_tiers_that_page_consistently(report: Any) -
     assert min(h.record_id for h in first_tier) > max(h.record_id for h in second_tier)
     for tier in (first_tier, second_tier):
         assert [h.score for h in tier] == sorted((h.score for h in tier), reverse=True)
+
+
+@pytest.mark.postgres
+def test_wrk_counts_an_answer_without_the_records_expected_as_an_error(report: Any,
+                                                                          tmp_path: Any) -> None:
+    url, _, _ = report
+    zero = benchdb.holder(0)
+    token = tokens.create_token(url, "bench-wrong-count", personal_data=True)
+    with bench_search.running_api(url, tmp_path) as (base, _):
+        figures = bench_search.wrk(base, token, f"/api/v1/holders/{zero.citizen_id}/records",
+                                   {"also": zero.old_id, "purpose": "test", "limit": 100}, 9,
+                                   tmp_path, seconds=1)
+    assert figures["n"] > 0 and figures["errors"] == figures["n"]
