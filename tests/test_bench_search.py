@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,7 +117,7 @@ def test_a_common_query_is_ranked_in_tiers_that_page_consistently(report: Any) -
 
 @pytest.mark.postgres
 def test_wrk_counts_an_answer_without_the_records_expected_as_an_error(report: Any,
-                                                                          tmp_path: Any) -> None:
+                                                                          tmp_path: Path) -> None:
     url, _, _ = report
     zero = benchdb.holder(0)
     token = tokens.create_token(url, "bench-wrong-count", personal_data=True)

@@ -21,7 +21,7 @@ sample documents), their holder keys and the search index, by COPY on PostgreSQL
   **the size of each index** beside the size of what it indexes. The clients are ``wrk``'s (the
   goal's figure) and then aiohttp's in this process: the one-stop system calls from machines of
   its own, and here the load generator shares the server's two cores; aiohttp's clients took
-  0.6–1.1 ms of CPU a call, half the server's, wrk's a tenth of that.
+  0.3–1.1 ms of CPU a call (a quarter to a half of the server's), wrk's 0.07–0.09 ms.
 
 It writes ``DIR/bench-search.json`` and ``DIR/bench-search.md`` (the figures against the issue's
 goals) and prints the table. Not part of the test suite (tests/test_bench_search.py runs a small
