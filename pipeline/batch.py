@@ -136,7 +136,9 @@ def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     registers the batch, and serves every later one.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    # and pikepdf's PDF/A module (with fontTools), which OCRmyPDF imports on each worker's first
+    # record: 0.2 CPU s a worker (issue 15)
+    context.set_forkserver_preload([__name__, "pikepdf.pdfa"])
     return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                initargs=(logging.getLogger().getEffectiveLevel(), dict(os.environ)))
 

@@ -4,6 +4,7 @@ forkserver that started earlier, work in the batch's environment and directory."
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,12 @@ def test_a_later_batchs_workers_see_its_environment_not_the_servers(
     assert first[0] == "first"
     # single-threaded Tesseract: one worker a core
     assert later == {("second", str(tmp_path), "1")}
+
+
+def _imported(module: str) -> bool:
+    return module in sys.modules
+
+
+def test_workers_start_with_what_ocrmypdf_imports_on_a_first_record() -> None:
+    with batch._worker_pool(2) as pool:
+        assert pool.submit(_imported, "pikepdf.pdfa").result(timeout=120)
