@@ -122,7 +122,7 @@ def test_wrk_counts_an_answer_without_the_records_expected_as_an_error(report: A
     zero = benchdb.holder(0)
     token = tokens.create_token(url, "bench-wrong-count", personal_data=True)
     with bench_search.running_api(url, tmp_path) as (base, _):
-        figures = bench_search.wrk(base, token, f"/api/v1/holders/{zero.citizen_id}/records",
+        figures, _ = bench_search.wrk(base, token, f"/api/v1/holders/{zero.citizen_id}/records",
                                    {"also": zero.old_id, "purpose": "test", "limit": 100}, 9,
                                    tmp_path, seconds=1)
     assert figures["n"] > 0 and figures["errors"] == figures["n"]

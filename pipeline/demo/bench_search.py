@@ -260,9 +260,9 @@ end
 
 
 def wrk(base: str, token: str, path: str, params: dict[str, Any], expected: int, folder: Path,
-        seconds: int = API_WRK_SECONDS) -> dict[str, Any]:
+        seconds: int = API_WRK_SECONDS) -> tuple[dict[str, Any], float]:
     """``API_CLIENTS`` kept-alive connections of wrk for ``seconds``, each answer expected to hold
-    ``expected`` records: its figures, and its own CPU a call."""
+    ``expected`` records: its figures, and its own CPU seconds."""
     program = shutil.which("wrk")
     if program is None:
         raise RuntimeError("wrk not found: run scripts/setup.sh (it installs Debian's wrk), or "
@@ -276,12 +276,21 @@ def wrk(base: str, token: str, path: str, params: dict[str, Any], expected: int,
                            "--script", str(script), url],
                           env={**os.environ, "BENCH_TOKEN": token, "BENCH_EXPECTED": str(expected),
                                "BENCH_MARK": WRK_MARK},
-                          capture_output=True, text=True, check=True, timeout=seconds + 60)
+                          capture_output=True, text=True, check=False, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    line = next(line for line in proc.stdout.splitlines() if line.startswith(WRK_MARK))
-    figures = json.loads(line.removeprefix(WRK_MARK))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(WRK_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk (exit code {proc.returncode}) gave no figures for {base}: "
+                           f"{(proc.stderr or proc.stdout).strip()[-500:]}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return {**figures, "client_cpu_ms_per_request": round(cpu / figures["n"] * 1000, 3)}
+    return json.loads(lines[-1].removeprefix(WRK_MARK)), cpu
+
+
+def _per_call(n: int, wall: float, server_cpu: float, client_cpu: float) -> dict[str, float]:
+    """Calls a second, and the server's and the client's CPU a call (ms), over ``n`` calls."""
+    return {"requests_per_second": round(n / wall, 1),
+            "server_cpu_ms_per_request": round(server_cpu / n * 1000, 2),
+            "client_cpu_ms_per_request": round(client_cpu / n * 1000, 3)}
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -306,19 +315,16 @@ def measure_api(url: str, planted: Planted, folder: Path) -> dict[str, Any]:
     with running_api(url, folder) as (base, server):
         asyncio.run(_clients(base, token, path, params, expected, API_WARM_REQUESTS_PER_CLIENT))
         cpu_before = _cpu_seconds(server)
-        by_wrk = wrk(base, token, path, params, expected, folder)
-        cpu_wrk = _cpu_seconds(server) - cpu_before
+        by_wrk, wrk_cpu = wrk(base, token, path, params, expected, folder)
+        wrk_server_cpu = _cpu_seconds(server) - cpu_before
         cpu_before, client_before, started = _cpu_seconds(server), time.process_time(), time.perf_counter()
         seconds, errors = asyncio.run(_clients(base, token, path, params, expected))
         wall, cpu = time.perf_counter() - started, _cpu_seconds(server) - cpu_before
         client_cpu = time.process_time() - client_before
     return {"api": {**shared, "client": "wrk", **by_wrk,
-                    "requests_per_second": round(by_wrk["n"] / by_wrk["seconds"], 1),
-                    "server_cpu_ms_per_request": round(cpu_wrk / by_wrk["n"] * 1000, 2)},
+                    **_per_call(by_wrk["n"], by_wrk["seconds"], wrk_server_cpu, wrk_cpu)},
             "api_aiohttp": {**shared, "client": "aiohttp", "errors": errors, **benchdb.stats(seconds),
-                            "requests_per_second": round(len(seconds) / wall, 1),
-                            "server_cpu_ms_per_request": round(cpu / len(seconds) * 1000, 2),
-                            "client_cpu_ms_per_request": round(client_cpu / len(seconds) * 1000, 3)}}
+                            **_per_call(len(seconds), wall, cpu, client_cpu)}}
 
 
 SIZES_SQL = """
