@@ -60,6 +60,10 @@ def emit_record_metrics(result: dict[str, object]) -> None:
         Stats.timing(f"digitize.stage.{stage}", timedelta(seconds=seconds))
     if pages:
         Stats.timing("digitize.seconds_per_page", timedelta(seconds=sum(timings.values()) / pages))
+        # what capacity planning needs: the cores' time a page takes, whatever ran in parallel
+        if result.get("cpu_seconds") is not None:
+            Stats.timing("digitize.cpu_seconds_per_page",
+                         timedelta(seconds=float(result["cpu_seconds"]) / pages))  # type: ignore[arg-type]
 
 
 def data_problem(message: str) -> Exception:

@@ -157,6 +157,10 @@ class RecordResult(BaseModel):
     errors: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # archived, but the archivist should look
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage (metrics)
+    # CPU seconds of the process that ran the record and of the programs it started for it
+    # (Tesseract), while on it: the record's own where the process runs nothing else meanwhile
+    # (a pool worker, an Airflow record task)
+    cpu_seconds: float | None = None
     already_archived: bool = False
     # ký số of the archived file: PAdES level (B-B, B-T, B-LT, B-LTA), signer, time; None unsigned
     signature_level: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import resource
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -124,9 +125,19 @@ def process_record(settings: Settings, task: RecordTask) -> RecordResult:
     work on the same record at once, and the second finds it archived. A lost warehouse raises
     WarehouseUnavailableError, to be retried.
     """
+    started = _cpu_seconds()
     with warehouse_outage(settings.warehouse_url), \
             claims.claim(settings.warehouse_url, task.agency_code, task.record.record_id):
-        return _guarded(settings, task)
+        result = _guarded(settings, task)
+    return result.model_copy(update={"cpu_seconds": round(_cpu_seconds() - started, 3)})
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU seconds (every thread) and its reaped children's: the programs a
+    record runs (Tesseract, Poppler) are waited for before the record ends."""
+    return sum(getattr(resource.getrusage(who), field)
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
 
 
 def _guarded(settings: Settings, task: RecordTask) -> RecordResult:

@@ -1,15 +1,22 @@
 """What the CPU savings of issue 15 must not change: a batch's OCR workers, forked from a
-forkserver that started earlier, work in the batch's environment and directory."""
+forkserver that started earlier, work in the batch's environment and directory; and the CPU a
+record reports for itself, which the benchmark's per-page figure sums."""
 
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline import batch
+from pipeline.config import Settings
+from pipeline.demo import samples
+from pipeline.models import RecordStatus
+from pipeline.record import process_record
+from pipeline.registration import record_tasks, register_batch
 
 VARIABLE = "DIGITIZE_TEST_WORKER_SEES"
 
@@ -40,3 +47,26 @@ def _imported(module: str) -> bool:
 def test_workers_start_with_what_ocrmypdf_imports_on_a_first_record() -> None:
     with batch._worker_pool(2) as pool:
         assert pool.submit(_imported, "pikepdf.pdfa").result(timeout=120)
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_a_records_cpu_figure_holds_the_programs_it_ran(tmp_path: Path,
+                                                        reference_settings: Settings) -> None:
+    """What the benchmark's marginal part sums (issue 15): outside a pool worker the record's
+    OCR runs in a child process with its Tesseract, most of the record's CPU, and counts."""
+    batch_dir = tmp_path / "scans" / samples.DEFAULT_AGENCY / "B-CPU"
+    samples.generate_batch(batch_dir, n_records=1, seed=3, batch_id="B-CPU",
+                           truth_path=tmp_path / "truth.json")
+    plan, batch_pk, docs = register_batch(reference_settings, batch_dir)
+    (task,) = record_tasks(plan, batch_pk, docs)
+    own, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    result = process_record(reference_settings, task)
+    own, children = _cpu(resource.RUSAGE_SELF) - own, _cpu(resource.RUSAGE_CHILDREN) - children
+    assert result.status == RecordStatus.archived, result.errors
+    assert result.cpu_seconds is not None
+    assert children > own  # the OCR child did most of the work
+    assert children <= result.cpu_seconds <= own + children + 0.01  # rounded to ms

@@ -126,7 +126,8 @@ def test_airflow_dags_test_runs_the_sample_batch(reference_settings: Settings, t
     assert readers and set(readers) == {"1"}, started
     counters = {m.split(":")[0] for m in metrics}
     assert {"airflow.digitize.records.archived", "airflow.digitize.pages",
-            "airflow.digitize.stage.ocr", "airflow.digitize.seconds_per_page"} <= counters
+            "airflow.digitize.stage.ocr", "airflow.digitize.seconds_per_page",
+            "airflow.digitize.cpu_seconds_per_page"} <= counters
     assert sum(int(m.split(":")[1].split("|")[0]) for m in metrics
                if m.startswith("airflow.digitize.pages:")) == sum(len(r.pages) for r in batch.records)
     db = Path(env["AIRFLOW_HOME"]) / "airflow.db"

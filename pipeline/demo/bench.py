@@ -12,9 +12,6 @@ One run generates a corpus with :func:`pipeline.demo.samples.generate_corpus` an
   view our OCR reads (``ocr.write_view``), with our languages and page segmentation mode and
   ``OMP_THREAD_LIMIT=1``, one page after another: the floor our OCR stage can approach. It runs
   before ours and again after, and its CPU is the mean of the two runs (both in ``bench.json``);
-- **ours on 8 pages** (with ``--pages 16`` or more): the same on a smaller corpus, so that our
-  CPU splits into what a batch pays once (process start, imports, pool, manifest validation)
-  and what each page adds, and what a batch of 300 pages would pay per page;
 - with ``--tiff-pages N``, our pipeline on one record of an N-page multi-page TIFF, for memory.
 
 Every phase runs in a fresh child process of this one, so that its memory is its own. The
@@ -69,12 +66,6 @@ from pipeline.store.archive import atomic_write_bytes
 
 log = logging.getLogger("pipeline.demo.bench")
 
-# Pages of the second, smaller batch ours also runs: two sizes split our CPU into a part each
-# batch pays once and a part each page pays (bench_figures.cpu_split). Two records at least, so
-# that it runs in the pool as the corpus does.
-SPLIT_PAGES = 8
-
-
 def _environment(argv: Sequence[str]) -> dict[str, Any]:
     return {
         "cpus": len(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
@@ -98,13 +89,6 @@ def run_benchmark(out: Path, *, n_pages: int, seed: int, skip_baseline: bool, jo
             dest = out / "baseline" / "in" / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(batch.batch_dir / name, dest)
-    small = None
-    if n_pages >= 2 * SPLIT_PAGES:
-        log.info("generating a batch of %d pages, to split our CPU into fixed and marginal",
-                 SPLIT_PAGES)
-        small = samples.generate_corpus(
-            out / "small" / "corpus" / DEFAULT_AGENCY / f"SMALL-{seed}", n_pages=SPLIT_PAGES,
-            seed=seed, batch_id=f"SMALL-{seed}", truth_path=out / "small" / TRUTH_NAME)
     stack_batch = None
     if tiff_pages:
         log.info("generating a %d-page multi-page TIFF", tiff_pages)
@@ -117,8 +101,6 @@ def run_benchmark(out: Path, *, n_pages: int, seed: int, skip_baseline: bool, jo
     # ours only put the two ratios of one code 0.3 apart (issue 15); a steady drift cancels
     before = spawn_phase("tesseract", out, jobs)
     phases = {"ours": spawn_phase("ours", out, jobs)}
-    if small is not None:
-        phases["small"] = spawn_phase("small", out, jobs)
     if not skip_baseline:
         phases["baseline"] = spawn_phase("baseline", out, jobs)
     after = spawn_phase("tesseract_again", out, jobs)
@@ -153,7 +135,6 @@ def run_benchmark(out: Path, *, n_pages: int, seed: int, skip_baseline: bool, jo
                      "jobs_option": jobs, "skip_baseline": skip_baseline,
                      "baseline_command": phases["baseline"]["command"] if "baseline" in phases else None},
         "stack": stack,
-        "split_pages": SPLIT_PAGES if small is not None else None,
         "methods": methods,
     }
     report = build_report(rows, phases, meta)

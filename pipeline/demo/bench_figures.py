@@ -287,21 +287,26 @@ def corpus_meta(batch: samples.SampleBatch, seed: int) -> dict[str, Any]:
     }
 
 
-def cpu_split(big: dict[str, Any], big_pages: int, small: dict[str, Any], small_pages: int
-              ) -> dict[str, Any]:
-    """Our CPU seconds as ``fixed + marginal * pages``, from two batches of different sizes run
-    alike (each a phase with ``cpu_seconds``, the larger with ``cpu_phases``): what a batch pays
-    once, what each page adds, and per page for a batch of PROJECTED_PAGES.
+def cpu_split(ours: dict[str, Any], pages: int) -> dict[str, Any] | None:
+    """Our CPU seconds of one run as ``fixed + marginal * pages``: what a batch pays once, what
+    each page adds, and per page for a batch of PROJECTED_PAGES. None when a record has no
+    figure of its own.
 
-    The fixed part holds the process's start and imports and the benchmark's warehouse set-up
-    (said apart, from the larger run), the workers' start, the manifest validation and the
-    batch's end; the marginal part is the difference of the two runs per page of difference.
+    The marginal part is what the records took themselves (each record's ``cpu_seconds``: its
+    worker's and its Tesseract's while on it), per page; the fixed part is the rest of the run:
+    the process's start and imports and the benchmark's warehouse set-up (said apart), the
+    workers' start, the manifest validation and the batch's end. Two batches of different sizes
+    split it before, but their pages were other documents: the difference carried their
+    content's cost too, and put 0.4 CPU s/page more on the margin than the records took
+    (issue 15).
     """
-    marginal = (big["cpu_seconds"] - small["cpu_seconds"]) / (big_pages - small_pages)
-    fixed = big["cpu_seconds"] - marginal * big_pages
-    return {"pages": [small_pages, big_pages], "fixed_seconds": fixed,
-            "start_seconds": big["cpu_phases"]["start"],
-            "setup_seconds": big["cpu_phases"]["setup"],
+    records = [r.get("cpu_seconds") for r in ours.get("records", [])]
+    if not records or None in records:
+        return None
+    marginal = sum(records) / pages
+    fixed = ours["cpu_seconds"] - sum(records)
+    return {"pages": pages, "fixed_seconds": fixed, "start_seconds": ours["cpu_phases"]["start"],
+            "setup_seconds": ours["cpu_phases"]["setup"],
             "marginal_seconds_per_page": marginal, "projected_pages": PROJECTED_PAGES,
             "projected_seconds_per_page": fixed / PROJECTED_PAGES + marginal}
 
@@ -330,8 +335,8 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
             systems[name]["cpu_seconds_per_page"] = phases[name][key] / max(1, len(rows))
 
     split = None
-    if ours and "small" in phases and meta.get("split_pages"):
-        split = cpu_split(phases["ours"], len(rows), phases["small"], meta["split_pages"])
+    if ours and phases["ours"].get("cpu_seconds") is not None:
+        split = cpu_split(phases["ours"], len(rows))
         ours["cpu_split"] = split
     tess_cpu = dig(tess, "cpu_seconds_per_page")
     ratios = {

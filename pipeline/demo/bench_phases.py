@@ -33,7 +33,7 @@ from pipeline.store.archive import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-PHASES = ("ours", "small", "baseline", "tesseract", "tesseract_again", "stack")
+PHASES = ("ours", "baseline", "tesseract", "tesseract_again", "stack")
 TRUTH_NAME = "truth.json"
 RSS_SAMPLE_SECONDS = 0.1
 
@@ -132,6 +132,7 @@ def phase_ours(truth: Path, data_dir: Path, jobs: int | None) -> dict[str, Any]:
                        "batch": tree_cpu_seconds() - cpu_ready},
         "records": [
             {"record_id": r.record_id, "status": str(r.status), "pdf_path": r.pdf_path,
+             "cpu_seconds": r.cpu_seconds,
              "pages": [{"page_no": p.page_no, "rotation": p.rotation, "skew": p.skew}
                        for p in r.pages]}
             for r in summary.records
@@ -200,7 +201,7 @@ def run_phase(name: str, out: Path, jobs: int | None) -> None:
     result, with this process's memory and CPU seconds, to ``OUT/phases/NAME.json``."""
     if name == "ours":
         result = phase_ours(out / "corpus" / TRUTH_NAME, out / "ours", jobs)
-    elif name in ("small", "stack"):
+    elif name == "stack":
         result = phase_ours(out / name / TRUTH_NAME, out / name / "ours", jobs)
     elif name == "baseline":
         result = phase_baseline(out, jobs)
@@ -255,7 +256,7 @@ def spawn_phase(name: str, out: Path, jobs: int | None) -> dict[str, Any]:
     Our pipeline runs inside that child, so its memory counts; the baseline and Tesseract
     alone are programs the child only starts, so there only the programs' memory counts.
     """
-    in_process = name in ("ours", "small", "stack")
+    in_process = name in ("ours", "stack")
     args = [sys.executable, "-m", "pipeline.demo.bench", "--phase", name, "--out", str(out)]
     if jobs:
         args += ["--jobs", str(jobs)]

@@ -62,11 +62,11 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     split = ours.get("cpu_split")
     if split:
         rows += [
-            (f"CPU s per batch, fixed (ours, from {split['pages'][0]} and {split['pages'][1]} "
-             "pages; of it start and imports / warehouse set-up)",
+            ("CPU s per batch, fixed (ours, outside its records; of it start and imports / "
+             "warehouse set-up)",
              f"{split['fixed_seconds']:.1f} ({split['start_seconds']:.1f} / "
              f"{split['setup_seconds']:.1f})", "", "", "", ""),
-            ("CPU s/page, marginal (ours vs Tesseract alone)",
+            ("CPU s/page, marginal: in the records (ours vs Tesseract alone)",
              _fmt(split["marginal_seconds_per_page"], "2"), "",
              _fmt(tess.get("cpu_seconds_per_page"), "2"),
              _fmt(r.get("cpu_marginal_vs_tesseract"), "x"), ""),
@@ -153,9 +153,9 @@ def render_table(report: dict[str, Any]) -> str:
         "CER: edit distance / reference characters, NFC, whitespace ignored, pooled over pages; "
         "a page without output counts as 100%.",
         "Tesseract alone: OCR time only (our cleanup is the 'cleanup only' row).",
-        "CPU s: user + system of the phase's process and every descendant. Fixed and marginal: "
-        "ours run on two corpus sizes, CPU = fixed + marginal × pages through both; the "
-        "projection is fixed / pages + marginal.",
+        "CPU s: user + system of the phase's process and every descendant. Marginal: what the "
+        "records took themselves (each one's worker and its Tesseract while on it) per page; "
+        "fixed: the rest of the run; the projection is fixed / pages + marginal.",
         f"Memory sampled every {RSS_SAMPLE_SECONDS} s; for the baseline and Tesseract alone, "
         "of their processes only. PSS counts a shared page once; the RSS sum once per process.",
         "Residual skew and OSD are measured on the output PDF rasterised at "
