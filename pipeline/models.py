@@ -159,8 +159,10 @@ class RecordResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)  # seconds per stage (metrics)
     # CPU seconds of the process that ran the record and of the programs it started for it
     # (Tesseract), while on it: the record's own where the process runs nothing else meanwhile
-    # (a pool worker, an Airflow record task)
+    # (a pool worker, an Airflow record task); and of it, the programs' (where OCRmyPDF runs in
+    # a child process, not in a worker, its Python too)
     cpu_seconds: float | None = None
+    programs_cpu_seconds: float | None = None
     already_archived: bool = False
     # ký số of the archived file: PAdES level (B-B, B-T, B-LT, B-LTA), signer, time; None unsigned
     signature_level: str | None = None

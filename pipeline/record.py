@@ -125,19 +125,21 @@ def process_record(settings: Settings, task: RecordTask) -> RecordResult:
     work on the same record at once, and the second finds it archived. A lost warehouse raises
     WarehouseUnavailableError, to be retried.
     """
-    started = _cpu_seconds()
+    own, programs = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     with warehouse_outage(settings.warehouse_url), \
             claims.claim(settings.warehouse_url, task.agency_code, task.record.record_id):
         result = _guarded(settings, task)
-    return result.model_copy(update={"cpu_seconds": round(_cpu_seconds() - started, 3)})
+    programs = _cpu_seconds(resource.RUSAGE_CHILDREN) - programs
+    own = _cpu_seconds(resource.RUSAGE_SELF) - own
+    return result.model_copy(update={"cpu_seconds": round(own + programs, 3),
+                                     "programs_cpu_seconds": round(programs, 3)})
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU seconds (every thread) and its reaped children's: the programs a
+def _cpu_seconds(who: int) -> float:
+    """CPU seconds of this process (every thread) or of its reaped children: the programs a
     record runs (Tesseract, Poppler) are waited for before the record ends."""
-    return sum(getattr(resource.getrusage(who), field)
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for field in ("ru_utime", "ru_stime"))
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _guarded(settings: Settings, task: RecordTask) -> RecordResult:

@@ -233,7 +233,8 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
            "tree_peak_pss_mb": 500.0, "largest_process_rss_mb": 300.0, "peak_rss_mb": 300.0}
     phases = {"ours": {"wall_seconds": 10.0, "cpu_seconds": 16.0, "rss": rss,
                        "cpu_phases": {"start": 1.0, "setup": 0.5, "batch": 14.5},
-                       "records": [{"cpu_seconds": 3.0}, {"cpu_seconds": 5.0}]},
+                       "records": [{"cpu_seconds": 3.0, "programs_cpu_seconds": 2.0},
+                                   {"cpu_seconds": 5.0, "programs_cpu_seconds": 3.0}]},
               "baseline": {"wall_seconds": 40.0, "rss": rss},
               "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "ocr_cpu_seconds": 4.0,
                             "rss": rss}}
@@ -266,7 +267,8 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
                    "CER, typewriter pages", "CER, seal pages", "CER, 200 dpi pages",
                    "CER, show-through pages", "colour kept, red (pooled)",
                    "colour kept, blue (pooled)", "colour kept, red, worst page",
-                   "CPU s per batch, fixed", "CPU s/page, marginal", "a batch of 300 pages"):
+                   "CPU s per batch, fixed", "CPU s/page, marginal", "a batch of 300 pages",
+                   "the programs the records ran"):
         assert metric in table
     assert "95.00%" in table and "85.00%" in table
     assert "4.00×" in table  # the throughput ratio
@@ -275,16 +277,19 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
 
 def test_cpu_splits_into_a_fixed_part_per_batch_and_a_part_per_page() -> None:
     ours = {"cpu_seconds": 40.0, "cpu_phases": {"start": 1.5, "setup": 0.5, "batch": 38.0},
-            "records": [{"cpu_seconds": 12.0}, {"cpu_seconds": 18.0}]}
+            "records": [{"cpu_seconds": 12.0, "programs_cpu_seconds": 9.0},
+                        {"cpu_seconds": 18.0, "programs_cpu_seconds": 15.0}]}
     split = bench_figures.cpu_split(ours, 30)
     assert split is not None
     assert split["marginal_seconds_per_page"] == pytest.approx(1.0)
+    assert split["programs_seconds_per_page"] == pytest.approx(0.8)
+    assert split["own_seconds_per_page"] == pytest.approx(0.2)
     assert split["fixed_seconds"] == pytest.approx(10.0)
     assert split["start_seconds"] == 1.5 and split["setup_seconds"] == 0.5
     assert split["projected_seconds_per_page"] == pytest.approx(
         10.0 / bench_figures.PROJECTED_PAGES + 1.0)
     # a record without its own figure (run in another process) leaves the split unknown
-    ours["records"].append({"cpu_seconds": None})
+    ours["records"].append({"cpu_seconds": None, "programs_cpu_seconds": None})
     assert bench_figures.cpu_split(ours, 30) is None
 
 

@@ -70,3 +70,6 @@ def test_a_records_cpu_figure_holds_the_programs_it_ran(tmp_path: Path,
     assert result.cpu_seconds is not None
     assert children > own  # the OCR child did most of the work
     assert children <= result.cpu_seconds <= own + children + 0.01  # rounded to ms
+    assert result.programs_cpu_seconds is not None
+    assert result.programs_cpu_seconds == pytest.approx(children, abs=0.002)
+    assert result.programs_cpu_seconds < result.cpu_seconds

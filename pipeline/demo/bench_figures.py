@@ -300,14 +300,19 @@ def cpu_split(ours: dict[str, Any], pages: int) -> dict[str, Any] | None:
     content's cost too, and put 0.4 CPU s/page more on the margin than the records took
     (issue 15).
     """
-    records = [r.get("cpu_seconds") for r in ours.get("records", [])]
-    if not records or None in records:
+    records = [(r.get("cpu_seconds"), r.get("programs_cpu_seconds"))
+               for r in ours.get("records", [])]
+    if not records or None in {figure for pair in records for figure in pair}:
         return None
-    marginal = sum(records) / pages
-    fixed = ours["cpu_seconds"] - sum(records)
+    marginal = sum(total for total, _ in records) / pages
+    programs = sum(programs for _, programs in records) / pages
+    fixed = ours["cpu_seconds"] - marginal * pages
     return {"pages": pages, "fixed_seconds": fixed, "start_seconds": ours["cpu_phases"]["start"],
             "setup_seconds": ours["cpu_phases"]["setup"],
-            "marginal_seconds_per_page": marginal, "projected_pages": PROJECTED_PAGES,
+            "marginal_seconds_per_page": marginal,
+            # of it, the programs the records ran (Tesseract, Poppler) and the workers' own
+            "programs_seconds_per_page": programs, "own_seconds_per_page": marginal - programs,
+            "projected_pages": PROJECTED_PAGES,
             "projected_seconds_per_page": fixed / PROJECTED_PAGES + marginal}
 
 

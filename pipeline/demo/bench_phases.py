@@ -132,7 +132,7 @@ def phase_ours(truth: Path, data_dir: Path, jobs: int | None) -> dict[str, Any]:
                        "batch": tree_cpu_seconds() - cpu_ready},
         "records": [
             {"record_id": r.record_id, "status": str(r.status), "pdf_path": r.pdf_path,
-             "cpu_seconds": r.cpu_seconds,
+             "cpu_seconds": r.cpu_seconds, "programs_cpu_seconds": r.programs_cpu_seconds,
              "pages": [{"page_no": p.page_no, "rotation": p.rotation, "skew": p.skew}
                        for p in r.pages]}
             for r in summary.records
