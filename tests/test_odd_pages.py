@@ -269,6 +269,76 @@ def test_pdf_page_rendered_at_its_scan_resolution(tmp_path: Path) -> None:
         pages.render_pdf_page(path, 1, 28_800)
 
 
+# --- a scanner's PDF page is read as the pixels it holds ---------------------------------------
+def write_scan_pdf(path: Path, pixels: np.ndarray, fmt: str) -> bytes:
+    """A scanner's PDF: the image saved as ``fmt`` at 300 dpi, drawn over the whole page by
+    img2pdf (a JPEG's bytes as they are, a PNG's samples deflated). Returns the image's bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, fmt, **DPI)
+    path.write_bytes(img2pdf.convert(buffer.getvalue()))
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def poppler_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The PDFs poppler is asked to render, rendered all the same."""
+    calls: list[Path] = []
+    render = pages.convert_from_path
+
+    def counted(path: Path, *args: object, **kwargs: object) -> list[Image.Image]:
+        calls.append(Path(path))
+        return render(path, *args, **kwargs)
+
+    monkeypatch.setattr(pages, "convert_from_path", counted)
+    return calls
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_scanners_pdf_page_is_read_as_the_pixels_it_holds(
+        tmp_path: Path, fmt: str, channels: int, poppler_calls: list[Path]) -> None:
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 256, (330, 250, channels)[:3 if channels == 3 else 2], np.uint8)
+    image = write_scan_pdf(tmp_path / "quet.pdf", pixels, fmt)
+    got, dpi = pages.load_page(tmp_path / "quet.pdf", 1, 200)
+    assert dpi == 300 and not poppler_calls
+    # the very samples: the PNG's, or the JPEG's as Pillow decodes that file; grey stays 2-D
+    assert np.array_equal(got, pixels if fmt == "PNG" else np.asarray(Image.open(io.BytesIO(image))))
+
+
+def _turned(pdf: pikepdf.Pdf) -> None:
+    pdf.pages[0].obj.Rotate = 90
+
+
+def _drawn_over(pdf: pikepdf.Pdf) -> None:
+    """A black square 20 pt wide in the page's lower left corner, over the scan."""
+    pdf.pages[0].contents_add(pdf.make_stream(b"0 g 0 0 20 20 re f"), prepend=False)
+
+
+def _bilevel(pdf: pikepdf.Pdf) -> None:
+    """The scan again, as a CCITT G4 image: a filter whose decoding is poppler's own."""
+    buffer = io.BytesIO()
+    Image.new("1", (250, 330), 1).save(buffer, "TIFF", compression="group4", **DPI)
+    with pikepdf.open(io.BytesIO(img2pdf.convert(buffer.getvalue()))) as g4:
+        ((name, image),) = g4.pages[0].images.items()
+        pdf.pages[0].Resources.XObject[name] = pdf.copy_foreign(image)
+
+
+@pytest.mark.parametrize("change", [_turned, _drawn_over, _bilevel])
+def test_a_pdf_page_that_is_more_than_one_upright_scan_is_rendered(
+        tmp_path: Path, change: Callable[[pikepdf.Pdf], None], poppler_calls: list[Path]) -> None:
+    path = tmp_path / "quet.pdf"
+    write_scan_pdf(path, np.full((330, 250), 255, np.uint8), "PNG")
+    with pikepdf.open(path, allow_overwriting_input=True) as pdf:
+        change(pdf)
+        pdf.save(path)
+    got, dpi = pages.load_page(path, 1, 200)
+    assert poppler_calls == [path] and dpi == 300
+    assert got.shape[:2] == ((250, 330) if change is _turned else (330, 250))
+    corner = got[-80:, :80]
+    assert (corner < 50).all() if change is _drawn_over else (corner > 200).all()
+
+
 # --- a PDF qpdf repairs and poppler cannot read ------------------------------------------------
 def test_truncated_pdf_poppler_cannot_read(tmp_path: Path) -> None:
     path = write_truncated_pdf(tmp_path / "cat-ngang.pdf")

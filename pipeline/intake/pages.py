@@ -480,6 +480,57 @@ def _render(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
     return np.asarray(images[0].convert("RGB"))
 
 
+# What a scanner's PDF page is: one image drawn over the whole page, nothing else. Its pixels
+# are decoded as they are, not rendered by poppler at the resolution they already have: 0.32
+# CPU s a 300 dpi page (poppler's rendering and its output read through a pipe) against 0.03,
+# and the very pixels the file holds (issue 15). Only filters whose decoding Pillow shares with
+# poppler (JPEG, Flate) and plain grey or RGB samples; anything else is rendered.
+_SCAN_FILTERS = ([], [pikepdf.Name.DCTDecode], [pikepdf.Name.FlateDecode])
+_SCAN_MODES = {"L": 8, "RGB": 8}
+_PLACEMENT_SLACK_PT = 0.01
+
+
+def _scan_pixels(page: pikepdf.Page, dpi: int) -> np.ndarray | None:
+    """The pixels of an image-only page as :func:`to_array` gives them, when the page is one
+    upright image over its whole MediaBox with the pixels poppler would render at ``dpi`` (to
+    one pixel); None for any other page, which is rendered."""
+    box = _rectangle(_inherited(page.obj, "/MediaBox"))
+    rotate = _inherited(page.obj, "/Rotate")
+    if box is None or (rotate is not None and (not _is_number(rotate) or int(rotate) % 360)):
+        return None
+    try:
+        ops = [(str(op), operands) for operands, op in pikepdf.parse_content_stream(page)]
+    except pikepdf.PdfError:
+        return None
+    if [op for op, _ in ops] not in (["q", "cm", "Do", "Q"], ["cm", "Do"]):
+        return None
+    (_, matrix), (_, (name, *_)) = [entry for entry in ops if entry[0] in ("cm", "Do")]
+    placed = (box[2] - box[0], 0, 0, box[3] - box[1], box[0], box[1])
+    if len(matrix) != 6 or not all(
+            _is_number(v) and abs(float(v) - want) <= _PLACEMENT_SLACK_PT
+            for v, want in zip(matrix, placed, strict=True)):
+        return None
+    xobjects = page.obj.get("/Resources", pikepdf.Dictionary()).get("/XObject", {})
+    image = xobjects.get(name) if isinstance(name, pikepdf.Name) else None
+    if (not isinstance(image, pikepdf.Stream) or image.get("/Subtype") != pikepdf.Name.Image
+            or any(key in image for key in ("/SMask", "/Mask", "/Decode", "/ImageMask"))):
+        return None
+    try:
+        scan = pikepdf.PdfImage(image)
+        if (scan.filters not in _SCAN_FILTERS or _SCAN_MODES.get(scan.mode) != scan.bits_per_component
+                or abs(scan.width - _rendered_pixels(placed[0], dpi)) > 1
+                or abs(scan.height - _rendered_pixels(placed[3], dpi)) > 1):
+            return None
+        pixels = scan.as_pil_image()
+        if pixels.size != (scan.width, scan.height):
+            return None
+        return to_array(pixels)
+    # what poppler may still read: a damaged stream is its to refuse, in its own words
+    except (pikepdf.PdfError, pikepdf.UnsupportedImageTypeError, pikepdf.InvalidPdfImageError,
+            OSError, ValueError):
+        return None
+
+
 def render_pdf_page(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
     """Page ``page_in_file`` (1-based) of a PDF rendered at ``dpi`` as an RGB uint8 array."""
     with _reading(path, page_in_file):
@@ -491,14 +542,16 @@ def render_pdf_page(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
 
 def load_page(path: Path, page_in_file: int, fallback_dpi: int) -> tuple[np.ndarray, int]:
     """Page ``page_in_file`` (1-based) of ``path`` as a uint8 array (:func:`to_array`: 2-D for a
-    grey image, else RGB; a PDF page rendered in RGB), and its dpi."""
+    grey image, else RGB; a PDF page its scan's pixels when it is nothing else
+    (:func:`_scan_pixels`), else rendered in RGB), and its dpi."""
     with _reading(path, page_in_file):
         if path.suffix.lower() == ".pdf":
             with pikepdf.open(path) as pdf:
                 _check_unsized_pages(path, pdf, page_in_file)
-                dpi = _check_pdf_page(path, pdf.pages[page_in_file - 1], page_in_file,
-                                      fallback_dpi=fallback_dpi)
-            return _render(path, page_in_file, dpi), dpi
+                page = pdf.pages[page_in_file - 1]
+                dpi = _check_pdf_page(path, page, page_in_file, fallback_dpi=fallback_dpi)
+                pixels = _scan_pixels(page, dpi)
+            return (_render(path, page_in_file, dpi) if pixels is None else pixels), dpi
         with _open_image(path) as img:
             img.seek(page_in_file - 1)
             _check_size(path, *img.size, page_in_file)
