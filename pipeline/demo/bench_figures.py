@@ -297,8 +297,8 @@ def cpu_split(ours: dict[str, Any], pages: int) -> dict[str, Any] | None:
     the process's start and imports and the benchmark's warehouse set-up (said apart), the
     workers' start, the manifest validation and the batch's end. Two batches of different sizes
     split it before, but their pages were other documents: the difference carried their
-    content's cost too, and put 0.4 CPU s/page more on the margin than the records took
-    (issue 15).
+    content's cost too (2.13 CPU s/page on the margin, where the records of a run 12 minutes
+    later took 1.96, Tesseract alone 1.28 in both; issue 15).
     """
     records = [(r.get("cpu_seconds"), r.get("programs_cpu_seconds"))
                for r in ours.get("records", [])]

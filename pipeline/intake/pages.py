@@ -481,18 +481,19 @@ def _render(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
 
 
 # What a scanner's PDF page is: one image drawn over the whole page, nothing else. Its pixels
-# are decoded as they are, not rendered by poppler at the resolution they already have: 0.32
-# CPU s a 300 dpi page (poppler's rendering and its output read through a pipe) against 0.03,
-# and the very pixels the file holds (issue 15). Only filters whose decoding Pillow shares with
-# poppler (JPEG, Flate) and plain grey or RGB samples; anything else is rendered.
-_SCAN_FILTERS = ([], [pikepdf.Name.DCTDecode], [pikepdf.Name.FlateDecode])
+# are decoded as they are, not rendered by poppler at the resolution they already have: 0.30
+# CPU s a 300 dpi page (poppler's rendering and its output read through a pipe) against 0.06,
+# and the very pixels the file holds (issue 15). Only a grey or RGB JPEG, as a scanner writes
+# it: Pillow reads its size from its header before decoding it, where a deflated image would
+# be inflated whole by qpdf first, however large it inflates; anything else is rendered.
+_SCAN_FILTERS = ([pikepdf.Name.DCTDecode],)
 _SCAN_MODES = {"L": 8, "RGB": 8}
 _PLACEMENT_SLACK_PT = 0.01
 
 
 def _scan_pixels(page: pikepdf.Page, dpi: int) -> np.ndarray | None:
     """The pixels of an image-only page as :func:`to_array` gives them, when the page is one
-    upright image over its whole MediaBox with the pixels poppler would render at ``dpi`` (to
+    upright JPEG over its whole MediaBox with the pixels poppler would render at ``dpi`` (to
     one pixel); None for any other page, which is rendered."""
     box = _rectangle(_inherited(page.obj, "/MediaBox"))
     rotate = _inherited(page.obj, "/Rotate")
@@ -521,13 +522,14 @@ def _scan_pixels(page: pikepdf.Page, dpi: int) -> np.ndarray | None:
                 or abs(scan.width - _rendered_pixels(placed[0], dpi)) > 1
                 or abs(scan.height - _rendered_pixels(placed[3], dpi)) > 1):
             return None
-        pixels = scan.as_pil_image()
-        if pixels.size != (scan.width, scan.height):
+        pixels = scan.as_pil_image()  # the JPEG's header read, not yet decoded
+        if pixels.size != (scan.width, scan.height) or pixels.mode != scan.mode:
             return None
         return to_array(pixels)
-    # what poppler may still read: a damaged stream is its to refuse, in its own words
+    # what poppler may still read: a damaged stream, or a JPEG larger than pikepdf's decoding
+    # limit, is poppler's to refuse or to render, in its own words
     except (pikepdf.PdfError, pikepdf.UnsupportedImageTypeError, pikepdf.InvalidPdfImageError,
-            OSError, ValueError):
+            Image.DecompressionBombError, OSError, ValueError):
         return None
 
 
