@@ -314,6 +314,11 @@ def _drawn_over(pdf: pikepdf.Pdf) -> None:
     pdf.pages[0].contents_add(pdf.make_stream(b"0 g 0 0 20 20 re f"), prepend=False)
 
 
+def _unnamed(pdf: pikepdf.Pdf) -> None:
+    """``Do`` without the image's name: a broken page is poppler's to render or refuse."""
+    pdf.pages[0].Contents = pdf.make_stream(b"q 60 0 0 79.2 0 0 cm Do Q")
+
+
 def _deflated(pdf: pikepdf.Pdf) -> None:
     """The scan again, deflated: qpdf would inflate it whole, however large, before Pillow saw
     its size."""
@@ -342,7 +347,8 @@ def _bilevel(pdf: pikepdf.Pdf) -> None:
         pdf.pages[0].Resources.XObject[name] = pdf.copy_foreign(image)
 
 
-@pytest.mark.parametrize("change", [_turned, _drawn_over, _deflated, _mislabelled, _bilevel])
+@pytest.mark.parametrize("change",
+                         [_turned, _drawn_over, _unnamed, _deflated, _mislabelled, _bilevel])
 def test_a_pdf_page_that_is_more_than_one_upright_scan_is_rendered(
         tmp_path: Path, change: Callable[[pikepdf.Pdf], None], poppler_calls: list[Path]) -> None:
     path = tmp_path / "quet.pdf"

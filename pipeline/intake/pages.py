@@ -505,14 +505,16 @@ def _scan_pixels(page: pikepdf.Page, dpi: int) -> np.ndarray | None:
         return None
     if [op for op, _ in ops] not in (["q", "cm", "Do", "Q"], ["cm", "Do"]):
         return None
-    (_, matrix), (_, (name, *_)) = [entry for entry in ops if entry[0] in ("cm", "Do")]
+    (_, matrix), (_, drawn) = [entry for entry in ops if entry[0] in ("cm", "Do")]
     placed = (box[2] - box[0], 0, 0, box[3] - box[1], box[0], box[1])
-    if len(matrix) != 6 or not all(
+    if len(matrix) != 6 or len(drawn) != 1 or not all(
             _is_number(v) and abs(float(v) - want) <= _PLACEMENT_SLACK_PT
             for v, want in zip(matrix, placed, strict=True)):
         return None
-    xobjects = page.obj.get("/Resources", pikepdf.Dictionary()).get("/XObject", {})
-    image = xobjects.get(name) if isinstance(name, pikepdf.Name) else None
+    resources = page.obj.get("/Resources")
+    xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
+    image = (xobjects.get(drawn[0]) if isinstance(xobjects, pikepdf.Dictionary)
+             and isinstance(drawn[0], pikepdf.Name) else None)
     if (not isinstance(image, pikepdf.Stream) or image.get("/Subtype") != pikepdf.Name.Image
             or any(key in image for key in ("/SMask", "/Mask", "/Decode", "/ImageMask"))):
         return None
