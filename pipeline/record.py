@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select, tuple_
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from pipeline._exec import cpu_seconds
 from pipeline.checks import crosscheck, duplicates
 from pipeline.config import Settings
 from pipeline.errors import (
@@ -125,21 +126,15 @@ def process_record(settings: Settings, task: RecordTask) -> RecordResult:
     work on the same record at once, and the second finds it archived. A lost warehouse raises
     WarehouseUnavailableError, to be retried.
     """
-    own, programs = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
+    # the programs a record runs (Tesseract, Poppler) are waited for before it ends
+    own, programs = cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     with warehouse_outage(settings.warehouse_url), \
             claims.claim(settings.warehouse_url, task.agency_code, task.record.record_id):
         result = _guarded(settings, task)
-    programs = _cpu_seconds(resource.RUSAGE_CHILDREN) - programs
-    own = _cpu_seconds(resource.RUSAGE_SELF) - own
+    programs = cpu_seconds(resource.RUSAGE_CHILDREN) - programs
+    own = cpu_seconds() - own
     return result.model_copy(update={"cpu_seconds": round(own + programs, 3),
                                      "programs_cpu_seconds": round(programs, 3)})
-
-
-def _cpu_seconds(who: int) -> float:
-    """CPU seconds of this process (every thread) or of its reaped children: the programs a
-    record runs (Tesseract, Poppler) are waited for before the record ends."""
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _guarded(settings: Settings, task: RecordTask) -> RecordResult:

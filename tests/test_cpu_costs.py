@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import batch
+from pipeline._exec import cpu_seconds
 from pipeline.config import Settings
 from pipeline.demo import samples
 from pipeline.models import RecordStatus
@@ -49,11 +50,6 @@ def test_workers_start_with_what_ocrmypdf_imports_on_a_first_record() -> None:
         assert pool.submit(_imported, "pikepdf.pdfa").result(timeout=120)
 
 
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def test_a_records_cpu_figure_holds_the_programs_it_ran(tmp_path: Path,
                                                         reference_settings: Settings) -> None:
     """What the benchmark's marginal part sums (issue 15): outside a pool worker the record's
@@ -63,9 +59,9 @@ def test_a_records_cpu_figure_holds_the_programs_it_ran(tmp_path: Path,
                            truth_path=tmp_path / "truth.json")
     plan, batch_pk, docs = register_batch(reference_settings, batch_dir)
     (task,) = record_tasks(plan, batch_pk, docs)
-    own, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    own, children = cpu_seconds(), cpu_seconds(resource.RUSAGE_CHILDREN)
     result = process_record(reference_settings, task)
-    own, children = _cpu(resource.RUSAGE_SELF) - own, _cpu(resource.RUSAGE_CHILDREN) - children
+    own, children = cpu_seconds() - own, cpu_seconds(resource.RUSAGE_CHILDREN) - children
     assert result.status == RecordStatus.archived, result.errors
     assert result.cpu_seconds is not None
     assert children > own  # the OCR child did most of the work

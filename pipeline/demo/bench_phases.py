@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from pipeline._exec import run, tesseract
+from pipeline._exec import cpu_seconds, run, tesseract
 from pipeline.batch import run_batch
 from pipeline.checks import reference
 from pipeline.config import Settings, load_settings
@@ -76,11 +76,6 @@ def first_line(args: list[str]) -> str:
     return out.splitlines()[0] if out else ""
 
 
-def _cpu_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def tree_cpu_seconds() -> float:
     """CPU seconds of this process and of all its descendants so far.
 
@@ -88,7 +83,7 @@ def tree_cpu_seconds() -> float:
     exits (a forkserver and the pool workers it reaped, multiprocessing's resource tracker)
     would be left out, so the living ones are asked directly, with what they reaped.
     """
-    total = _cpu_seconds(resource.RUSAGE_SELF) + _cpu_seconds(resource.RUSAGE_CHILDREN)
+    total = cpu_seconds(resource.RUSAGE_SELF) + cpu_seconds(resource.RUSAGE_CHILDREN)
     for proc in psutil.Process().children(recursive=True):
         try:
             times = proc.cpu_times()
@@ -181,14 +176,14 @@ def phase_tesseract(out: Path) -> dict[str, Any]:
         # the very image and settings our OCR reads: the comparison is of everything else
         ocr.write_view(cleaned.image, dpi, profile.ocr.colour_dropout, images, n)
         path = images / ocr.VIEW_DIR / f"{n:06d}.tif"
-        t0, cpu0 = time.perf_counter(), _cpu_seconds(resource.RUSAGE_CHILDREN)
+        t0, cpu0 = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
         try:
             text: str | None = tesseract.read_text(path, profile.languages)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             text = None  # counts as a page without output
         seconds = time.perf_counter() - t0
         rows.append({"n": n, "cleanup_seconds": cleanup_seconds, "seconds": seconds,
-                     "cpu_seconds": _cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0, "text": text})
+                     "cpu_seconds": cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0, "text": text})
         log.info("tesseract alone: page %d cleaned in %.1f s, read in %.1f s", n,
                  cleanup_seconds, seconds)
     return {"cleanup_seconds": sum(r["cleanup_seconds"] for r in rows),

@@ -57,6 +57,7 @@ import psutil
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from pipeline._exec import cpu_seconds
 from pipeline.access import search as access
 from pipeline.access.tokens import create_token
 from pipeline.demo import benchdb
@@ -270,19 +271,19 @@ def wrk(base: str, token: str, path: str, params: dict[str, Any], expected: int,
     script = folder / "holder-lookups.lua"
     script.write_text(WRK_SCRIPT, encoding="utf-8")
     url = f"{base}{path}?{urlencode(params)}"
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = cpu_seconds(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([program, "--threads", "1", "--connections", str(API_CLIENTS),
                            "--duration", f"{seconds}s", "--timeout", "30s",
                            "--script", str(script), url],
                           env={**os.environ, "BENCH_TOKEN": token, "BENCH_EXPECTED": str(expected),
                                "BENCH_MARK": WRK_MARK},
                           capture_output=True, text=True, check=False, timeout=seconds + 60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = cpu_seconds(resource.RUSAGE_CHILDREN)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(WRK_MARK)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"wrk (exit code {proc.returncode}) gave no figures for {base}: "
                            f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    cpu = after - before
     return json.loads(lines[-1].removeprefix(WRK_MARK)), cpu
 
 

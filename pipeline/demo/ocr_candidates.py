@@ -51,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline import _exec
-from pipeline._exec import tesseract
+from pipeline._exec import cpu_seconds, tesseract
 from pipeline.checks import crosscheck
 from pipeline.demo import samples
 from pipeline.demo.bench import start_logging, used
@@ -118,11 +118,6 @@ MD_GROUP_LABELS = {"all": "all", "hard": "hard", "easy": "easy", "typewriter": "
 
 
 # --- running Tesseract ----------------------------------------------------------------------------
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass
 class OcrRun:
     text: str | None  # None: Tesseract failed on the page
@@ -134,10 +129,10 @@ class OcrRun:
 def run_tesseract(image: Path, out_base: Path, lang: str, psm: int, *,
                   outputs: Sequence[str] = ("txt", "tsv")) -> OcrRun:
     """``tesseract IMAGE OUT_BASE -l LANG --psm PSM txt tsv`` on one thread."""
-    t0, cpu0 = time.perf_counter(), _cpu(resource.RUSAGE_CHILDREN)
+    t0, cpu0 = time.perf_counter(), cpu_seconds(resource.RUSAGE_CHILDREN)
     proc = _exec.run(["tesseract", str(image), str(out_base), "-l", lang, "--psm", str(psm),
                       *outputs], check=False, timeout=600, env={"OMP_THREAD_LIMIT": "1"})
-    cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu0
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         log.warning("tesseract exit %d on %s: %s", proc.returncode, image,
@@ -351,7 +346,7 @@ class PageResult:
 
 
 def run_candidate(ctx: Context, cand: Candidate, page: Page, truth: str) -> PageResult:
-    self0, child0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
+    self0, child0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     note: dict[str, int] = {}
     key, image = "view", page.view_path
@@ -369,7 +364,7 @@ def run_candidate(ctx: Context, cand: Candidate, page: Page, truth: str) -> Page
     if cand.post is not None and first.text is not None:
         outcome = cand.post(ctx, page, first, cand)
     wall = time.perf_counter() - t0
-    cpu = (_cpu(resource.RUSAGE_SELF) - self0) + (_cpu(resource.RUSAGE_CHILDREN) - child0) + reused
+    cpu = (cpu_seconds() - self0) + (cpu_seconds(resource.RUSAGE_CHILDREN) - child0) + reused
     note.update(outcome.note)
     return PageResult(page.n, cer(truth, outcome.text) if outcome.text is not None else None,
                       cpu, wall + (first.wall_seconds if reused else 0.0), reused, note,
