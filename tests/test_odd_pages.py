@@ -270,11 +270,11 @@ def test_pdf_page_rendered_at_its_scan_resolution(tmp_path: Path) -> None:
 
 
 # --- a scanner's PDF page is read as the pixels it holds ---------------------------------------
-def write_scan_pdf(path: Path, pixels: np.ndarray, fmt: str) -> bytes:
-    """A scanner's PDF: the image saved as ``fmt`` at 300 dpi, drawn over the whole page by
-    img2pdf (a JPEG's bytes as they are, a PNG's samples deflated). Returns the image's bytes."""
+def write_scan_pdf(path: Path, pixels: np.ndarray) -> bytes:
+    """A scanner's PDF: the image as a 300 dpi JPEG, drawn over the whole page by img2pdf (the
+    JPEG's bytes as they are). Returns the JPEG."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, fmt, **DPI)
+    Image.fromarray(pixels).save(buffer, "JPEG", **DPI)
     path.write_bytes(img2pdf.convert(buffer.getvalue()))
     return buffer.getvalue()
 
@@ -298,7 +298,7 @@ def test_a_scanners_pdf_page_is_read_as_the_pixels_it_holds(
         tmp_path: Path, channels: int, poppler_calls: list[Path]) -> None:
     rng = np.random.default_rng(channels)
     pixels = rng.integers(0, 256, (330, 250, channels)[:3 if channels == 3 else 2], np.uint8)
-    image = write_scan_pdf(tmp_path / "quet.pdf", pixels, "JPEG")
+    image = write_scan_pdf(tmp_path / "quet.pdf", pixels)
     got, dpi = pages.load_page(tmp_path / "quet.pdf", 1, 200)
     assert dpi == 300 and not poppler_calls
     # the very samples of the JPEG, as Pillow decodes that file; a grey one stays 2-D
@@ -319,14 +319,21 @@ def _unnamed(pdf: pikepdf.Pdf) -> None:
     pdf.pages[0].Contents = pdf.make_stream(b"q 60 0 0 79.2 0 0 cm Do Q")
 
 
-def _deflated(pdf: pikepdf.Pdf) -> None:
-    """The scan again, deflated: qpdf would inflate it whole, however large, before Pillow saw
-    its size."""
-    buffer = io.BytesIO()
-    Image.new("L", (250, 330), 255).save(buffer, "PNG", **DPI)
-    with pikepdf.open(io.BytesIO(img2pdf.convert(buffer.getvalue()))) as flate:
-        ((name, image),) = flate.pages[0].images.items()
-        pdf.pages[0].Resources.XObject[name] = pdf.copy_foreign(image)
+def _scan_as(mode: str, fmt: str, **save: object) -> Callable[[pikepdf.Pdf], None]:
+    """The scan again, white, as img2pdf embeds an image of ``mode`` saved as ``fmt``."""
+    def change(pdf: pikepdf.Pdf) -> None:
+        buffer = io.BytesIO()
+        Image.new(mode, (250, 330), "white").save(buffer, fmt, **DPI, **save)
+        with pikepdf.open(io.BytesIO(img2pdf.convert(buffer.getvalue()))) as other:
+            ((name, image),) = other.pages[0].images.items()
+            pdf.pages[0].Resources.XObject[name] = pdf.copy_foreign(image)
+    return change
+
+
+# deflated: qpdf would inflate it whole, however large, before Pillow saw its size
+_deflated = _scan_as("L", "PNG")
+# CCITT G4: a filter whose decoding is poppler's own
+_bilevel = _scan_as("1", "TIFF", compression="group4")
 
 
 def _mislabelled(pdf: pikepdf.Pdf) -> None:
@@ -338,21 +345,12 @@ def _mislabelled(pdf: pikepdf.Pdf) -> None:
     image.write(buffer.getvalue(), filter=pikepdf.Name.DCTDecode)
 
 
-def _bilevel(pdf: pikepdf.Pdf) -> None:
-    """The scan again, as a CCITT G4 image: a filter whose decoding is poppler's own."""
-    buffer = io.BytesIO()
-    Image.new("1", (250, 330), 1).save(buffer, "TIFF", compression="group4", **DPI)
-    with pikepdf.open(io.BytesIO(img2pdf.convert(buffer.getvalue()))) as g4:
-        ((name, image),) = g4.pages[0].images.items()
-        pdf.pages[0].Resources.XObject[name] = pdf.copy_foreign(image)
-
-
 @pytest.mark.parametrize("change",
                          [_turned, _drawn_over, _unnamed, _deflated, _mislabelled, _bilevel])
 def test_a_pdf_page_that_is_more_than_one_upright_scan_is_rendered(
         tmp_path: Path, change: Callable[[pikepdf.Pdf], None], poppler_calls: list[Path]) -> None:
     path = tmp_path / "quet.pdf"
-    write_scan_pdf(path, np.full((330, 250), 255, np.uint8), "JPEG")
+    write_scan_pdf(path, np.full((330, 250), 255, np.uint8))
     with pikepdf.open(path, allow_overwriting_input=True) as pdf:
         change(pdf)
         pdf.save(path)
