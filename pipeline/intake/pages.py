@@ -486,8 +486,6 @@ def _render(path: Path, page_in_file: int, dpi: int) -> np.ndarray:
 # and the very pixels the file holds (issue 15). Only a grey or RGB JPEG, as a scanner writes
 # it: Pillow reads its size from its header before decoding it, where a deflated image would
 # be inflated whole by qpdf first, however large it inflates; anything else is rendered.
-_SCAN_FILTERS = ([pikepdf.Name.DCTDecode],)
-_SCAN_MODES = {"L": 8, "RGB": 8}
 _PLACEMENT_SLACK_PT = 0.01
 
 
@@ -520,14 +518,15 @@ def _scan_pixels(page: pikepdf.Page, dpi: int) -> np.ndarray | None:
         return None
     try:
         scan = pikepdf.PdfImage(image)
-        if (scan.filters not in _SCAN_FILTERS or _SCAN_MODES.get(scan.mode) != scan.bits_per_component
+        if (scan.filters != [pikepdf.Name.DCTDecode] or scan.mode not in ("L", "RGB")
+                or scan.bits_per_component != 8
                 or abs(scan.width - _rendered_pixels(placed[0], dpi)) > 1
                 or abs(scan.height - _rendered_pixels(placed[3], dpi)) > 1):
             return None
-        pixels = scan.as_pil_image()  # the JPEG's header read, not yet decoded
-        if pixels.size != (scan.width, scan.height) or pixels.mode != scan.mode:
-            return None
-        return to_array(pixels)
+        with scan.as_pil_image() as pixels:  # the JPEG's header read, not yet decoded
+            if pixels.size != (scan.width, scan.height) or pixels.mode != scan.mode:
+                return None
+            return to_array(pixels)
     # what poppler may still read: a damaged stream, or a JPEG larger than pikepdf's decoding
     # limit, is poppler's to refuse or to render, in its own words
     except (pikepdf.PdfError, pikepdf.UnsupportedImageTypeError, pikepdf.InvalidPdfImageError,
