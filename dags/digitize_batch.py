@@ -97,11 +97,8 @@ def digitize_batch() -> None:
         settings = task_settings(ocr_jobs=1)
 
         from pipeline import record, registration
-        from pipeline._exec import ocrmypdf as ocrmypdf_exec
         from pipeline.batch import bring_batch_up_to_date
         from pipeline.models import RecordTask
-        # OCRmyPDF in this process, as digitize run's workers: this task is the record's process
-        ocrmypdf_exec.become_worker(logging.getLogger().getEffectiveLevel(), single_threaded=True)
         work = RecordTask.model_validate(record_task)
         context = get_current_context()
         context["record_id"] = work.record.record_id  # type: ignore[typeddict-unknown-key]

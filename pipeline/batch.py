@@ -17,7 +17,6 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select, update
 
-from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline.config import Settings
 from pipeline.drafting import watch
 from pipeline.models import BatchOutcome, BatchSummary, RecordResult, RecordTask
@@ -114,7 +113,7 @@ def finalize_batch(settings: Settings, batch_dir: Path, agency_code: str, batch_
 
 
 def _start_worker(log_level: int, environ: dict[str, str]) -> None:
-    """Process-pool initializer: the worker runs OCR jobs itself, one record at a time.
+    """Process-pool initializer: the worker logs as the batch does, and runs one record at a time.
 
     It is forked from the forkserver with the environment the server started with, which may
     be older than the batch's (a second batch in one process, a test's settings): it takes the
@@ -122,12 +121,13 @@ def _start_worker(log_level: int, environ: dict[str, str]) -> None:
     """
     os.environ.clear()
     os.environ.update(environ)
-    ocrmypdf_exec.become_worker(log_level, single_threaded=True)
+    logging.basicConfig(level=log_level,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
 
 
 def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     """``jobs`` OCR worker processes, forked from a server that imported every stage a record
-    needs (OpenCV, OCRmyPDF, the warehouse) once.
+    needs (OpenCV, pikepdf's PDF/A module with fontTools, the warehouse) once.
 
     Not forked from this process, which may hold threads and warehouse connections; and not
     each started afresh ("spawn"), which made every worker import all of it again: two workers
@@ -136,9 +136,7 @@ def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     registers the batch, and serves every later one.
     """
     context = multiprocessing.get_context("forkserver")
-    # and pikepdf's PDF/A module (with fontTools), which OCRmyPDF imports on each worker's first
-    # record: 0.2 CPU s a worker (issue 15)
-    context.set_forkserver_preload([__name__, "pikepdf.pdfa"])
+    context.set_forkserver_preload([__name__])
     return ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                initargs=(logging.getLogger().getEffectiveLevel(), dict(os.environ)))
 
@@ -150,8 +148,8 @@ def run_batch(settings: Settings, batch_dir: Path, agency_code: str | None = Non
     """The whole batch, records in parallel over ``settings.jobs`` worker processes.
 
     One record per worker with single-threaded Tesseract keeps both cores busy through the
-    whole record (cleanup and PDF assembly included), where OCRmyPDF's own page parallelism
-    idles on one-page records.
+    whole record (cleanup and PDF assembly included), where reading a record's pages in
+    parallel idles on one-page records.
     """
     with contextlib.ExitStack() as stack:
         pool = None

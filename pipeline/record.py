@@ -425,9 +425,8 @@ def _ocr(ctx: RecordContext, cleaned: CleanedPages) -> ocr.OcrOutput:
             f"{', '.join(sorted(task.sources))} có đúng là bản quét của hồ sơ không, quét lại rồi "
             "Clear để chạy lại."))
     with ctx.timed("ocr"):
-        image_pdf = compose.join_pdfs(cleaned.parts, ctx.work / "pages.pdf")
         output = ocr.ocr_record(ocr.OcrRequest(
-            image_pdf=image_pdf, page_count=len(cleaned.parts), out_pdf=ctx.work / "record.pdf",
+            parts=cleaned.parts, out_pdf=ctx.work / "record.pdf",
             work_dir=ctx.work, row=rec.row, agency_code=task.agency_code, batch_id=task.batch_id,
             ocr_pages=text_pages, kept=cleaned.kept, readings=ctx.settings.readings_dir),
             profile, ctx.settings.jobs)

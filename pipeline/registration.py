@@ -13,7 +13,6 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
-from pipeline._exec import ocrmypdf as ocrmypdf_exec
 from pipeline._exec import poppler, tesseract
 from pipeline.checks import validate as validation
 from pipeline.config import Settings
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 def check_tools(settings: Settings) -> dict[str, str]:
     return {"tesseract": tesseract.probe(settings.scanner_profile.languages),
-            "ocrmypdf": ocrmypdf_exec.version(), "poppler": poppler.probe()}
+            "poppler": poppler.probe()}
 
 
 def _mark_duplicate_files(plan: BatchPlan) -> None:

@@ -375,24 +375,3 @@ def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "| metric" in capsys.readouterr().out
     # Ours must not be timed against an archive left by an earlier run.
     assert bench.main(["--pages", "2", "--out", str(out)]) == 2
-
-
-@pytest.mark.slow
-def test_record_task_benchmark_runs_each_record_both_ways(tmp_path: Path) -> None:
-    """One page, processed in a fresh process with OCRmyPDF in a child and in the process
-    itself (pipeline.demo.bench_task): both archive it, and the figures are theirs."""
-    from pipeline.demo import bench_task
-
-    out = tmp_path / "out"
-    assert bench_task.main(["--pages", "1", "--out", str(out)]) == 0
-    result = json.loads((out / "bench-task.json").read_text(encoding="utf-8"))
-    assert [(r["mode"], r["status"], r["pages"]) for r in result["runs"]] == [
-        ("child", "archived", 1), ("task", "archived", 1)]
-    # each mode's record archived in its own data folder
-    assert sorted(p.relative_to(out).parts[0] for p in out.glob("*/archive/**/*.pdf")) \
-        == ["child", "task"]
-    child, task = (r["cpu_seconds"] for r in result["runs"])
-    assert child > 0 and task > 0
-    assert result["ratio_task_to_child"] == pytest.approx(task / child)
-    assert "| in the task's process |" in (out / "bench-task.md").read_text(encoding="utf-8")
-    assert bench_task.main(["--pages", "1", "--out", str(out)]) == 2  # not over an old run

@@ -161,7 +161,7 @@ def test_archived_page_is_pdfa_and_reads_as_well_as_the_cleaned_input(
     ocr.write_view(image, 300, settings.scanner_profile.ocr.colour_dropout, tmp_path, 1)
     row = ManifestRow(line=2, record_id="HS-0001", procedure_code="1.004227")
     # ocr_record verifies PDF/A-2B, the output intent and the record id in XMP, or raises
-    out = ocr.ocr_record(ocr.OcrRequest(part, 1, tmp_path / "out.pdf", tmp_path, row,
+    out = ocr.ocr_record(ocr.OcrRequest([part], tmp_path / "out.pdf", tmp_path, row,
                                         "000.00.12.H12", "B1"), settings.scanner_profile, 1)
     archived = subprocess.run(["pdftotext", "-raw", str(out.pdf), "-"], capture_output=True,
                               text=True, check=True).stdout

@@ -72,7 +72,7 @@ def _archived(scan: np.ndarray, rows: Rows, work: Path, *, clean: bool = True,
     part = work / "page.pdf"
     kind = compose.page_pdf(image, DPI, part)
     ocr.write_view(image, DPI, profile.ocr.colour_dropout, work, 1)
-    out = ocr.ocr_record(ocr.OcrRequest(part, 1, work / "archived.pdf", work, ROW,
+    out = ocr.ocr_record(ocr.OcrRequest([part], work / "archived.pdf", work, ROW,
                                         content.DEFAULT_AGENCY, "B1"), profile, 1)
     return Page(scan, rows, image, kind, out, work)
 

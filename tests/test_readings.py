@@ -1,7 +1,7 @@
 """A drafted page's reading is the archive's (issue 19, :mod:`pipeline.imaging.readings`): what
-the draft keeps for a first page is what OCRmyPDF's own Tesseract call gives for the view the
-archive writes of that page, so the archive takes it instead of reading the page again; and it
-is never taken for any other view, language or mode. Real Tesseract, OCRmyPDF's call, poppler.
+the draft keeps for a first page is what the archive's own Tesseract call gives for the view it
+writes of that page, so the archive takes it instead of reading the page again; and it is never
+taken for any other view, language or mode. Real Tesseract, poppler.
 The archive taking it in a real run: tests/test_manifest_watch.py."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ocrmypdf._exec import tesseract as ocrmypdf_tesseract
 from PIL import Image
 from test_manifest_draft import _write_page
 
@@ -40,8 +39,8 @@ def test_the_archive_takes_the_drafts_reading_of_its_view_and_of_no_other(tmp_pa
     (kept,) = store.iterdir()
     assert sorted(p.name for p in kept.iterdir()) == ["page.hocr", "page.pdf", "page.txt"]
 
-    # the view the archive writes of the page (pipeline.record._clean_page), and what OCRmyPDF's
-    # own Tesseract call (the plugin's fallback) reads on it
+    # the view the archive writes of the page (pipeline.record._clean_page), and what the
+    # archive's own Tesseract call (pipeline.imaging.ocr._read) reads on it
     image, dpi = pages.load_page(page, 1, profile.fallback_dpi)
     ocr.write_view(cleanup.clean_page(image, dpi, profile.cleanup).image, dpi,
                    profile.ocr.colour_dropout, tmp_path, 1)
@@ -49,15 +48,11 @@ def test_the_archive_takes_the_drafts_reading_of_its_view_and_of_no_other(tmp_pa
     own, taken = tmp_path / "own", tmp_path / "taken"
     own.mkdir()
     taken.mkdir()
-    ocrmypdf_tesseract.generate_pdf(
-        input_file=view, output_pdf=own / "000001_ocr_tess.pdf", output_text=own / "000001.txt",
-        languages=languages, engine_mode=None, tessconfig=["hocr"], timeout=600, pagesegmode=PSM,
-        thresholding=ocrmypdf_tesseract.ThresholdingMethod.AUTO, user_words=None,
-        user_patterns=None)
+    tesseract.read_page(view, languages, own / "000001_ocr_tess")
     assert readings.take(view, languages, PSM, store, taken / "000001_ocr_tess.pdf",
                          taken / "000001.txt")
     assert (taken / "000001.txt").read_text(encoding="utf-8") == \
-        (own / "000001.txt").read_text(encoding="utf-8")
+        (own / "000001_ocr_tess.txt").read_text(encoding="utf-8")
     assert _words(taken / "000001_ocr_tess.hocr") == _words(own / "000001_ocr_tess.hocr")
     assert poppler.page_text(taken / "000001_ocr_tess.pdf", 1) == \
         poppler.page_text(own / "000001_ocr_tess.pdf", 1)

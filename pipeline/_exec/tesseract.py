@@ -90,10 +90,10 @@ def read_text(image: Path, languages: Sequence[str], psm: int = PAGE_SEGMENTATIO
 
 def read_page(image: Path, languages: Sequence[str], prefix: Path,
               psm: int = PAGE_SEGMENTATION_MODE, timeout: float = 600) -> None:
-    """Tesseract's reading of one page image as OCRmyPDF's sandwich renderer asks for it
-    (:mod:`pipeline._exec.ocrmypdf`), from one run: a text-only PDF page, the text and the hOCR
-    (its lines and words, their boxes and confidences), at ``prefix`` + ``.pdf``, ``.txt`` and
-    ``.hocr``."""
+    """Tesseract's reading of one page image, as the archive lays it over the page
+    (:func:`pipeline.imaging.ocr.ocr_record`), from one run: an invisible text-only PDF page, the
+    text and the hOCR (its lines and words, their boxes and confidences), at ``prefix`` +
+    ``.pdf``, ``.txt`` and ``.hocr``."""
     args = ["tesseract", "-l", "+".join(languages), "--psm", str(psm), "-c", "textonly_pdf=1",
             str(image), str(prefix), "pdf", "txt", "hocr"]
     run(args, timeout=timeout, env=ONE_THREAD)

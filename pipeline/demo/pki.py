@@ -247,7 +247,7 @@ def _import_certificate(der: bytes, label: str, object_id: bytes) -> None:
 
 def make_pdfa(path: Path, record_id: str = "000.00.00.H00-250101-0001") -> Path:
     """A one-page PDF/A-2b like an archived record: OCRmyPDF's PDF/A (no OCR: nothing here
-    depends on the text) with the record's Dublin Core fields in its XMP, as ``ocr.add_record_xmp``
+    depends on the text) with the record's Dublin Core fields in its XMP, as ``ocr.ocr_record``
     writes them."""
     work = path.parent / f"{path.stem}-work"
     work.mkdir(parents=True, exist_ok=True)

@@ -305,12 +305,3 @@ def original_page_pdf(source: Path, page_in_file: int, path: Path) -> PageKind:
         one.pages.append(pdf.pages[page_in_file - 1])
         one.save(path)
     return PageKind.born_digital
-
-
-def join_pdfs(parts: list[Path], out: Path) -> Path:
-    with pikepdf.new() as pdf:
-        for part in parts:
-            with pikepdf.open(part) as one:
-                pdf.pages.extend(one.pages)
-        pdf.save(out)
-    return out

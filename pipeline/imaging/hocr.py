@@ -1,9 +1,9 @@
 """One page of Tesseract's hOCR (``<work>/hocr/<page:06d>_ocr_hocr.hocr``) as plain data: its
 lines in reading order, with their words, boxes and confidences.
 
-Read by OCRmyPDF's own hOCR parser, which the archived text layer is made with; this module only
-turns its tree into frozen values of ours. Coordinates are pixels of the image Tesseract read,
-the page's OCR view (:func:`pipeline.imaging.ocr.ocr_view`), origin at the top left.
+Read by OCRmyPDF's hOCR parser, a well-kept one; this module only turns its tree into frozen
+values of ours. Coordinates are pixels of the image Tesseract read, the page's OCR view
+(:func:`pipeline.imaging.ocr.ocr_view`), origin at the top left.
 """
 
 from __future__ import annotations

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pikepdf
+import pikepdf.pdfa
 from PIL import Image
 
-from pipeline._exec import ocrmypdf as ocrmypdf_exec
-from pipeline._exec import poppler
+from pipeline._exec import poppler, tesseract
 from pipeline.config import ScannerProfile
-from pipeline.errors import OcrFailedError, PdfaCheckError
-from pipeline.imaging import hocr
+from pipeline.errors import OcrFailedError, PdfaCheckError, RecordError
+from pipeline.imaging import hocr, readings
 from pipeline.imaging.cleanup import binarised, dropout, to_gray
 from pipeline.models import ManifestRow
 from pipeline.text import has_diacritics
@@ -38,6 +40,7 @@ class PageOcrStats:
 
 LOW_WORD_CONFIDENCE = 60
 VIEW_DIR = "ocr-view"
+READINGS = "hocr"  # Tesseract's reading of each page (_reading)
 
 
 def grey_view(image: np.ndarray, colour_dropout: bool) -> np.ndarray:
@@ -65,8 +68,8 @@ def write_view(image: np.ndarray, dpi: int, colour_dropout: bool, work_dir: Path
                ) -> None:
     """Write what OCR reads of page ``page_no`` (``ocr_view``) into ``work_dir``.
 
-    Not the archived page rendered again, as OCRmyPDF would: a mixed page's background is
-    100 dpi, and the rendering cost 0.14 CPU s/page more than writing this for no better text.
+    Not the archived page rendered again: a mixed page's background is 100 dpi, and the
+    rendering cost 0.14 CPU s/page more than writing this for no better text.
     An uncompressed TIFF: it keeps the dpi and costs nothing to write.
     """
     folder = work_dir / VIEW_DIR
@@ -80,11 +83,11 @@ def save_view(view: np.ndarray, dpi: int, path: Path) -> None:
     Image.fromarray(view).save(path, dpi=(dpi, dpi))
 
 
-def page_stats(hocr_dir: Path, page_count: int) -> list[PageOcrStats | None]:
+def page_stats(readings_dir: Path, page_count: int) -> list[PageOcrStats | None]:
     """Word confidences per page from Tesseract's hOCR; None for a page that was not OCR'd."""
     out: list[PageOcrStats | None] = []
     for n in range(1, page_count + 1):
-        path = hocr_dir / f"{n:06d}_ocr_hocr.hocr"
+        path = _reading(readings_dir, n).with_suffix(".hocr")
         if not path.exists():
             out.append(None)
             continue
@@ -96,17 +99,6 @@ def page_stats(hocr_dir: Path, page_count: int) -> list[PageOcrStats | None]:
     return out
 
 
-def _metadata(row: ManifestRow, agency_code: str) -> dict[str, str]:
-    issued = row.issued_on.isoformat() if row.issued_on else row.issued_on_raw
-    return {
-        "title": f"{row.result_number or row.record_id} - {row.procedure_code}",
-        "author": agency_code,
-        "subject": f"Kết quả giải quyết TTHC {row.procedure_code}, hồ sơ {row.record_id}, "
-                   f"ngày ban hành {issued}",
-        "keywords": f"{row.record_id}, {row.procedure_code}, {row.result_number}, {issued}",
-    }
-
-
 def _source_date() -> dt.datetime | None:
     """The reproducible-builds ``SOURCE_DATE_EPOCH``, if set: the time every PDF claims to be
     made at, so that the same scans make byte-identical PDFs whenever they are processed."""
@@ -114,59 +106,32 @@ def _source_date() -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isdigit() else None
 
 
-def _name_ocr_layers(pdf: pikepdf.Pdf) -> None:
-    """Rename OCRmyPDF's text layers (``/OCR-<random>``) after their page and order.
-
-    The random names are the only part of a PDF, besides its dates and ``/ID``, that differs
-    between two runs over the same scans; the archived file's SHA-256 must not depend on it.
-    """
-    for page_no, page in enumerate(pdf.pages, start=1):
-        xobjects = page.obj.get("/Resources", pikepdf.Dictionary()).get("/XObject")
-        if xobjects is None:
-            continue
-        contents = page.obj.get("/Contents")
-        streams = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
-        data = [s.read_bytes() for s in streams]
-        joined = b"\n".join(data)
-        old_names = sorted((k for k in xobjects if k.startswith("/OCR-")),
-                           key=lambda k: joined.find(k.encode() + b" "))
-        renames = {old: f"/OCR-p{page_no}-{n}" for n, old in enumerate(old_names, start=1)}
-        for old, new in renames.items():
-            xobjects[new] = xobjects[old]
-            del xobjects[old]
-        for stream, raw in zip(streams, data, strict=True):
-            changed = raw
-            for old, new in renames.items():
-                # the random 22-character suffix cannot occur in a content stream by chance
-                changed = changed.replace(old.encode() + b" ", new.encode() + b" ")
-            if changed != raw:
-                stream.write(changed)  # compressed again when the file is saved
+def _record_xmp(pdf: pikepdf.Pdf, row: ManifestRow, agency_code: str, batch_id: str) -> None:
+    """The record's fields in the file's XMP (DocInfo follows): Dublin Core is predefined in
+    XMP, so PDF/A needs no extension schema for them."""
+    issued = row.issued_on.isoformat() if row.issued_on else row.issued_on_raw
+    with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+        meta["dc:title"] = f"{row.result_number or row.record_id} - {row.procedure_code}"
+        meta["dc:creator"] = [agency_code]
+        meta["dc:description"] = (f"Kết quả giải quyết TTHC {row.procedure_code}, hồ sơ "
+                                  f"{row.record_id}, ngày ban hành {issued}")
+        meta["pdf:Keywords"] = (f"{row.record_id}, {row.procedure_code}, {row.result_number}, "
+                                f"{issued}")
+        meta["dc:identifier"] = row.record_id
+        meta["dc:source"] = f"{agency_code}/{batch_id}"
+        meta["dc:type"] = {"Kết quả giải quyết thủ tục hành chính"}
+        if row.issued_on:
+            meta["dc:date"] = [row.issued_on.isoformat()]
+        meta["dc:language"] = ["vi"]
 
 
-def add_record_xmp(pdf_path: Path, row: ManifestRow, agency_code: str, batch_id: str) -> None:
-    """Dublin Core fields are predefined in XMP, so PDF/A needs no extension schema for them.
-
-    The file is saved with a content-derived ``/ID`` and deterministic layer names, and with
-    ``SOURCE_DATE_EPOCH`` set also with fixed dates: a record redone after a crash is then the
-    very file an uninterrupted run would have archived.
-    """
-    pinned = _source_date()
-    with pikepdf.open(pdf_path, allow_overwriting_input=True) as pdf:
-        with pdf.open_metadata(set_pikepdf_as_editor=pinned is None) as meta:
-            meta["dc:identifier"] = row.record_id
-            meta["dc:source"] = f"{agency_code}/{batch_id}"
-            meta["dc:type"] = {"Kết quả giải quyết thủ tục hành chính"}
-            if row.issued_on:
-                meta["dc:date"] = [row.issued_on.isoformat()]
-            meta["dc:language"] = ["vi"]
-            if pinned is not None:
-                for key in ("xmp:CreateDate", "xmp:ModifyDate", "xmp:MetadataDate"):
-                    meta[key] = pinned.isoformat()
-        _name_ocr_layers(pdf)
-        # qpdf keeps the first half of an existing /ID, which OCRmyPDF drew at random
-        if "/ID" in pdf.trailer:
-            del pdf.trailer["/ID"]
-        pdf.save(pdf_path, deterministic_id=True)
+def _dated(pdf: pikepdf.Pdf) -> None:
+    """The file's dates: now, or with ``SOURCE_DATE_EPOCH`` set, that time, so that a record
+    redone after a crash is the very file an uninterrupted run would have archived."""
+    when = (_source_date() or dt.datetime.now(dt.UTC)).isoformat()
+    with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+        for key in ("xmp:CreateDate", "xmp:ModifyDate", "xmp:MetadataDate"):
+            meta[key] = when
 
 
 def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
@@ -195,12 +160,13 @@ def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
                              f"({'; '.join(problems)}). Báo cho quản trị hệ thống.")
 
 
-def _page_texts(out_pdf: Path, hocr_dir: Path, page_count: int, kept: Mapping[int, str]) -> str:
+def _page_texts(out_pdf: Path, readings_dir: Path, page_count: int, kept: Mapping[int, str]
+                ) -> str:
     """The record's text, pages separated by form feeds: a kept page's own text as the archived
     file carries it, Tesseract's for an OCR'd page, nothing for a page neither (blank)."""
     texts = []
     for n in range(1, page_count + 1):
-        ocr_text = hocr_dir / f"{n:06d}_ocr_hocr.txt"
+        ocr_text = _reading(readings_dir, n).with_suffix(".txt")
         if n in kept:
             texts.append(poppler.page_text(out_pdf, n))
         elif ocr_text.exists():
@@ -212,51 +178,95 @@ def _page_texts(out_pdf: Path, hocr_dir: Path, page_count: int, kept: Mapping[in
 
 @dataclass(frozen=True)
 class OcrRequest:
-    """One record to OCR: its pages as an image-only PDF, and the record they are."""
+    """One record to OCR: its pages, each an image-only PDF, and the record they are."""
 
-    image_pdf: Path  # one page per page of the record
-    page_count: int
+    parts: list[Path]  # one one-page PDF per page of the record, in order
     out_pdf: Path  # the PDF/A-2b to write
-    work_dir: Path  # where ``write_view`` put each page's view; OCRmyPDF's hOCR goes here too
+    work_dir: Path  # where ``write_view`` put each page's view; Tesseract's readings go here too
     row: ManifestRow  # the record's fields, for its XMP and the messages
     agency_code: str
     batch_id: str
-    ocr_pages: list[int] | None = None  # 1-based; None: all
+    ocr_pages: list[int] | None = None  # 1-based; None: all but the kept ones
     kept: Mapping[int, str] | None = None  # born-digital pages archived as issued -> their file
     readings: Path | None = None  # drafted pages' readings to take (pipeline.imaging.readings)
 
 
 def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOutput:
-    """OCR the record's image-only PDF in Vietnamese; write and verify the PDF/A-2b.
+    """Read the record's pages in Vietnamese and write them, each under its text, as one
+    verified PDF/A-2b.
 
-    Each page to OCR is read from its view, written by ``write_view`` into ``work_dir``.
-    ``ocr_pages`` limits OCR to those pages, e.g. to skip blank ones; every page is kept in the
-    PDF. ``kept`` names the born-digital pages (page -> source file) to archive as they are,
-    with their own text, instead of OCR'ing them.
+    Each page to read is read from its view, written by ``write_view`` into ``work_dir``:
+    Tesseract's text-only PDF page is laid over the composed page (pikepdf), and the file is
+    made PDF/A-2b by pikepdf's PDF/A module, which validates what it writes. ``ocr_pages``
+    limits reading to those pages, e.g. to skip blank ones; every page is kept in the PDF.
+    ``kept`` names the born-digital pages (page -> source file), archived as they are, with
+    their own text.
+
+    Not through OCRmyPDF, which did the same with the same Tesseract run and cost 0.1 CPU s a
+    page of Python around it, a tenth of what Tesseract's reading costs (issue 15): its
+    pipeline inspects, converts and validates a PDF whose every part we make ourselves.
     """
-    row, out_pdf, kept = request.row, request.out_pdf, request.kept or {}
-    hocr_dir = request.work_dir / "hocr"
-    hocr_dir.mkdir(exist_ok=True)
-    job = ocrmypdf_exec.OcrJob(
-        input_pdf=str(request.image_pdf), output_pdf=str(out_pdf), hocr_dir=str(hocr_dir),
-        view_dir=str(request.work_dir / VIEW_DIR), languages=profile.languages, jobs=jobs,
-        pages=",".join(map(str, request.ocr_pages)) if request.ocr_pages is not None else None,
-        keep_text=bool(kept), readings_dir=str(request.readings) if request.readings else None,
-        **_metadata(row, request.agency_code),
-    )
+    row, kept = request.row, request.kept or {}
+    pages = range(1, len(request.parts) + 1)
+    asked = pages if request.ocr_pages is None else request.ocr_pages
+    to_read = [n for n in asked if n not in kept]
+    readings_dir = request.work_dir / READINGS
+    readings_dir.mkdir(exist_ok=True)
+    with ThreadPoolExecutor(max(1, min(jobs, len(to_read)))) as pool:
+        list(pool.map(lambda n: _read(request, profile, n), to_read))
+    with pikepdf.new() as pdf:
+        for n, part in enumerate(request.parts, start=1):
+            with pikepdf.open(part) as one:
+                pdf.pages.extend(one.pages)
+            if n in to_read:
+                with pikepdf.open(_reading(readings_dir, n).with_suffix(".pdf")) as text:
+                    pdf.pages[-1].add_overlay(text.pages[0])
+        _record_xmp(pdf, row, request.agency_code, request.batch_id)
+        pikepdf.pdfa.prepare(pdf, "2b")
+        _dated(pdf)
+        try:
+            # written beside the destination, validated, then renamed into place
+            pikepdf.pdfa.save(pdf, request.out_pdf, "2b", repair=False, deterministic_id=True)
+        except pikepdf.pdfa.PdfaError as exc:
+            raise _not_pdfa(row, kept, exc.report.summary()) from exc
+    verify_pdfa(request.out_pdf, row.record_id, len(request.parts))
+    text = _page_texts(request.out_pdf, readings_dir, len(request.parts), kept)
+    return OcrOutput(request.out_pdf, text, page_stats(readings_dir, len(request.parts)))
+
+
+def _reading(readings_dir: Path, page_no: int) -> Path:
+    """The prefix of Tesseract's reading of page ``page_no``: ``.pdf``, ``.txt``, ``.hocr``."""
+    return readings_dir / f"{page_no:06d}_ocr_hocr"
+
+
+def _read(request: OcrRequest, profile: ScannerProfile, page_no: int) -> None:
+    """Tesseract's reading of the page's view, or the one a draft made of it."""
+    view = request.work_dir / VIEW_DIR / f"{page_no:06d}.tif"
+    prefix = _reading(request.work_dir / READINGS, page_no)
+    if request.readings and readings.take(view, profile.languages,
+                                          tesseract.PAGE_SEGMENTATION_MODE, request.readings,
+                                          prefix.with_suffix(".pdf"), prefix.with_suffix(".txt")):
+        return
+    row = request.row
     try:
-        ocrmypdf_exec.make_pdfa(job)
-    except ocrmypdf_exec.OcrmypdfError as exc:
-        hint = "Kiểm tra ảnh quét rồi Clear để chạy lại."
-        if kept:
-            pages = ", ".join(f"trang {n} (tệp '{name}')" for n, name in sorted(kept.items()))
-            hint = (f"Các trang văn bản điện tử {pages} được giữ nguyên (ocr.born_digital: keep) "
-                    "nhưng không chuyển được sang PDF/A-2b như vốn có. Xin cơ quan ban hành bản "
-                    "PDF/A, hoặc đặt ocr.born_digital: redo trong cấu hình máy quét để nhận dạng "
-                    "lại chúng như bản quét, rồi Clear để chạy lại.")
-        raise OcrFailedError(row.record_id, f"Hồ sơ {row.record_id} ({row.where_inline}): OCR không "
-                             f"thành công ({exc}). {hint}") from exc
-    add_record_xmp(out_pdf, row, request.agency_code, request.batch_id)
-    verify_pdfa(out_pdf, row.record_id, request.page_count)
-    text = _page_texts(out_pdf, hocr_dir, request.page_count, kept)
-    return OcrOutput(out_pdf, text, page_stats(hocr_dir, request.page_count))
+        tesseract.read_page(view, profile.languages, prefix)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = (f"hết {exc.timeout:.0f} giây" if isinstance(exc, subprocess.TimeoutExpired)
+                  else " ".join(exc.stderr.decode("utf-8", "replace").split())[-300:])
+        raise OcrFailedError(row.record_id, (
+            f"Hồ sơ {row.record_id} ({row.where_inline}): Tesseract không đọc được trang "
+            f"{page_no} ({detail}). Kiểm tra ảnh quét của trang rồi Clear để chạy lại.")) from exc
+
+
+def _not_pdfa(row: ManifestRow, kept: Mapping[int, str], findings: str) -> RecordError:
+    if not kept:
+        return PdfaCheckError(row.record_id, (
+            f"Hồ sơ {row.record_id} ({row.where_inline}): tệp tạo ra không đạt PDF/A-2b "
+            f"({' '.join(findings.split())[:500]}). Báo cho quản trị hệ thống."))
+    pages = ", ".join(f"trang {n} (tệp '{name}')" for n, name in sorted(kept.items()))
+    return OcrFailedError(row.record_id, (
+        f"Hồ sơ {row.record_id} ({row.where_inline}): các trang văn bản điện tử {pages} được giữ "
+        "nguyên (ocr.born_digital: keep) nhưng không chuyển được sang PDF/A-2b như vốn có "
+        f"({' '.join(findings.split())[:300]}). Xin cơ quan ban hành bản PDF/A, hoặc đặt "
+        "ocr.born_digital: redo trong cấu hình máy quét để nhận dạng lại chúng như bản quét, "
+        "rồi Clear để chạy lại."))

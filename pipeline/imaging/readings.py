@@ -2,11 +2,11 @@
 
 A drafted manifest reads each record's first page (:mod:`pipeline.drafting.reading`) as the
 archive's OCR will: the same view (:func:`pipeline.imaging.ocr.ocr_view` of the same cleaned
-page), languages and segmentation mode. Tesseract's answer is asked for as OCRmyPDF asks for it
-(a text-only PDF page, the text and the hOCR, from one run) and kept in a store
+page), languages and segmentation mode. Tesseract's answer is asked for as the archive asks for
+it (a text-only PDF page, the text and the hOCR, from one run: ``tesseract.read_page``) and kept in a store
 (``DATA/work/readings``, ``Settings.readings_dir``) under a key made of the view's file (its
 pixels and resolution), languages and mode.
-When that page is archived, the OCR engine (:mod:`pipeline._exec.ocrmypdf_plugin`) takes the
+When that page is archived, the archive's OCR (:func:`pipeline.imaging.ocr.ocr_record`) takes the
 reading out of the store instead of running Tesseract on the page a second time (issue 19: about
 2 CPU s a record, the most of what a draft costs). Any difference in what would be read (a
 page cleaned otherwise, another language) is another key: a reading is never used for a view it
@@ -75,7 +75,7 @@ def read(view: Path, languages: Sequence[str], store: Path) -> Path:
 
 def take(view: Path, languages: Sequence[str], psm: int, store: Path, output_pdf: Path,
          output_text: Path) -> bool:
-    """Move the reading kept for ``view`` out of ``store`` to OCRmyPDF's outputs for the page
+    """Move the reading kept for ``view`` out of ``store`` to the archive's reading of the page
     (``output_pdf``, its hOCR beside it, ``output_text``); False when there is none.
 
     Taken, not copied: the archive holds the reading from then on, and the store does not grow
