@@ -220,7 +220,7 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
                 pdf.pages.extend(one.pages)
             if n in to_read:
                 with pikepdf.open(_reading(readings_dir, n).with_suffix(".pdf")) as text:
-                    pdf.pages[-1].add_overlay(text.pages[0])
+                    _lay_over(pdf.pages[-1], text.pages[0])
         _record_xmp(pdf, row, request.agency_code, request.batch_id)
         pikepdf.pdfa.prepare(pdf, "2b")
         _dated(pdf)
@@ -232,6 +232,18 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
     verify_pdfa(request.out_pdf, row.record_id, len(request.parts))
     text = _page_texts(request.out_pdf, readings_dir, len(request.parts), kept)
     return OcrOutput(request.out_pdf, text, page_stats(readings_dir, len(request.parts)))
+
+
+def _lay_over(page: pikepdf.Page, text: pikepdf.Page) -> None:
+    """Draw the text-only page ``text`` over ``page``, fitted to it, as ``/OCR``: not with
+    pikepdf's ``add_overlay``, which names it at random, and the archived file's SHA-256 must
+    not depend on the run that made it."""
+    layer = text.as_form_xobject()
+    name = page.add_resource(layer, pikepdf.Name.XObject, name=pikepdf.Name.OCR)
+    placed = page.calc_form_xobject_placement(layer, name, pikepdf.Rectangle(page.trimbox))
+    page.contents_add(b"q\n", prepend=True)
+    page.contents_add(b"Q\n" + placed)
+    page.contents_coalesce()
 
 
 def _reading(readings_dir: Path, page_no: int) -> Path:
