@@ -40,7 +40,7 @@ class PageOcrStats:
 
 LOW_WORD_CONFIDENCE = 60
 VIEW_DIR = "ocr-view"
-READINGS = "hocr"  # Tesseract's reading of each page (_reading)
+READ_DIR = "hocr"  # in a record's work folder: Tesseract's reading of each page (_reading)
 
 
 def grey_view(image: np.ndarray, colour_dropout: bool) -> np.ndarray:
@@ -83,11 +83,11 @@ def save_view(view: np.ndarray, dpi: int, path: Path) -> None:
     Image.fromarray(view).save(path, dpi=(dpi, dpi))
 
 
-def page_stats(readings_dir: Path, page_count: int) -> list[PageOcrStats | None]:
+def page_stats(read_dir: Path, page_count: int) -> list[PageOcrStats | None]:
     """Word confidences per page from Tesseract's hOCR; None for a page that was not OCR'd."""
     out: list[PageOcrStats | None] = []
     for n in range(1, page_count + 1):
-        path = _reading(readings_dir, n).with_suffix(".hocr")
+        path = _reading(read_dir, n).with_suffix(".hocr")
         if not path.exists():
             out.append(None)
             continue
@@ -160,13 +160,13 @@ def verify_pdfa(pdf_path: Path, record_id: str, expected_pages: int) -> None:
                              f"({'; '.join(problems)}). Báo cho quản trị hệ thống.")
 
 
-def _page_texts(out_pdf: Path, readings_dir: Path, page_count: int, kept: Mapping[int, str]
+def _page_texts(out_pdf: Path, read_dir: Path, page_count: int, kept: Mapping[int, str]
                 ) -> str:
     """The record's text, pages separated by form feeds: a kept page's own text as the archived
     file carries it, Tesseract's for an OCR'd page, nothing for a page neither (blank)."""
     texts = []
     for n in range(1, page_count + 1):
-        ocr_text = _reading(readings_dir, n).with_suffix(".txt")
+        ocr_text = _reading(read_dir, n).with_suffix(".txt")
         if n in kept:
             texts.append(poppler.page_text(out_pdf, n))
         elif ocr_text.exists():
@@ -210,8 +210,8 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
     pages = range(1, len(request.parts) + 1)
     asked = pages if request.ocr_pages is None else request.ocr_pages
     to_read = [n for n in asked if n not in kept]
-    readings_dir = request.work_dir / READINGS
-    readings_dir.mkdir(exist_ok=True)
+    read_dir = request.work_dir / READ_DIR
+    read_dir.mkdir(exist_ok=True)
     with ThreadPoolExecutor(max(1, min(jobs, len(to_read)))) as pool:
         list(pool.map(lambda n: _read(request, profile, n), to_read))
     with pikepdf.new() as pdf:
@@ -219,7 +219,7 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
             with pikepdf.open(part) as one:
                 pdf.pages.extend(one.pages)
             if n in to_read:
-                with pikepdf.open(_reading(readings_dir, n).with_suffix(".pdf")) as text:
+                with pikepdf.open(_reading(read_dir, n).with_suffix(".pdf")) as text:
                     _lay_over(pdf.pages[-1], text.pages[0])
         _record_xmp(pdf, row, request.agency_code, request.batch_id)
         pikepdf.pdfa.prepare(pdf, "2b")
@@ -230,8 +230,8 @@ def ocr_record(request: OcrRequest, profile: ScannerProfile, jobs: int) -> OcrOu
         except pikepdf.pdfa.PdfaError as exc:
             raise _not_pdfa(row, kept, exc.report.summary()) from exc
     verify_pdfa(request.out_pdf, row.record_id, len(request.parts))
-    text = _page_texts(request.out_pdf, readings_dir, len(request.parts), kept)
-    return OcrOutput(request.out_pdf, text, page_stats(readings_dir, len(request.parts)))
+    text = _page_texts(request.out_pdf, read_dir, len(request.parts), kept)
+    return OcrOutput(request.out_pdf, text, page_stats(read_dir, len(request.parts)))
 
 
 def _lay_over(page: pikepdf.Page, text: pikepdf.Page) -> None:
@@ -246,15 +246,15 @@ def _lay_over(page: pikepdf.Page, text: pikepdf.Page) -> None:
     page.contents_coalesce()
 
 
-def _reading(readings_dir: Path, page_no: int) -> Path:
+def _reading(read_dir: Path, page_no: int) -> Path:
     """The prefix of Tesseract's reading of page ``page_no``: ``.pdf``, ``.txt``, ``.hocr``."""
-    return readings_dir / f"{page_no:06d}_ocr_hocr"
+    return read_dir / f"{page_no:06d}_ocr_hocr"
 
 
 def _read(request: OcrRequest, profile: ScannerProfile, page_no: int) -> None:
     """Tesseract's reading of the page's view, or the one a draft made of it."""
     view = request.work_dir / VIEW_DIR / f"{page_no:06d}.tif"
-    prefix = _reading(request.work_dir / READINGS, page_no)
+    prefix = _reading(request.work_dir / READ_DIR, page_no)
     if request.readings and readings.take(view, profile.languages,
                                           tesseract.PAGE_SEGMENTATION_MODE, request.readings,
                                           prefix.with_suffix(".pdf"), prefix.with_suffix(".txt")):
