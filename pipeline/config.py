@@ -35,6 +35,9 @@ class OcrProfile(BaseModel):
     min_mean_confidence: float = Field(60, ge=0, le=100)
     # a PDF page that carries its own visible text: keep it as issued, or rasterise and OCR it
     born_digital: Literal["keep", "redo"] = "keep"
+    # Tesseract's time on one page before the record is held (ocr_failed): a page it cannot
+    # finish is a scan to look at, not a page to archive without its text
+    page_timeout_seconds: float = Field(600, gt=0)
 
 
 # at or above this confidence (0-1) a field drafted from a page is taken as read, below it the

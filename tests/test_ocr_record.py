@@ -72,6 +72,22 @@ def test_a_page_tesseract_cannot_read_holds_the_record_naming_it(tmp_path: Path)
     assert not (tmp_path / "record.pdf").exists()
 
 
+def test_a_page_tesseract_does_not_finish_in_time_holds_the_record_naming_it(
+        tmp_path: Path) -> None:
+    parts = _pages(tmp_path, 2)
+    profile = load_settings().scanner_profile
+    # no real Tesseract reads a page in 50 ms: the profile's limit, not a stand-in, stops it
+    hurried = profile.model_copy(update={
+        "ocr": profile.ocr.model_copy(update={"page_timeout_seconds": 0.05})})
+    with pytest.raises(OcrFailedError) as caught:
+        ocr.ocr_record(ocr.OcrRequest(parts, tmp_path / "record.pdf", tmp_path, ROW,
+                                      "000.00.12.H12", "B1", ocr_pages=[2]), hurried, 1)
+    message = str(caught.value)
+    assert "HS-0001" in message and "trang 2" in message
+    assert "0.05 giây" in message and "ocr.page_timeout_seconds" in message
+    assert not (tmp_path / "record.pdf").exists()
+
+
 def _cmyk_page(path: Path) -> Path:
     """A one-page PDF painted in DeviceCMYK, which an sRGB output intent does not cover."""
     with pikepdf.new() as pdf:

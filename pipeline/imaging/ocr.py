@@ -261,9 +261,11 @@ def _read(request: OcrRequest, profile: ScannerProfile, page_no: int) -> None:
         return
     row = request.row
     try:
-        tesseract.read_page(view, profile.languages, prefix)
+        tesseract.read_page(view, profile.languages, prefix,
+                            timeout=profile.ocr.page_timeout_seconds)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        detail = (f"hết {exc.timeout:.0f} giây" if isinstance(exc, subprocess.TimeoutExpired)
+        detail = (f"quá {exc.timeout:g} giây (ocr.page_timeout_seconds)"
+                  if isinstance(exc, subprocess.TimeoutExpired)
                   else " ".join(exc.stderr.decode("utf-8", "replace").split())[-300:])
         raise OcrFailedError(row.record_id, (
             f"Hồ sơ {row.record_id} ({row.where_inline}): Tesseract không đọc được trang "
