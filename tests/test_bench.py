@@ -237,7 +237,8 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
                                    {"cpu_seconds": 5.0, "programs_cpu_seconds": 3.0}]},
               "baseline": {"wall_seconds": 40.0, "rss": rss},
               "tesseract": {"wall_seconds": 4.0, "cleanup_seconds": 2.0, "ocr_cpu_seconds": 4.0,
-                            "rss": rss}}
+                            "rss": rss, "side_by_side": {"jobs": 2, "ocr_cpu_seconds": 5.0,
+                                                         "ocr_cpu_seconds_runs": [4.8, 5.2]}}}
     meta = {"started_at": "2025-01-01T00:00:00", "environment": {"cpus": 2},
             "corpus": {"pages": 2, "hard_pages": 1, "easy_pages": 1}, "stack": None}
     report = bench_figures.build_report(rows, phases, meta)
@@ -254,6 +255,11 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
     assert report["systems"]["ours"]["cpu_split"]["fixed_seconds"] == pytest.approx(8.0)
     assert report["ratios"]["cpu_marginal_vs_tesseract"] == pytest.approx(2.0)
     assert goals["cpu_vs_tesseract"] is False and goals["orientation_wrong"] is True
+    # Tesseract two at a time took 2.5 CPU s a page: the ratios against it are of our own work
+    assert report["systems"]["tesseract"]["side_by_side"]["cpu_seconds_per_page_runs"] == [
+        pytest.approx(2.4), pytest.approx(2.6)]
+    assert report["ratios"]["cpu_ours_vs_tesseract_side_by_side"] == pytest.approx(8.0 / 2.5)
+    assert report["ratios"]["cpu_marginal_vs_tesseract_side_by_side"] == pytest.approx(4.0 / 2.5)
     assert goals["stack_peak_memory_mb"] is None
     assert goals["colour_red"] is True and goals["colour_red_min"] is True
     assert report["systems"]["ours"]["colour"]["red"] == pytest.approx(0.95)
@@ -268,10 +274,12 @@ def test_report_has_ratios_when_the_baseline_ran() -> None:
                    "CER, show-through pages", "colour kept, red (pooled)",
                    "colour kept, blue (pooled)", "colour kept, red, worst page",
                    "CPU s per batch, fixed", "CPU s/page, marginal", "a batch of 300 pages",
-                   "the programs the records ran"):
+                   "the programs the records ran", "2 at a time as our workers",
+                   "as many at a time as our workers"):
         assert metric in table
     assert "95.00%" in table and "85.00%" in table
     assert "4.00×" in table  # the throughput ratio
+    assert "3.20×" in table and "1.60×" in table  # ours against Tesseract side by side
     json.dumps(report)  # everything in it is plain JSON
 
 
@@ -347,6 +355,11 @@ def test_tiny_run_writes_every_metric(tmp_path: Path, capsys: pytest.CaptureFixt
     before, after = tess["cpu_seconds_per_page_runs"]
     assert before > 0 and after > 0
     assert tess["cpu_seconds_per_page"] == pytest.approx((before + after) / 2)
+    # and each run read the pages again two at a time, as our two workers do
+    paired = tess["side_by_side"]
+    assert paired["jobs"] == 2 and all(run > 0 for run in paired["cpu_seconds_per_page_runs"])
+    assert report["ratios"]["cpu_ours_vs_tesseract_side_by_side"] == pytest.approx(
+        ours["cpu_seconds_per_page"] / paired["cpu_seconds_per_page"])
     assert 0 <= ours["residual_skew"]["mean"] <= ours["residual_skew"]["max"] <= 6
     assert ours["residual_skew"]["measured"] == 2
     assert ours["skew_error_vs_truth"]["measured"] == 2

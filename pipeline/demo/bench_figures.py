@@ -332,6 +332,12 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
         # its OCR CPU per page of each run, before ours and after (the figure is their mean)
         tess["cpu_seconds_per_page_runs"] = [
             cpu / max(1, len(rows)) for cpu in phases["tesseract"].get("ocr_cpu_seconds_runs", [])]
+        if paired := phases["tesseract"].get("side_by_side"):
+            tess["side_by_side"] = {
+                "jobs": paired["jobs"],
+                "cpu_seconds_per_page": paired["ocr_cpu_seconds"] / max(1, len(rows)),
+                "cpu_seconds_per_page_runs": [cpu / max(1, len(rows))
+                                              for cpu in paired.get("ocr_cpu_seconds_runs", [])]}
     # CPU seconds a page costs on all cores together: the fair per-core comparison, where the
     # wall clock lets our two workers race single-threaded Tesseract.
     for name, key in (("ours", "cpu_seconds"), ("baseline", "cpu_seconds"),
@@ -344,8 +350,12 @@ def build_report(rows: list[PageRow], phases: dict[str, dict[str, Any]], meta: d
         split = cpu_split(phases["ours"], len(rows))
         ours["cpu_split"] = split
     tess_cpu = dig(tess, "cpu_seconds_per_page")
+    paired_cpu = dig(tess, "side_by_side", "cpu_seconds_per_page")
     ratios = {
         "cpu_marginal_vs_tesseract": ratio(dig(split, "marginal_seconds_per_page"), tess_cpu),
+        "cpu_marginal_vs_tesseract_side_by_side": ratio(dig(split, "marginal_seconds_per_page"),
+                                                        paired_cpu),
+        "cpu_ours_vs_tesseract_side_by_side": ratio(dig(ours, "cpu_seconds_per_page"), paired_cpu),
         "cpu_projected_vs_tesseract": ratio(dig(split, "projected_seconds_per_page"), tess_cpu),
         "throughput_ours_vs_baseline": ratio(dig(ours, "pages_per_minute"),
                                              dig(base, "pages_per_minute")),

@@ -59,6 +59,12 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
          _fmt(base.get("cpu_seconds_per_page"), "2"), _fmt(tess.get("cpu_seconds_per_page"), "2"),
          _fmt(r.get("cpu_ours_vs_tesseract"), "x"), "<= 1.3×"),
     ]
+    paired = tess.get("side_by_side")
+    if paired:
+        rows.append((f"CPU s/page, all cores (ours vs Tesseract alone, {paired['jobs']} at a time "
+                     "as our workers)", _fmt(ours.get("cpu_seconds_per_page"), "2"), "",
+                     _fmt(paired["cpu_seconds_per_page"], "2"),
+                     _fmt(r.get("cpu_ours_vs_tesseract_side_by_side"), "x"), ""))
     split = ours.get("cpu_split")
     if split:
         rows += [
@@ -70,6 +76,11 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
              _fmt(split["marginal_seconds_per_page"], "2"), "",
              _fmt(tess.get("cpu_seconds_per_page"), "2"),
              _fmt(r.get("cpu_marginal_vs_tesseract"), "x"), ""),
+            *([("CPU s/page, marginal (ours vs Tesseract alone, as many at a time as our "
+                "workers)", _fmt(split["marginal_seconds_per_page"], "2"), "",
+                _fmt(paired["cpu_seconds_per_page"], "2"),
+                _fmt(r.get("cpu_marginal_vs_tesseract_side_by_side"), "x"), "")]
+              if paired else []),
             ("of it, the programs the records ran (Tesseract, Poppler) / the workers' own",
              f"{split['programs_seconds_per_page']:.2f} / {split['own_seconds_per_page']:.2f}",
              "", "", "", ""),
